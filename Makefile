@@ -1,0 +1,46 @@
+# make demo  - install into .venv, seed a local MLflow store, ingest it to out/demo.json, print the report
+# make test  - install the test extra into .venv and run every test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+# MLflow 3 telemetry can stall a process for minutes without internet; a crawler must not phone home.
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export DATAHUB_TELEMETRY_ENABLED := false
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
+
+.PHONY: demo test install install-server install-test cassettes bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.server: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[server]'
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: | $(PY)
+	$(PY) -m pip install -q -e .
+
+install-server: $(VENV)/.server
+install-test: $(VENV)/.test
+
+demo: install-server
+	rm -rf .demo && mkdir -p .demo out
+	$(PY) -m connector.demo .demo/mlflow.db
+	$(VENV)/bin/mlflow-catalog ingest -c recipes/demo.yml --report-file out/demo-report.json
+
+test: install-test
+	$(PY) -m pytest -q -p no:cacheprovider
+
+cassettes: install-test
+	$(PY) -m tests.record_cassettes
+
+clean:
+	rm -rf .demo out build *.egg-info

@@ -1,0 +1,40 @@
+"""`mlflow-catalog check`: can this recipe run? Each check names what it tried."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from connector.recipe import Recipe, RecipeError
+from connector.source.connect import open_backend
+from connector.source.errors import SourceError
+
+
+def run_checks(recipe: Recipe) -> Iterator[tuple[str, bool, str]]:
+    yield "recipe", True, "valid"
+    try:
+        backend = open_backend(recipe.source.config)
+    except (SourceError, RecipeError) as exc:
+        yield "mlflow", False, str(exc)
+        return
+    try:
+        for name, location, probe in (
+            ("tracking server", backend.tracking_location,
+             lambda: backend.search_experiments("ACTIVE_ONLY", 1, None)),
+            ("model registry", backend.registry_location,
+             lambda: backend.search_registered_models(1, None)),
+        ):
+            try:
+                probe()
+            except SourceError as exc:
+                yield name, False, str(exc)
+            else:
+                yield name, True, f"{location} answers"
+    finally:
+        backend.close()
+    if recipe.sink.type == "file":
+        target = Path(recipe.sink.config.filename).resolve().parent
+        existing = next((p for p in (target, *target.parents) if p.exists()), None)
+        writable = existing is not None and os.access(existing, os.W_OK)
+        yield "file sink", writable, (f"{target} is writable" if writable
+                                      else f"cannot write into {target}")

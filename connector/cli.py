@@ -1,0 +1,71 @@
+"""`mlflow-catalog`: ingest MLflow into the catalog, or check that a recipe can."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from connector.recipe import RecipeError, load_recipe
+
+EXIT_OK, EXIT_FAILURES, EXIT_BAD_RECIPE = 0, 1, 2
+
+
+def _load(path: str):
+    try:
+        return load_recipe(path)
+    except RecipeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_RECIPE)
+
+
+@click.group()
+@click.version_option(package_name="mlflow-catalog-connector")
+def main() -> None:
+    """Put what an MLflow tracking server and model registry hold into a data catalog."""
+
+
+@main.command()
+@click.option("-c", "--config", "recipe_path", required=True, type=click.Path(dir_okay=False),
+              help="Recipe YAML.")
+@click.option("--dry-run", is_flag=True, help="Crawl and map, write nothing.")
+@click.option("--preview", type=click.IntRange(min=1), default=None,
+              help="Stop after N proposals.")
+@click.option("--report-file", type=click.Path(dir_okay=False), default=None,
+              help="Also write the report as JSON here.")
+def ingest(recipe_path: str, dry_run: bool, preview, report_file) -> None:
+    """Crawl MLflow and deliver every proposal to the recipe's sink."""
+    from connector.pipeline import run_ingest
+
+    recipe = _load(recipe_path)
+    try:
+        report = run_ingest(recipe, dry_run=dry_run, preview=preview)
+    except RecipeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_RECIPE)
+    report.render(sys.stdout)
+    if report_file:
+        Path(report_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_file).write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+    for failure in report.failures[:5]:
+        click.echo(f"error: {failure['title']}: {failure['message']}", err=True)
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILURES)
+
+
+@main.command()
+@click.option("-c", "--config", "recipe_path", required=True, type=click.Path(dir_okay=False))
+def check(recipe_path: str) -> None:
+    """Check that the recipe is valid and MLflow (tracking and registry) answers."""
+    from connector.checks import run_checks
+
+    recipe = _load(recipe_path)
+    ok = True
+    for name, passed, detail in run_checks(recipe):
+        click.echo(f"[{'ok' if passed else 'FAIL'}] {name}: {detail}")
+        ok = ok and passed
+    sys.exit(EXIT_OK if ok else EXIT_FAILURES)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Pure functions from MLflow records to metadata change proposals. No I/O here."""

@@ -1,0 +1,105 @@
+"""Datasets a run logged with log_input -> dataset entities on the mlflow platform,
+each with an upstream to the dataset where the data lives (s3, gcs, ...)."""
+from __future__ import annotations
+
+import json
+from typing import Iterator, Optional
+from urllib.parse import urlsplit
+
+from connector.mapping import urns
+from connector.mapping.common import MappingContext, Mcp, mcp, platform_instance_aspect, sorted_props, status
+from connector.source.entities import DatasetInput, LoggedDataset
+
+# MLflow colspec types -> the catalog's schema field types
+_FIELD_TYPES = {
+    "boolean": "BooleanType", "integer": "NumberType", "long": "NumberType",
+    "float": "NumberType", "double": "NumberType", "string": "StringType",
+    "binary": "BytesType", "datetime": "TimeType", "array": "ArrayType",
+    "object": "RecordType", "map": "MapType",
+}
+# MLflow dataset source types -> catalog platforms, unless the recipe says otherwise
+DEFAULT_PLATFORMS = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "abfss": "abs", "wasbs": "abs",
+                     "hdfs": "hdfs", "delta_table": "delta-lake", "hugging_face": "huggingface",
+                     "bigquery": "bigquery", "snowflake": "snowflake", "databricks": "databricks"}
+_LOCAL_SOURCES = {"local", "code", ""}
+
+
+def dataset_urn_for(ctx: MappingContext, dataset: LoggedDataset) -> str:
+    """The run's input: the dataset as MLflow knows it, on the mlflow platform."""
+    return urns.dataset_urn(urns.PLATFORM, dataset.name, ctx.env)
+
+
+def upstream_platform(ctx: MappingContext, source_type: str) -> Optional[str]:
+    source_type = (source_type or "").lower()
+    if source_type in ctx.dataset_platform_mapping:
+        return ctx.dataset_platform_mapping[source_type]
+    if source_type in _LOCAL_SOURCES:
+        return None
+    return DEFAULT_PLATFORMS.get(source_type)
+
+
+def _upstream_name(dataset: LoggedDataset) -> str:
+    """Where the data lives (bucket/path for object stores), else the dataset's name."""
+    uri = dataset.source_uri
+    if uri:
+        parts = urlsplit(uri)
+        if parts.scheme and parts.netloc:
+            return f"{parts.netloc}{parts.path}".rstrip("/")
+    return dataset.name
+
+
+def _columns(dataset: LoggedDataset) -> Optional[list[dict]]:
+    try:
+        schema = json.loads(dataset.schema) if dataset.schema else {}
+    except ValueError:
+        return None
+    colspec = schema.get("mlflow_colspec") if isinstance(schema, dict) else None
+    if not isinstance(colspec, list):
+        return None
+    fields = []
+    for i, col in enumerate(colspec):
+        if not isinstance(col, dict):
+            return None
+        native = col.get("type") if isinstance(col.get("type"), str) else json.dumps(col.get("type"))
+        fields.append({
+            "fieldPath": str(col.get("name") or f"column_{i}"),
+            "nullable": not col.get("required", True),
+            "type": {"type": {f"com.linkedin.schema.{_FIELD_TYPES.get(native, 'StringType')}": {}}},
+            "nativeDataType": native,
+        })
+    return fields
+
+
+def map_dataset(ctx: MappingContext, dataset_input: DatasetInput) -> Iterator[Mcp]:
+    dataset = dataset_input.dataset
+    urn = dataset_urn_for(ctx, dataset)
+    custom = {"digest": dataset.digest, "source_type": dataset.source_type, "source": dataset.source,
+              "profile": dataset.profile}
+    columns = _columns(dataset)
+    if columns is None and dataset.schema:
+        custom["schema"] = dataset.schema
+    yield mcp(urn, "datasetProperties", {
+        "name": dataset.name,
+        "customProperties": sorted_props({k: v for k, v in custom.items() if v}),
+        "tags": [],
+    })
+    if columns:
+        yield mcp(urn, "schemaMetadata", {
+            "schemaName": dataset.name,
+            "platform": urns.platform_urn(),
+            "version": 0,
+            "created": {"time": 0, "actor": "urn:li:corpuser:unknown"},
+            "lastModified": {"time": 0, "actor": "urn:li:corpuser:unknown"},
+            "hash": dataset.digest,
+            "platformSchema": {"com.linkedin.schema.OtherSchema": {"rawSchema": dataset.schema}},
+            "fields": columns,
+        })
+    platform = upstream_platform(ctx, dataset.source_type)
+    if platform:
+        yield mcp(urn, "upstreamLineage", {"upstreams": [{
+            "auditStamp": {"time": 0, "actor": "urn:li:corpuser:unknown"},
+            "dataset": urns.dataset_urn(platform, _upstream_name(dataset), ctx.env),
+            "type": "COPY",
+        }]})
+    yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
+    yield mcp(urn, "status", status())

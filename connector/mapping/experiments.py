@@ -1,0 +1,99 @@
+"""Experiments -> containers ("ML Experiment"), runs -> dataProcessInstances ("ML Training Run")."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from connector.mapping import urns
+from connector.mapping.common import (
+    MappingContext, Mcp, audit_stamp, drop_none, external_url, hyper_params, mcp,
+    metrics, platform_instance_aspect, sorted_props, status, time_stamp,
+)
+from connector.mapping.datasets import dataset_urn_for
+from connector.source.entities import Experiment, ModelVersion, Run
+
+NOTE_TAG = "mlflow.note.content"
+_RESULTS = {"FINISHED": "SUCCESS", "FAILED": "FAILURE"}  # KILLED and the rest: SKIPPED
+_ENDED = {"FINISHED", "FAILED", "KILLED"}
+
+
+def experiment_container_urn(ctx: MappingContext, experiment: Experiment) -> str:
+    return urns.experiment_urn(experiment.name, ctx.platform_instance)
+
+
+def map_experiment(ctx: MappingContext, experiment: Experiment) -> Iterator[Mcp]:
+    urn = experiment_container_urn(ctx, experiment)
+    custom = {k: v for k, v in experiment.tags.items() if k != NOTE_TAG}
+    custom.update({"experiment_id": experiment.experiment_id,
+                   "artifacts_location": experiment.artifact_location,
+                   "lifecycle_stage": experiment.lifecycle_stage})
+    yield mcp(urn, "containerProperties", drop_none({
+        "name": experiment.name,
+        "description": experiment.tags.get(NOTE_TAG) or None,
+        "customProperties": sorted_props({k: v for k, v in custom.items() if v}),
+        "externalUrl": external_url(ctx, "experiments", experiment.experiment_id),
+        "created": time_stamp(experiment.creation_time),
+        "lastModified": time_stamp(experiment.last_update_time),
+    }))
+    yield mcp(urn, "subTypes", {"typeNames": ["ML Experiment"]})
+    yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
+    path = []
+    if ctx.platform_instance:
+        instance = urns.platform_instance_urn(ctx.platform_instance)
+        path.append({"id": instance, "urn": instance})
+    yield mcp(urn, "browsePathsV2", {"path": path})
+    yield mcp(urn, "status", status(experiment.lifecycle_stage == "deleted"))
+
+
+def map_run(ctx: MappingContext, run: Run, experiment: Experiment,
+            produced_versions: list[ModelVersion]) -> Iterator[Mcp]:
+    urn = urns.run_urn(run.run_id)
+    url = external_url(ctx, "experiments", run.experiment_id, "runs", run.run_id)
+    custom = {k: v for k, v in run.tags.items()}
+    custom.update({"status": run.status, "experiment_id": run.experiment_id,
+                   "lifecycle_stage": run.lifecycle_stage})
+    yield mcp(urn, "dataProcessInstanceProperties", drop_none({
+        "name": run.run_name or run.run_id,
+        "created": audit_stamp(run.start_time, run.user_id),
+        "externalUrl": url,
+        "customProperties": sorted_props({k: v for k, v in custom.items() if v}),
+        "type": "BATCH_AD_HOC",
+    }))
+    yield mcp(urn, "subTypes", {"typeNames": ["ML Training Run"]})
+    yield mcp(urn, "container", {"container": experiment_container_urn(ctx, experiment)})
+    yield mcp(urn, "mlTrainingRunProperties", drop_none({
+        "id": run.run_id,
+        "hyperParams": hyper_params(run.params),
+        "trainingMetrics": metrics(run.metrics),
+        "outputUrls": [run.artifact_uri] if run.artifact_uri else [],
+        "externalUrl": url,
+        "customProperties": {},
+    }))
+    if run.start_time is not None:
+        yield mcp(urn, "dataProcessInstanceRunEvent", {
+            "timestampMillis": run.start_time, "status": "STARTED", "attempt": 1,
+        })
+    if run.status in _ENDED and run.end_time is not None:
+        event = {
+            "timestampMillis": run.end_time,
+            "status": "COMPLETE",
+            "attempt": 1,
+            "result": {"type": _RESULTS.get(run.status, "SKIPPED"), "nativeResultType": urns.PLATFORM},
+        }
+        if run.start_time is not None:
+            event["durationMillis"] = max(0, run.end_time - run.start_time)
+        yield mcp(urn, "dataProcessInstanceRunEvent", event)
+    if run.dataset_inputs:
+        inputs = list(dict.fromkeys(dataset_urn_for(ctx, i.dataset) for i in run.dataset_inputs))
+        yield mcp(urn, "dataProcessInstanceInput", {
+            "inputs": inputs, "inputEdges": [{"destinationUrn": u} for u in inputs],
+        })
+    if produced_versions:
+        outputs = [urns.model_urn(v.name, v.version, ctx.model_name_separator, ctx.env)
+                   for v in produced_versions]
+        yield mcp(urn, "dataProcessInstanceOutput", {
+            "outputs": outputs, "outputEdges": [{"destinationUrn": u} for u in outputs],
+        })
+    yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
+    # dataProcessInstance takes no ownership aspect: the run's user is the `created` actor
+    # and the owner of the model versions it produced.
+    yield mcp(urn, "status", status(run.lifecycle_stage == "deleted"))

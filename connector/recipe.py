@@ -1,0 +1,184 @@
+"""Recipe: the YAML that wires a source to a sink, validated with pydantic.
+
+Values may reference environment variables as ${NAME} (or ${NAME:-default});
+an unknown key or a bad value is reported with its path in the recipe.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+FABRIC_TYPES = (
+    "DEV", "TEST", "QA", "UAT", "EI", "PRE", "STG", "NON_PROD", "PROD", "CORP",
+    "RVW", "PRD", "TST", "SIT", "SBX", "SANDBOX",
+)
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class RecipeError(Exception):
+    """A recipe that cannot be used; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AllowDenyPattern(_Strict):
+    """Regexes matched from the start of the name (re.match); deny wins over allow."""
+
+    allow: list[str] = Field(default_factory=lambda: [".*"])
+    deny: list[str] = Field(default_factory=list)
+    ignore_case: bool = False
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
+        return patterns
+
+    def allows(self, name: str) -> bool:
+        flags = re.IGNORECASE if self.ignore_case else 0
+        if any(re.match(p, name, flags) for p in self.deny):
+            return False
+        return any(re.match(p, name, flags) for p in self.allow)
+
+
+class MlflowSourceConfig(_Strict):
+    tracking_uri: Optional[str] = Field(
+        None, description="MLflow tracking URI (http(s)://, sqlite:///, file:). Default: $MLFLOW_TRACKING_URI.")
+    registry_uri: Optional[str] = Field(
+        None, description="Model registry URI. Default: $MLFLOW_REGISTRY_URI, else tracking_uri.")
+    env: str = "PROD"
+    platform_instance: Optional[str] = None
+    model_name_separator: str = "_"
+    base_external_url: Optional[str] = None
+    username: Optional[str] = None
+    password: Optional[SecretStr] = None
+    token: Optional[SecretStr] = None
+    model_pattern: AllowDenyPattern = Field(default_factory=AllowDenyPattern)
+    experiment_pattern: AllowDenyPattern = Field(default_factory=AllowDenyPattern)
+    include_experiments: bool = True
+    include_runs: bool = True
+    include_deleted: bool = False
+    dataset_platform_mapping: dict[str, str] = Field(default_factory=dict)
+    timeout_sec: float = Field(30.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    retry_backoff_sec: float = Field(0.5, ge=0)
+    retry_budget_sec: float = Field(30.0, ge=0)
+    max_requests_per_second: Optional[float] = Field(None, gt=0)
+    runs_page_size: int = Field(1000, ge=1, le=50000)
+    disable_ssl_verification: bool = False
+    ca_certificate_path: Optional[str] = None
+
+    @field_validator("env")
+    @classmethod
+    def _fabric(cls, value: str) -> str:
+        if value.upper() not in FABRIC_TYPES:
+            raise ValueError(f"unknown env {value!r}; one of {', '.join(FABRIC_TYPES)}")
+        return value.upper()
+
+    @field_validator("model_name_separator")
+    @classmethod
+    def _separator(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    def resolved_tracking_uri(self) -> str:
+        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            raise RecipeError("source.config.tracking_uri: required (or set MLFLOW_TRACKING_URI)")
+        return uri
+
+    def resolved_registry_uri(self) -> str:
+        return self.registry_uri or os.environ.get("MLFLOW_REGISTRY_URI") or self.resolved_tracking_uri()
+
+
+class MlflowSource(_Strict):
+    type: Literal["mlflow"]
+    config: MlflowSourceConfig = Field(default_factory=MlflowSourceConfig)
+
+
+class FileSinkConfig(_Strict):
+    filename: str
+
+
+class FileSink(_Strict):
+    type: Literal["file"]
+    config: FileSinkConfig
+
+
+SinkSection = Annotated[Union[FileSink], Field(discriminator="type")]
+
+
+class Recipe(_Strict):
+    pipeline_name: Optional[str] = None
+    source: MlflowSource
+    sink: SinkSection
+
+
+def expand_env(value: Any, path: str = "", environ=None) -> Any:
+    """Replace ${NAME} / ${NAME:-default} in every string of a parsed YAML tree."""
+    environ = os.environ if environ is None else environ
+    if isinstance(value, dict):
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k), environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{path}[{i}]", environ) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise RecipeError(f"{path}: environment variable {name} is not set")
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _location(loc: tuple) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("file", "mlflow") and parts and parts[-1] in ("sink", "source"):
+            continue  # pydantic's discriminator tag, not a key of the recipe
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "recipe"
+
+
+def parse_recipe(data: Any) -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError("recipe: expected a mapping with 'source' and 'sink'")
+    data = expand_env(data)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {path} is not valid YAML: {exc}") from None
+    return parse_recipe(data)

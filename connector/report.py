@@ -1,0 +1,139 @@
+"""What a run did: entities and aspects per type, warnings, failures, timings."""
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional, TextIO
+
+MAX_LISTED = 100  # warnings/failures kept verbatim; the rest are only counted
+
+
+@dataclass
+class Report:
+    run_id: str = ""
+    pipeline_name: str = ""
+    source: str = ""
+    sink: str = ""
+    dry_run: bool = False
+    started_at: float = field(default_factory=time.time)
+    duration_sec: float = 0.0
+    crawled: Counter = field(default_factory=Counter)
+    entities: Counter = field(default_factory=Counter)
+    aspects: dict = field(default_factory=dict)
+    proposals: int = 0
+    warnings: list = field(default_factory=list)
+    warning_count: int = 0
+    failures: list = field(default_factory=list)
+    failure_count: int = 0
+    infos: list = field(default_factory=list)
+    source_requests: int = 0
+    source_retries: int = 0
+    point_lookups: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+    output: Optional[str] = None
+    _last_urn: str = ""
+
+    # -- crawl observer ----------------------------------------------------
+    def seen(self, kind: str, count: int = 1) -> None:
+        self.crawled[kind] += count
+
+    def warning(self, title: str, message: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < MAX_LISTED:
+            self.warnings.append({"title": title, "message": message})
+
+    def failure(self, title: str, message: str) -> None:
+        self.failure_count += 1
+        if len(self.failures) < MAX_LISTED:
+            self.failures.append({"title": title, "message": message})
+
+    def info(self, title: str, message: str) -> None:
+        self.infos.append({"title": title, "message": message})
+
+    # -- proposals ---------------------------------------------------------
+    def proposal(self, entity_type: str, entity_urn: str, aspect_name: str) -> None:
+        """Count a proposal; an entity's aspects arrive together, so a new URN is a new entity."""
+        self.proposals += 1
+        per_type = self.aspects.setdefault(entity_type, Counter())
+        per_type[aspect_name] += 1
+        if entity_urn != self._last_urn:
+            self.entities[entity_type] += 1
+            self._last_urn = entity_urn
+
+    @property
+    def ok(self) -> bool:
+        return self.failure_count == 0
+
+    def finish(self) -> None:
+        self.duration_sec = round(time.time() - self.started_at, 3)
+
+    def as_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "pipeline_name": self.pipeline_name,
+            "source": self.source,
+            "sink": self.sink,
+            "dry_run": self.dry_run,
+            "status": "success" if self.ok else "failure",
+            "started_at": int(self.started_at * 1000),
+            "duration_sec": self.duration_sec,
+            "crawled": dict(sorted(self.crawled.items())),
+            "entities": dict(sorted(self.entities.items())),
+            "aspects": {t: dict(sorted(c.items())) for t, c in sorted(self.aspects.items())},
+            "proposals": self.proposals,
+            "delivered": self.delivered,
+            "dead_lettered": self.dead_lettered,
+            "output": self.output,
+            "source_requests": self.source_requests,
+            "source_retries": self.source_retries,
+            "point_lookups": self.point_lookups,
+            "warning_count": self.warning_count,
+            "warnings": self.warnings,
+            "failure_count": self.failure_count,
+            "failures": self.failures,
+            "infos": self.infos,
+        }
+
+    def render(self, out: TextIO = sys.stdout) -> None:
+        w = out.write
+        w(f"\n=== MLflow ingestion report ({'dry run' if self.dry_run else self.sink}) ===\n")
+        w(f"run id:     {self.run_id}\nsource:     {self.source}\n")
+        w(f"duration:   {self.duration_sec:.2f} s, {self.source_requests} MLflow requests "
+          f"({self.source_retries} retries, {self.point_lookups} point look-ups)\n")
+        w("crawled:    " + (", ".join(f"{k}={v}" for k, v in sorted(self.crawled.items())) or "nothing") + "\n")
+        w(f"proposals:  {self.proposals} ({self.delivered} delivered"
+          + (f", {self.dead_lettered} dead-lettered" if self.dead_lettered else "") + ")\n")
+        if self.output:
+            w(f"output:     {self.output}\n")
+        w("entities and aspects:\n")
+        for entity_type, count in sorted(self.entities.items()):
+            aspects = ", ".join(f"{a}={n}" for a, n in sorted(self.aspects[entity_type].items()))
+            w(f"  {entity_type:<22} {count:>7}   {aspects}\n")
+        for title, items, total in (("warnings", self.warnings, self.warning_count),
+                                    ("failures", self.failures, self.failure_count)):
+            w(f"{title}: {total}\n")
+            for item in items:
+                w(f"  - {item['title']}: {item['message']}\n")
+        w(f"status:     {'SUCCESS' if self.ok else 'FAILURE'}\n")
+
+
+class Progress:
+    """Prints crawl progress to stderr every `interval` seconds."""
+
+    def __init__(self, report: Report, interval: float = 5.0, stream: TextIO = sys.stderr):
+        self.report = report
+        self.interval = interval
+        self.stream = stream
+        self._next = time.monotonic() + interval
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        seen = ", ".join(f"{k}={v}" for k, v in sorted(self.report.crawled.items()))
+        self.stream.write(f"[progress] {seen}; proposals={self.report.proposals}\n")
+        self.stream.flush()

@@ -1,0 +1,44 @@
+"""The sink interface: open, write proposals as they come, then commit or abort."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from connector.mapping.common import Mcp
+
+
+class SinkError(Exception):
+    """A sink could not deliver; the message says where and why (never a secret)."""
+
+
+@dataclass
+class SinkResult:
+    delivered: int = 0
+    failed: int = 0
+    dead_letter_file: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def to_wire(proposal: Mcp, system_metadata: dict) -> dict:
+    """The MCP in the catalog's JSON form, aspect still a dict (sinks encode it)."""
+    return {
+        "entityType": proposal.entity_type,
+        "entityUrn": proposal.entity_urn,
+        "changeType": "UPSERT",
+        "aspectName": proposal.aspect_name,
+        "aspect": proposal.aspect,
+        "systemMetadata": system_metadata,
+    }
+
+
+class Sink(Protocol):
+    name: str
+
+    def write(self, proposal: Mcp, system_metadata: dict) -> None:
+        """Accept one proposal; may buffer or deliver asynchronously."""
+
+    def commit(self) -> SinkResult:
+        """Deliver everything still pending; the run succeeded as far as the source goes."""
+
+    def abort(self) -> SinkResult:
+        """The run failed before the end: keep what must not be lost, publish nothing half-done."""

@@ -1,0 +1,1 @@
+"""Crawling MLflow. Knows MLflow's API and nothing about the catalog."""

@@ -1,0 +1,230 @@
+"""Crawl MLflow with bulk paged reads and resolve cross-references from small indexes.
+
+Order of what is yielded: experiments, then runs (streamed page by page, not
+kept), then each registered model followed by its versions. Versions come last
+because they carry their source run's params and metrics: only the runs that
+some version points at are kept, so memory grows with versions, not with runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Protocol, Union
+
+from connector.source.entities import Experiment, ModelVersion, RegisteredModel, Run
+from connector.source.errors import MlflowApiError
+
+EXPERIMENTS_PAGE = 50000      # server maximum
+REGISTERED_MODELS_PAGE = 1000  # server maximum
+MODEL_VERSIONS_PAGE = 10000
+EXPERIMENT_IDS_PER_RUN_SEARCH = 100
+RUN_IDS_PER_LOOKUP = 100
+
+
+class Backend(Protocol):
+    tracking_location: str
+    registry_location: str
+    requests_made: int
+
+    def search_experiments(self, view_type, max_results, page_token): ...
+    def search_runs(self, experiment_ids, filter_string, view_type, max_results, page_token): ...
+    def get_run(self, run_id): ...
+    def search_registered_models(self, max_results, page_token): ...
+    def search_model_versions(self, filter_string, max_results, page_token): ...
+
+
+class CrawlObserver(Protocol):
+    def seen(self, kind: str, count: int = 1) -> None: ...
+    def warning(self, title: str, message: str) -> None: ...
+    def info(self, title: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CrawlSettings:
+    include_experiments: bool = True
+    include_runs: bool = True
+    include_deleted: bool = False
+    runs_page_size: int = 1000
+    experiment_allowed: callable = lambda name: True
+    model_allowed: callable = lambda name: True
+
+
+@dataclass(slots=True)
+class ExperimentRecord:
+    experiment: Experiment
+
+
+@dataclass(slots=True)
+class RunRecord:
+    run: Run
+    experiment: Experiment
+    produced_versions: list[ModelVersion] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ModelGroupRecord:
+    model: RegisteredModel
+    versions: list[ModelVersion]
+
+
+@dataclass(slots=True)
+class VersionRecord:
+    version: ModelVersion
+    model: RegisteredModel
+    run: Optional[Run]
+
+
+CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord]
+
+
+def _paged(fetch) -> Iterator[dict]:
+    token = None
+    while True:
+        items, token = fetch(token)
+        yield from items
+        if not token:
+            return
+
+
+def _quote_filter_value(value: str) -> str:
+    return f'"{value}"' if "'" in value else f"'{value}'"
+
+
+class MlflowCrawler:
+    def __init__(self, backend: Backend, settings: CrawlSettings, observer: CrawlObserver):
+        self.backend = backend
+        self.settings = settings
+        self.observer = observer
+        self.point_lookups = 0
+
+    @property
+    def _view_type(self) -> str:
+        return "ALL" if self.settings.include_deleted else "ACTIVE_ONLY"
+
+    # -- registry ---------------------------------------------------------
+    def _registered_models(self) -> list[RegisteredModel]:
+        models = []
+        for raw in _paged(lambda t: self.backend.search_registered_models(REGISTERED_MODELS_PAGE, t)):
+            model = RegisteredModel.from_json(raw)
+            if self.settings.model_allowed(model.name):
+                models.append(model)
+        models.sort(key=lambda m: m.name)
+        return models
+
+    def _all_versions(self, models: list[RegisteredModel]) -> dict[str, list[ModelVersion]]:
+        """Every version of the given models: one paged listing, else per model."""
+        wanted = {m.name for m in models}
+        by_model: dict[str, list[ModelVersion]] = {name: [] for name in wanted}
+        if not wanted:
+            return by_model
+        try:
+            for raw in _paged(lambda t: self.backend.search_model_versions("", MODEL_VERSIONS_PAGE, t)):
+                if raw.get("name") in wanted:
+                    by_model[raw["name"]].append(ModelVersion.from_json(raw))
+        except MlflowApiError as exc:
+            # Unity Catalog (and some proxies) refuse a listing without a model name.
+            self.observer.info(
+                "Per-model version listing",
+                f"the registry refused to list all versions at once ({exc.error_code or exc}); "
+                "listing them model by model",
+            )
+            for name in by_model:
+                by_model[name] = []
+                flt = f"name = {_quote_filter_value(name)}"
+                for raw in _paged(lambda t: self.backend.search_model_versions(flt, MODEL_VERSIONS_PAGE, t)):
+                    by_model[name].append(ModelVersion.from_json(raw))
+        for model in models:
+            versions = by_model[model.name]
+            aliases_by_version: dict[str, list[str]] = {}
+            for alias, version in model.aliases.items():
+                aliases_by_version.setdefault(version, []).append(alias)
+            for v in versions:
+                v.aliases = sorted(set(v.aliases) | set(aliases_by_version.get(v.version, [])))
+            versions.sort(key=lambda v: (v.version_number, v.version))
+        return by_model
+
+    # -- tracking ---------------------------------------------------------
+    def _experiments(self) -> list[Experiment]:
+        return [
+            Experiment.from_json(raw)
+            for raw in _paged(lambda t: self.backend.search_experiments("ALL", EXPERIMENTS_PAGE, t))
+        ]
+
+    def _experiment_included(self, experiment: Experiment) -> bool:
+        if experiment.lifecycle_stage != "active" and not self.settings.include_deleted:
+            return False
+        return self.settings.experiment_allowed(experiment.name)
+
+    def _runs(self, experiment_ids: list[str], filter_string: str, view_type: str) -> Iterator[Run]:
+        for start in range(0, len(experiment_ids), EXPERIMENT_IDS_PER_RUN_SEARCH):
+            batch = experiment_ids[start:start + EXPERIMENT_IDS_PER_RUN_SEARCH]
+            yield from (
+                Run.from_json(raw)
+                for raw in _paged(lambda t: self.backend.search_runs(
+                    batch, filter_string, view_type, self.settings.runs_page_size, t))
+            )
+
+    def _lookup_runs(self, run_ids: set[str], all_experiment_ids: list[str]) -> dict[str, Run]:
+        """Runs the crawl did not page (excluded experiments, runs off): bulk by id."""
+        found: dict[str, Run] = {}
+        ids = sorted(run_ids)
+        for start in range(0, len(ids), RUN_IDS_PER_LOOKUP):
+            chunk = ids[start:start + RUN_IDS_PER_LOOKUP]
+            flt = "attributes.run_id IN (" + ", ".join(f"'{i}'" for i in chunk) + ")"
+            try:
+                for run in self._runs(all_experiment_ids, flt, "ALL"):
+                    found[run.run_id] = run
+            except MlflowApiError:
+                break  # fall back to point look-ups below
+        for run_id in ids:
+            if run_id in found:
+                continue
+            self.point_lookups += 1
+            raw = self.backend.get_run(run_id)
+            if raw is not None:
+                found[run_id] = Run.from_json(raw)
+        return found
+
+    # -- the crawl --------------------------------------------------------
+    def crawl(self) -> Iterator[CrawlRecord]:
+        models = self._registered_models()
+        self.observer.seen("registered_models", len(models))
+        versions_by_model = self._all_versions(models)
+        self.observer.seen("model_versions", sum(len(v) for v in versions_by_model.values()))
+        versions_by_run: dict[str, list[ModelVersion]] = {}
+        for versions in versions_by_model.values():
+            for v in versions:
+                if v.run_id:
+                    versions_by_run.setdefault(v.run_id, []).append(v)
+        runs_for_versions: dict[str, Run] = {}
+
+        experiments = self._experiments() if (self.settings.include_experiments or versions_by_run) else []
+        included = [e for e in experiments if self._experiment_included(e)]
+        if self.settings.include_experiments:
+            self.observer.seen("experiments", len(included))
+            for experiment in included:
+                yield ExperimentRecord(experiment)
+            if self.settings.include_runs and included:
+                by_id = {e.experiment_id: e for e in included}
+                for run in self._runs(list(by_id), "", self._view_type):
+                    self.observer.seen("runs")
+                    produced = versions_by_run.get(run.run_id, [])
+                    if produced:
+                        runs_for_versions[run.run_id] = run
+                    yield RunRecord(run, by_id[run.experiment_id], produced)
+
+        missing = set(versions_by_run) - set(runs_for_versions)
+        if missing:
+            all_ids = [e.experiment_id for e in experiments]
+            runs_for_versions.update(self._lookup_runs(missing, all_ids))
+            for run_id in sorted(missing - set(runs_for_versions)):
+                names = ", ".join(f"{v.name} v{v.version}" for v in versions_by_run[run_id])
+                self.observer.warning("Source run not found",
+                                      f"run {run_id} of {names} no longer exists in MLflow")
+
+        if not models:
+            self.observer.warning("Empty registry", "0 registered models found in the model registry")
+        for model in models:
+            versions = versions_by_model[model.name]
+            yield ModelGroupRecord(model, versions)
+            for version in versions:
+                yield VersionRecord(version, model, runs_for_versions.get(version.run_id))

@@ -1,0 +1,192 @@
+"""Plain records of what MLflow holds, parsed from MLflow's REST JSON shape.
+
+Both backends (HTTP and the local-store client) produce that JSON shape, so
+this module is the only place that knows how MLflow spells its fields.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+def _tags(items: Optional[list]) -> dict[str, str]:
+    return {t["key"]: t.get("value", "") for t in items or []}
+
+
+def _int(value: Any) -> Optional[int]:
+    return int(value) if value not in (None, "") else None
+
+
+def _float(value: Any) -> float:
+    # MLflow's JSON spells non-finite metrics "NaN", "Infinity", "-Infinity".
+    return float(value)
+
+
+@dataclass(slots=True)
+class Experiment:
+    experiment_id: str
+    name: str
+    artifact_location: str = ""
+    lifecycle_stage: str = "active"
+    creation_time: Optional[int] = None
+    last_update_time: Optional[int] = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Experiment":
+        return cls(
+            experiment_id=str(d["experiment_id"]),
+            name=d.get("name", ""),
+            artifact_location=d.get("artifact_location", ""),
+            lifecycle_stage=d.get("lifecycle_stage", "active"),
+            creation_time=_int(d.get("creation_time")),
+            last_update_time=_int(d.get("last_update_time")),
+            tags=_tags(d.get("tags")),
+        )
+
+
+@dataclass(slots=True)
+class LoggedDataset:
+    name: str
+    digest: str = ""
+    source_type: str = ""
+    source: str = ""
+    schema: str = ""
+    profile: str = ""
+
+    @property
+    def source_uri(self) -> Optional[str]:
+        """The dataset's location when its source is a JSON object with a uri/url."""
+        try:
+            parsed = json.loads(self.source) if self.source else None
+        except ValueError:
+            return None
+        if isinstance(parsed, dict):
+            uri = parsed.get("uri") or parsed.get("url") or parsed.get("path")
+            return str(uri) if uri else None
+        return None
+
+
+@dataclass(slots=True)
+class DatasetInput:
+    dataset: LoggedDataset
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def context(self) -> Optional[str]:
+        return self.tags.get("mlflow.data.context")
+
+
+@dataclass(slots=True)
+class Run:
+    run_id: str
+    experiment_id: str
+    run_name: str = ""
+    user_id: str = ""
+    status: str = ""
+    start_time: Optional[int] = None
+    end_time: Optional[int] = None
+    artifact_uri: str = ""
+    lifecycle_stage: str = "active"
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    dataset_inputs: list[DatasetInput] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Run":
+        info = d.get("info", {})
+        data = d.get("data", {})
+        inputs = (d.get("inputs") or {}).get("dataset_inputs") or []
+        return cls(
+            run_id=info.get("run_id") or info["run_uuid"],
+            experiment_id=str(info.get("experiment_id", "")),
+            run_name=info.get("run_name", ""),
+            user_id=info.get("user_id", ""),
+            status=info.get("status", ""),
+            start_time=_int(info.get("start_time")),
+            end_time=_int(info.get("end_time")),
+            artifact_uri=info.get("artifact_uri", ""),
+            lifecycle_stage=info.get("lifecycle_stage", "active"),
+            params={p["key"]: p.get("value", "") for p in data.get("params") or []},
+            metrics={m["key"]: _float(m.get("value", "NaN")) for m in data.get("metrics") or []},
+            tags=_tags(data.get("tags")),
+            dataset_inputs=[
+                DatasetInput(
+                    dataset=LoggedDataset(
+                        **{k: str(v) for k, v in i.get("dataset", {}).items()
+                           if k in LoggedDataset.__dataclass_fields__}
+                    ),
+                    tags=_tags(i.get("tags")),
+                )
+                for i in inputs
+                if i.get("dataset", {}).get("name") is not None
+            ],
+        )
+
+
+@dataclass(slots=True)
+class ModelVersion:
+    name: str
+    version: str
+    creation_timestamp: Optional[int] = None
+    last_updated_timestamp: Optional[int] = None
+    current_stage: str = "None"
+    description: str = ""
+    source: str = ""
+    run_id: str = ""
+    status: str = ""
+    user_id: str = ""
+    run_link: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def version_number(self) -> int:
+        try:
+            return int(self.version)
+        except ValueError:
+            return 0
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelVersion":
+        return cls(
+            name=d["name"],
+            version=str(d["version"]),
+            creation_timestamp=_int(d.get("creation_timestamp")),
+            last_updated_timestamp=_int(d.get("last_updated_timestamp")),
+            current_stage=d.get("current_stage") or "None",
+            description=d.get("description", "") or "",
+            source=d.get("source", ""),
+            run_id=d.get("run_id", "") or "",
+            status=d.get("status", ""),
+            user_id=d.get("user_id", "") or "",
+            run_link=d.get("run_link", "") or "",
+            tags=_tags(d.get("tags")),
+            aliases=sorted(d.get("aliases") or []),
+        )
+
+
+@dataclass(slots=True)
+class RegisteredModel:
+    name: str
+    creation_timestamp: Optional[int] = None
+    last_updated_timestamp: Optional[int] = None
+    description: str = ""
+    user_id: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    # alias -> version, as MLflow returns them on the registered model
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RegisteredModel":
+        return cls(
+            name=d["name"],
+            creation_timestamp=_int(d.get("creation_timestamp")),
+            last_updated_timestamp=_int(d.get("last_updated_timestamp")),
+            description=d.get("description", "") or "",
+            user_id=d.get("user_id", "") or "",
+            tags=_tags(d.get("tags")),
+            aliases={a["alias"]: str(a["version"]) for a in d.get("aliases") or []},
+        )

@@ -1,0 +1,88 @@
+"""MLflow stores read in-process (sqlite:///, file:, databricks, ...) through MlflowClient.
+
+Entities are turned back into the REST JSON shape so that one parser
+(`entities.py`) serves both backends.
+"""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+from connector.source.errors import MlflowApiError, SourceError, SourceUnreachable
+
+
+def _to_json(entity) -> dict:
+    from mlflow.utils.proto_json_utils import message_to_json
+
+    return json.loads(message_to_json(entity.to_proto()))
+
+
+class StoreBackend:
+    def __init__(self, tracking_uri: str, registry_uri: str):
+        try:
+            from mlflow import MlflowClient
+            from mlflow.entities import ViewType
+            from mlflow.exceptions import MlflowException
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise SourceError(f"cannot import MLflow's client: {exc}") from exc
+        self._view_type = ViewType
+        self._mlflow_exception = MlflowException
+        self.tracking_location = tracking_uri
+        self.registry_location = registry_uri
+        self.requests_made = 0
+        self.retries_made = 0
+        try:
+            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+            self._tracking = client._tracking_client.store
+            self._registry = client._get_registry_client().store
+        except ImportError as exc:
+            raise SourceError(
+                f"reading the MLflow store {tracking_uri} needs the full MLflow package: "
+                f"pip install 'mlflow-catalog-connector[server]' ({exc})"
+            ) from exc
+        except Exception as exc:
+            raise SourceUnreachable(f"cannot open the MLflow store {tracking_uri}: {exc}") from exc
+
+    def _call(self, fn, *args, **kwargs):
+        self.requests_made += 1
+        try:
+            return fn(*args, **kwargs)
+        except self._mlflow_exception as exc:
+            raise MlflowApiError(
+                f"MLflow store {self.tracking_location}: {exc.message}",
+                error_code=exc.error_code,
+            ) from exc
+
+    def _vt(self, view_type: str):
+        return self._view_type.from_string(view_type.lower())
+
+    def search_experiments(self, view_type: str, max_results: int, page_token: Optional[str]):
+        page = self._call(self._tracking.search_experiments, view_type=self._vt(view_type),
+                          max_results=max_results, page_token=page_token)
+        return [_to_json(e) for e in page], page.token
+
+    def search_runs(self, experiment_ids, filter_string, view_type, max_results, page_token):
+        page = self._call(self._tracking.search_runs, experiment_ids, filter_string or "",
+                          self._vt(view_type), max_results, None, page_token)
+        return [_to_json(r) for r in page], page.token
+
+    def get_run(self, run_id: str) -> Optional[dict]:
+        try:
+            return _to_json(self._call(self._tracking.get_run, run_id))
+        except MlflowApiError as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
+    def search_registered_models(self, max_results: int, page_token: Optional[str]):
+        page = self._call(self._registry.search_registered_models,
+                          max_results=max_results, page_token=page_token)
+        return [_to_json(m) for m in page], page.token
+
+    def search_model_versions(self, filter_string, max_results, page_token):
+        page = self._call(self._registry.search_model_versions, filter_string or None,
+                          max_results, None, page_token)
+        return [_to_json(v) for v in page], page.token
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,71 @@
+"""Check proposals with the catalog's own library (acryl-datahub), not with our code."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from datahub.emitter.serialization_helper import post_json_transform, pre_json_transform
+from datahub.metadata import schema_classes
+from datahub.metadata.urns import Urn
+
+
+def _urns_in(value):
+    if isinstance(value, str):
+        if value.startswith("urn:li:"):
+            yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _urns_in(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _urns_in(v)
+
+
+def _is_subset(ours, theirs, path="aspect") -> None:
+    """Every field we wrote survives the schema class round trip unchanged (catches misspelt keys)."""
+    if isinstance(ours, dict):
+        assert isinstance(theirs, dict), f"{path}: expected an object"
+        for key, value in ours.items():
+            assert key in theirs, f"{path}.{key}: not a field of the schema"
+            _is_subset(value, theirs[key], f"{path}.{key}")
+    elif isinstance(ours, list):
+        assert len(ours) == len(theirs), f"{path}: list changed"
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            _is_subset(a, b, f"{path}[{i}]")
+    else:
+        assert ours == theirs, f"{path}: {ours!r} != {theirs!r}"
+
+
+def validate_proposal(record: dict, aspect: dict) -> None:
+    urn = record["entityUrn"]
+    parsed = Urn.from_string(urn)
+    assert parsed.entity_type == record["entityType"], urn
+    key_class = schema_classes.KEY_ASPECTS[record["entityType"]]
+    allowed = key_class.ASPECT_INFO["entityAspects"]
+    assert record["aspectName"] in allowed, f"{record['aspectName']} not an aspect of {record['entityType']}"
+    aspect_class = schema_classes.ASPECT_NAME_MAP[record["aspectName"]]
+    # The wire spells unions `com.linkedin.schema.X`; the Avro classes `com.linkedin.pegasus2avro...`.
+    obj = aspect_class.from_obj(post_json_transform(aspect))
+    assert obj.validate(), f"{urn} {record['aspectName']} does not validate"
+    _is_subset(aspect, pre_json_transform(obj.to_obj()))
+    for inner in _urns_in(aspect):
+        Urn.from_string(inner)
+    assert record["changeType"] == "UPSERT"
+    assert set(record["systemMetadata"]) >= {"lastObserved", "runId"}
+
+
+def validate_file(path: Path) -> list[dict]:
+    """Run `datahub check metadata-file` and validate every proposal; return them."""
+    env = {**os.environ, "DATAHUB_TELEMETRY_ENABLED": "false"}
+    datahub = Path(sys.executable).parent / "datahub"
+    result = subprocess.run([str(datahub), "check", "metadata-file", str(path)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all valid" in result.stdout, result.stdout
+    records = json.loads(Path(path).read_text(encoding="utf-8"))
+    for record in records:
+        validate_proposal(record, record["aspect"]["json"])
+    return records
