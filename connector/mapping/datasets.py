@@ -39,7 +39,9 @@ def upstream_platform(ctx: MappingContext, source_type: str) -> Optional[str]:
 
 
 def _upstream_name(dataset: LoggedDataset) -> str:
-    """Where the data lives (bucket/path for object stores), else the dataset's name."""
+    """Where the data lives (a table name, bucket/path for object stores), else the dataset's name."""
+    if dataset.source_table:
+        return dataset.source_table
     uri = dataset.source_uri
     if uri:
         parts = urlsplit(uri)

@@ -56,16 +56,25 @@ class LoggedDataset:
     profile: str = ""
 
     @property
-    def source_uri(self) -> Optional[str]:
-        """The dataset's location when its source is a JSON object with a uri/url."""
+    def source_fields(self) -> dict:
+        """The dataset source's JSON object (uri, path, delta_table_name, ...), or {}."""
         try:
             parsed = json.loads(self.source) if self.source else None
         except ValueError:
-            return None
-        if isinstance(parsed, dict):
-            uri = parsed.get("uri") or parsed.get("url") or parsed.get("path")
-            return str(uri) if uri else None
-        return None
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+
+    @property
+    def source_uri(self) -> Optional[str]:
+        fields = self.source_fields
+        uri = fields.get("uri") or fields.get("url") or fields.get("path")
+        return str(uri) if uri else None
+
+    @property
+    def source_table(self) -> Optional[str]:
+        fields = self.source_fields
+        table = fields.get("delta_table_name") or fields.get("table_name") or fields.get("table")
+        return str(table) if table else None
 
 
 @dataclass(slots=True)

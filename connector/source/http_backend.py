@@ -86,10 +86,10 @@ class HttpSession:
         self.retries_made = 0
         self._session = requests.Session()
         self._session.verify = settings.verify
-        if auth is not None:
-            self._session.auth = auth
-        if token:
+        if token:  # a bearer token wins over basic credentials
             self._session.headers["Authorization"] = f"Bearer {token}"
+        elif auth is not None:
+            self._session.auth = auth
         self._limiter = _RateLimiter(settings.max_requests_per_second)
         self._count_lock = threading.Lock()
 

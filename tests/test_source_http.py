@@ -1,0 +1,96 @@
+"""The HTTP backend's resilience, against real sockets on loopback."""
+import subprocess
+import sys
+import time
+
+import pytest
+
+from connector.source.errors import MlflowApiError, SourceAuthError, SourceUnreachable
+from connector.source.http_backend import HttpBackend, HttpSettings, redact_url
+from tests.fake_http import ScriptedServer
+from tests.mlflow_server import free_port
+
+FAST = HttpSettings(max_retries=3, retry_backoff_sec=0.01, retry_budget_sec=5)
+EXPERIMENTS = {"experiments": [{"experiment_id": "0", "name": "Default"}]}
+
+
+def test_retries_5xx_and_429_then_succeeds_honouring_retry_after():
+    answers = [(503, {}, None), (429, {}, {"Retry-After": "0.2"}), (200, EXPERIMENTS, None)]
+    with ScriptedServer(answers) as server:
+        backend = HttpBackend(server.url, server.url, FAST)
+        started = time.monotonic()
+        items, token = backend.search_experiments("ALL", 10, None)
+        assert time.monotonic() - started >= 0.2  # waited as Retry-After asked
+    assert items == EXPERIMENTS["experiments"] and token is None
+    assert backend.requests_made == 3 and backend.retries_made == 2
+
+
+def test_gives_up_after_retries_naming_the_url():
+    with ScriptedServer([(502, {}, None)]) as server:
+        backend = HttpBackend(server.url, server.url, FAST)
+        with pytest.raises(SourceUnreachable, match=server.url.replace(".", r"\.")):
+            backend.search_experiments("ALL", 10, None)
+    assert backend.requests_made == 4  # one try + 3 retries
+
+
+def test_unreachable_server_fails_fast():
+    url = f"http://127.0.0.1:{free_port()}"
+    backend = HttpBackend(url, url, HttpSettings(retry_backoff_sec=0.05))
+    started = time.monotonic()
+    with pytest.raises(SourceUnreachable, match="127.0.0.1"):
+        backend.search_registered_models(10, None)
+    assert time.monotonic() - started < 5
+
+
+def test_auth_rejection_is_clear_and_hides_credentials():
+    with ScriptedServer([(401, {"error_code": "UNAUTHENTICATED"}, None)]) as server:
+        url_with_secret = server.url.replace("http://", "http://bob:s3cret-pw@")
+        backend = HttpBackend(url_with_secret, url_with_secret, FAST, token="tok-123")
+        with pytest.raises(SourceAuthError) as err:
+            backend.search_experiments("ALL", 10, None)
+        sent = server.requests[0]["headers"]
+    assert "rejected the credentials" in str(err.value)
+    assert "s3cret-pw" not in str(err.value) and "tok-123" not in str(err.value)
+    assert sent["Authorization"] == "Bearer tok-123"
+    assert backend.requests_made == 1  # 401 is not retried
+    assert redact_url("https://u:p@host:8443/x") == "https://host:8443/x"
+    assert redact_url("sqlite:///tmp/a.db") == "sqlite:///tmp/a.db"
+
+
+def test_other_4xx_is_an_api_error_with_the_servers_message():
+    answer = (400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "bad filter"}, None)
+    with ScriptedServer([answer]) as server:
+        backend = HttpBackend(server.url, server.url, FAST)
+        with pytest.raises(MlflowApiError, match="bad filter") as err:
+            backend.search_model_versions("", 10, None)
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_rate_limit_spaces_requests():
+    with ScriptedServer([(200, EXPERIMENTS, None)]) as server:
+        backend = HttpBackend(server.url, server.url, HttpSettings(max_requests_per_second=20))
+        started = time.monotonic()
+        for _ in range(5):
+            backend.search_experiments("ALL", 10, None)
+    assert time.monotonic() - started >= 4 / 20 * 0.9
+
+
+def test_cli_unreachable_exits_nonzero_names_url_and_keeps_old_output(write_recipe, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    out = tmp_path / "out.json"
+    out.write_text("[]\n")  # a previous good run's output must survive
+    recipe = write_recipe(f"""
+source: {{type: mlflow, config: {{tracking_uri: "{url}"}}}}
+sink: {{type: file, config: {{filename: "{out}"}}}}
+""")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "connector.cli", "ingest", "-c", str(recipe)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert url in proc.stderr and "did not answer" in proc.stderr
+    assert time.monotonic() - started < 20
+    assert out.read_text() == "[]\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.json")] == []
+    proc = subprocess.run([sys.executable, "-m", "connector.cli", "check", "-c", str(recipe)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and f"[FAIL] tracking server" in proc.stdout and url in proc.stdout
