@@ -1,5 +1,4 @@
 """The whole path against a real MLflow server: crawl -> mapping -> file sink -> catalog validation."""
-import hashlib
 import json
 import subprocess
 import sys
@@ -9,33 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.catalog_validation import validate_file
+from tests.expectations import (
+    ODD_ENC, _guid, exp_urn, expected_urns, group_urn, model_urn, run_urn,
+)
 from tests.seeding import LONG_PARAM, ODD_EXPERIMENT, ODD_MODEL
 
 pytestmark = pytest.mark.server
 CLI = [sys.executable, "-m", "connector.cli"]
-
-
-def _guid(d):  # SPEC's formula, written independently of the connector
-    return hashlib.md5(json.dumps(d, separators=(",", ":"), sort_keys=True).encode()).hexdigest()
-
-
-def run_urn(run_id):
-    return f"urn:li:dataProcessInstance:{_guid({'orchestrator': 'mlflow', 'id': run_id})}"
-
-
-def exp_urn(name):
-    return f"urn:li:container:{_guid({'platform': 'urn:li:dataPlatform:mlflow', 'id': name})}"
-
-
-def model_urn(name, version):
-    return f"urn:li:mlModel:(urn:li:dataPlatform:mlflow,{name}_{version},PROD)"
-
-
-def group_urn(name):
-    return f"urn:li:mlModelGroup:(urn:li:dataPlatform:mlflow,{name},PROD)"
-
-
-ODD_ENC = "fraud%2Cv2 %28beta%29"
 
 
 def ingest(write_recipe, tmp_path, url, extra="", name="out.json"):
@@ -86,20 +65,10 @@ def full_ingest(seeded_server, tmp_path_factory):
 
 def test_exact_urn_set(full_ingest):
     seeded, records, _, _ = full_ingest
-    r = seeded.runs
-    expected = {
-        exp_urn("churn-training"), exp_urn(ODD_EXPERIMENT), exp_urn("Default"),
-        *(run_urn(r[k]) for k in ("baseline", "tuned", "running", "killed", "odd", "default")),
-        group_urn("churn_model"), group_urn(ODD_ENC),
-        model_urn("churn_model", 1), model_urn("churn_model", 2), model_urn("churn_model", 3),
-        model_urn(ODD_ENC, 1), model_urn(ODD_ENC, 2),
-        "urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_train,PROD)",
-        "urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_eval,PROD)",
-        *(f"urn:li:tag:mlflow_{s}" for s in ("production", "staging", "archived", "none")),
-    }
-    assert {rec["entityUrn"] for rec in records} == expected
+    assert {rec["entityUrn"] for rec in records} == expected_urns(seeded)
     # deleted run and deleted experiment (and its run) are skipped by default
-    assert run_urn(r["deleted"]) not in expected and run_urn(r["old"]) not in expected
+    assert run_urn(seeded.runs["deleted"]) not in expected_urns(seeded)
+    assert run_urn(seeded.runs["old"]) not in expected_urns(seeded)
 
 
 def test_aspects_per_entity(full_ingest):

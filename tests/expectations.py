@@ -1,0 +1,43 @@
+"""What the seeded store (tests/seeding.py) must become, by SPEC's formulas written
+independently of the connector's own URN builders."""
+import hashlib
+import json
+
+from tests.seeding import ODD_EXPERIMENT
+
+
+def _guid(d):  # SPEC's formula, written independently of the connector
+    return hashlib.md5(json.dumps(d, separators=(",", ":"), sort_keys=True).encode()).hexdigest()
+
+
+def run_urn(run_id):
+    return f"urn:li:dataProcessInstance:{_guid({'orchestrator': 'mlflow', 'id': run_id})}"
+
+
+def exp_urn(name):
+    return f"urn:li:container:{_guid({'platform': 'urn:li:dataPlatform:mlflow', 'id': name})}"
+
+
+def model_urn(name, version):
+    return f"urn:li:mlModel:(urn:li:dataPlatform:mlflow,{name}_{version},PROD)"
+
+
+def group_urn(name):
+    return f"urn:li:mlModelGroup:(urn:li:dataPlatform:mlflow,{name},PROD)"
+
+
+ODD_ENC = "fraud%2Cv2 %28beta%29"
+
+
+def expected_urns(seeded) -> set:
+    r = seeded.runs
+    return {
+        exp_urn("churn-training"), exp_urn(ODD_EXPERIMENT), exp_urn("Default"),
+        *(run_urn(r[k]) for k in ("baseline", "tuned", "running", "killed", "odd", "default")),
+        group_urn("churn_model"), group_urn(ODD_ENC),
+        model_urn("churn_model", 1), model_urn("churn_model", 2), model_urn("churn_model", 3),
+        model_urn(ODD_ENC, 1), model_urn(ODD_ENC, 2),
+        "urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_train,PROD)",
+        "urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_eval,PROD)",
+        *(f"urn:li:tag:mlflow_{s}" for s in ("production", "staging", "archived", "none")),
+    }
