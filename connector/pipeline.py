@@ -48,6 +48,7 @@ def crawl_settings(recipe: Recipe) -> CrawlSettings:
         include_runs=config.include_runs,
         include_deleted=config.include_deleted,
         runs_page_size=config.runs_page_size,
+        max_workers=config.max_workers,
         experiment_allowed=config.experiment_pattern.allows,
         model_allowed=config.model_pattern.allows,
     )

@@ -76,6 +76,7 @@ class MlflowSourceConfig(_Strict):
     retry_budget_sec: float = Field(30.0, ge=0)
     max_requests_per_second: Optional[float] = Field(None, gt=0)
     runs_page_size: int = Field(1000, ge=1, le=50000)
+    max_workers: int = Field(4, ge=1, le=32)
     disable_ssl_verification: bool = False
     ca_certificate_path: Optional[str] = None
 

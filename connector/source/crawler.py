@@ -7,8 +7,9 @@ some version points at are kept, so memory grows with versions, not with runs.
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Protocol, Union
+from typing import Callable, Iterator, Optional, Protocol, Union
 
 from connector.source.entities import Experiment, ModelVersion, RegisteredModel, Run
 from connector.source.errors import MlflowApiError
@@ -44,6 +45,7 @@ class CrawlSettings:
     include_runs: bool = True
     include_deleted: bool = False
     runs_page_size: int = 1000
+    max_workers: int = 4
     experiment_allowed: callable = lambda name: True
     model_allowed: callable = lambda name: True
 
@@ -83,6 +85,25 @@ def _paged(fetch) -> Iterator[dict]:
         yield from items
         if not token:
             return
+
+
+def _prefetched(streams: list[Callable], executor: ThreadPoolExecutor) -> Iterator[dict]:
+    """Walk paged streams one after another, keeping the next request in flight while the
+    caller maps the current page. At most two pages are in memory."""
+    pending: Optional[Future] = None
+    index = 0
+    if streams:
+        pending = executor.submit(streams[0], None)
+    while pending is not None:
+        items, token = pending.result()
+        if token:
+            pending = executor.submit(streams[index], token)
+        elif index + 1 < len(streams):
+            index += 1
+            pending = executor.submit(streams[index], None)
+        else:
+            pending = None
+        yield from items
 
 
 def _quote_filter_value(value: str) -> str:
@@ -154,16 +175,19 @@ class MlflowCrawler:
             return False
         return self.settings.experiment_allowed(experiment.name)
 
-    def _runs(self, experiment_ids: list[str], filter_string: str, view_type: str) -> Iterator[Run]:
-        for start in range(0, len(experiment_ids), EXPERIMENT_IDS_PER_RUN_SEARCH):
-            batch = experiment_ids[start:start + EXPERIMENT_IDS_PER_RUN_SEARCH]
-            yield from (
-                Run.from_json(raw)
-                for raw in _paged(lambda t: self.backend.search_runs(
-                    batch, filter_string, view_type, self.settings.runs_page_size, t))
-            )
+    def _runs(self, experiment_ids: list[str], filter_string: str, view_type: str,
+              executor: ThreadPoolExecutor) -> Iterator[Run]:
+        def stream(batch):
+            return lambda token: self.backend.search_runs(
+                batch, filter_string, view_type, self.settings.runs_page_size, token)
 
-    def _lookup_runs(self, run_ids: set[str], all_experiment_ids: list[str]) -> dict[str, Run]:
+        streams = [stream(experiment_ids[i:i + EXPERIMENT_IDS_PER_RUN_SEARCH])
+                   for i in range(0, len(experiment_ids), EXPERIMENT_IDS_PER_RUN_SEARCH)]
+        for raw in _prefetched(streams, executor):
+            yield Run.from_json(raw)
+
+    def _lookup_runs(self, run_ids: set[str], all_experiment_ids: list[str],
+                     executor: ThreadPoolExecutor) -> dict[str, Run]:
         """Runs the crawl did not page (excluded experiments, runs off): bulk by id."""
         found: dict[str, Run] = {}
         ids = sorted(run_ids)
@@ -171,7 +195,7 @@ class MlflowCrawler:
             chunk = ids[start:start + RUN_IDS_PER_LOOKUP]
             flt = "attributes.run_id IN (" + ", ".join(f"'{i}'" for i in chunk) + ")"
             try:
-                for run in self._runs(all_experiment_ids, flt, "ALL"):
+                for run in self._runs(all_experiment_ids, flt, "ALL", executor):
                     found[run.run_id] = run
             except MlflowApiError:
                 break  # fall back to point look-ups below
@@ -185,10 +209,21 @@ class MlflowCrawler:
         return found
 
     # -- the crawl --------------------------------------------------------
-    def crawl(self) -> Iterator[CrawlRecord]:
+    def _registry(self):
         models = self._registered_models()
+        return models, self._all_versions(models)
+
+    def crawl(self) -> Iterator[CrawlRecord]:
+        with ThreadPoolExecutor(max_workers=max(2, self.settings.max_workers),
+                                thread_name_prefix="mlflow-crawl") as executor:
+            yield from self._crawl(executor)
+
+    def _crawl(self, executor: ThreadPoolExecutor) -> Iterator[CrawlRecord]:
+        registry = executor.submit(self._registry)  # runs alongside the experiment listing
+        need_experiments = self.settings.include_experiments
+        experiments = self._experiments() if need_experiments else []
+        models, versions_by_model = registry.result()
         self.observer.seen("registered_models", len(models))
-        versions_by_model = self._all_versions(models)
         self.observer.seen("model_versions", sum(len(v) for v in versions_by_model.values()))
         versions_by_run: dict[str, list[ModelVersion]] = {}
         for versions in versions_by_model.values():
@@ -197,7 +232,6 @@ class MlflowCrawler:
                     versions_by_run.setdefault(v.run_id, []).append(v)
         runs_for_versions: dict[str, Run] = {}
 
-        experiments = self._experiments() if (self.settings.include_experiments or versions_by_run) else []
         included = [e for e in experiments if self._experiment_included(e)]
         if self.settings.include_experiments:
             self.observer.seen("experiments", len(included))
@@ -205,7 +239,7 @@ class MlflowCrawler:
                 yield ExperimentRecord(experiment)
             if self.settings.include_runs and included:
                 by_id = {e.experiment_id: e for e in included}
-                for run in self._runs(list(by_id), "", self._view_type):
+                for run in self._runs(list(by_id), "", self._view_type, executor):
                     self.observer.seen("runs")
                     produced = versions_by_run.get(run.run_id, [])
                     if produced:
@@ -214,8 +248,10 @@ class MlflowCrawler:
 
         missing = set(versions_by_run) - set(runs_for_versions)
         if missing:
+            if not experiments:
+                experiments = self._experiments()
             all_ids = [e.experiment_id for e in experiments]
-            runs_for_versions.update(self._lookup_runs(missing, all_ids))
+            runs_for_versions.update(self._lookup_runs(missing, all_ids, executor))
             for run_id in sorted(missing - set(runs_for_versions)):
                 names = ", ".join(f"{v.name} v{v.version}" for v in versions_by_run[run_id])
                 self.observer.warning("Source run not found",
