@@ -42,5 +42,8 @@ test: install-test
 cassettes: install-test
 	$(PY) -m tests.record_cassettes
 
+bench: install-test
+	$(PY) -m benchmarks.crawl
+
 clean:
 	rm -rf .demo out build *.egg-info

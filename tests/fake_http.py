@@ -7,10 +7,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ScriptedServer:
-    """answers: list of (status, body_dict, headers); the last one repeats."""
+    """answers: a list of (status, body_dict, headers), the last one repeating, or a
+    function of the request dict returning one."""
 
     def __init__(self, answers):
-        self.answers = list(answers)
+        self.answers = answers if callable(answers) else list(answers)
         self.requests: list[dict] = []
         owner = self
 
@@ -18,10 +19,13 @@ class ScriptedServer:
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                owner.requests.append({"method": self.command, "path": self.path,
-                                       "headers": dict(self.headers), "body": body})
-                index = min(len(owner.requests) - 1, len(owner.answers) - 1)
-                status, payload, headers = owner.answers[index]
+                request = {"method": self.command, "path": self.path,
+                           "headers": dict(self.headers), "body": body}
+                owner.requests.append(request)
+                if callable(owner.answers):
+                    status, payload, headers = owner.answers(request)
+                else:
+                    status, payload, headers = owner.answers[min(len(owner.requests), len(owner.answers)) - 1]
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 for k, v in (headers or {}).items():

@@ -94,3 +94,33 @@ sink: {{type: file, config: {{filename: "{out}"}}}}
     proc = subprocess.run([sys.executable, "-m", "connector.cli", "check", "-c", str(recipe)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and f"[FAIL] tracking server" in proc.stdout and url in proc.stdout
+
+
+def test_registry_that_refuses_a_global_version_listing_is_read_model_by_model():
+    """Unity Catalog requires a model name filter: fall back to per-model listing, automatically."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from connector.report import Report
+    from connector.source.crawler import CrawlSettings, MlflowCrawler, ModelGroupRecord
+
+    def answer(request):
+        url = urlsplit(request["path"])
+        query = parse_qs(url.query)
+        if url.path.endswith("registered-models/search"):
+            return 200, {"registered_models": [{"name": "cat.sch.a"}, {"name": "cat.sch.b"}]}, None
+        if url.path.endswith("model-versions/search"):
+            if "filter" not in query:
+                return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "name filter required"}, None
+            name = query["filter"][0].split("'")[1]
+            return 200, {"model_versions": [{"name": name, "version": "1"}, {"name": name, "version": "2"}]}, None
+        return 200, {}, None
+
+    with ScriptedServer(answer) as server:
+        report = Report()
+        crawler = MlflowCrawler(HttpBackend(server.url, server.url, FAST),
+                                CrawlSettings(include_experiments=False), report)
+        groups = [r for r in crawler.crawl() if isinstance(r, ModelGroupRecord)]
+    assert {g.model.name: [v.version for v in g.versions] for g in groups} == {
+        "cat.sch.a": ["1", "2"], "cat.sch.b": ["1", "2"]}
+    assert any(i["title"] == "Per-model version listing" for i in report.infos)
+    assert not report.warnings and not report.failures

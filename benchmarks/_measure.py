@@ -1,0 +1,72 @@
+"""Run one measured job in this (fresh) process and print {seconds, requests, peak_rss_mb} as JSON.
+
+    python -m benchmarks._measure floor URL RUNS_PAGE_SIZE
+    python -m benchmarks._measure ours URL RUNS_PAGE_SIZE OUT.json [extra recipe JSON]
+"""
+import json
+import resource
+import sys
+import time
+
+import requests
+
+API = "/api/2.0/mlflow"
+
+
+def floor(url: str, runs_page_size: int) -> int:
+    """Every entity paged once with plain requests: no parsing beyond JSON, no mapping."""
+    session = requests.Session()
+    count = 0
+
+    def pages(method, endpoint, key, body, page_size):
+        nonlocal count
+        token = None
+        while True:
+            payload = dict(body, max_results=page_size, **({"page_token": token} if token else {}))
+            if method == "GET":
+                answer = session.get(f"{url}{API}/{endpoint}", params=payload, timeout=120)
+            else:
+                answer = session.post(f"{url}{API}/{endpoint}", json=payload, timeout=120)
+            answer.raise_for_status()
+            count += 1
+            data = answer.json()
+            yield from data.get(key, [])
+            token = data.get("next_page_token")
+            if not token:
+                return
+
+    experiments = [e["experiment_id"] for e in pages("POST", "experiments/search", "experiments",
+                                                     {"view_type": "ALL"}, 50000)]
+    for i in range(0, len(experiments), 100):
+        for _ in pages("POST", "runs/search", "runs", {"experiment_ids": experiments[i:i + 100]}, runs_page_size):
+            pass
+    for _ in pages("GET", "registered-models/search", "registered_models", {}, 1000):
+        pass
+    for _ in pages("GET", "model-versions/search", "model_versions", {}, 10000):
+        pass
+    return count
+
+
+def ours(url: str, runs_page_size: int, out: str, extra: dict) -> int:
+    from connector.pipeline import run_ingest
+    from connector.recipe import parse_recipe
+
+    config = {"tracking_uri": url, "runs_page_size": runs_page_size, **extra}
+    recipe = parse_recipe({"source": {"type": "mlflow", "config": config},
+                           "sink": {"type": "file", "config": {"filename": out}}})
+    report = run_ingest(recipe, progress_interval=3600)
+    if not report.ok:
+        raise SystemExit(f"ingest failed: {report.failures}")
+    return report.source_requests
+
+
+if __name__ == "__main__":
+    kind, url, page = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    started = time.perf_counter()
+    if kind == "floor":
+        requests_made = floor(url, page)
+    else:
+        requests_made = ours(url, page, sys.argv[4], json.loads(sys.argv[5]) if len(sys.argv) > 5 else {})
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": round(seconds, 3), "requests": requests_made, "peak_rss_mb": round(peak, 1)}))
