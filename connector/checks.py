@@ -32,9 +32,29 @@ def run_checks(recipe: Recipe) -> Iterator[tuple[str, bool, str]]:
                 yield name, True, f"{location} answers"
     finally:
         backend.close()
+    if recipe.sink.type == "datahub-rest":
+        yield _check_gms(recipe)
     if recipe.sink.type == "file":
         target = Path(recipe.sink.config.filename).resolve().parent
         existing = next((p for p in (target, *target.parents) if p.exists()), None)
         writable = existing is not None and os.access(existing, os.W_OK)
         yield "file sink", writable, (f"{target} is writable" if writable
                                       else f"cannot write into {target}")
+
+
+def _check_gms(recipe: Recipe) -> tuple[str, bool, str]:
+    from connector.sinks import build_sink
+    from connector.sinks.gms_client import GmsAuthError, GmsRejected, GmsUnavailable
+
+    sink = build_sink(recipe.sink)
+    client = sink.client
+    try:
+        config = client.config()
+    except GmsAuthError as exc:
+        return "catalog server", False, str(exc)
+    except (GmsUnavailable, GmsRejected) as exc:
+        return "catalog server", False, f"{client.server}/config: {exc}"
+    finally:
+        sink.abort()
+    version = (config.get("versions", {}).get("acryldata/datahub", {}) or {}).get("version", "unknown")
+    return "catalog server", True, f"{client.server} answers (version {version})"

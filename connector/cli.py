@@ -44,6 +44,10 @@ def ingest(recipe_path: str, dry_run: bool, preview, report_file) -> None:
     except RecipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_RECIPE)
+    _finish(report, report_file)
+
+
+def _finish(report, report_file) -> None:
     report.render(sys.stdout)
     if report_file:
         Path(report_file).parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +55,19 @@ def ingest(recipe_path: str, dry_run: bool, preview, report_file) -> None:
     for failure in report.failures[:5]:
         click.echo(f"error: {failure['title']}: {failure['message']}", err=True)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILURES)
+
+
+@main.command()
+@click.argument("proposal_file", type=click.Path(dir_okay=False))
+@click.option("-c", "--config", "recipe_path", required=True, type=click.Path(dir_okay=False),
+              help="Recipe whose sink receives the proposals.")
+@click.option("--report-file", type=click.Path(dir_okay=False), default=None)
+def send(proposal_file: str, recipe_path: str, report_file) -> None:
+    """Re-send PROPOSAL_FILE (a dead-letter file or any file sink output) through the recipe's sink."""
+    from connector.pipeline import run_send
+
+    recipe = _load(recipe_path)
+    _finish(run_send(recipe, proposal_file), report_file)
 
 
 @main.command()

@@ -1,6 +1,7 @@
 """One ingestion run: crawl MLflow -> map each record -> hand proposals to the sink."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -15,6 +16,7 @@ from connector.recipe import Recipe
 from connector.report import Progress, Report
 from connector.sinks import build_sink
 from connector.sinks.base import SinkError, SinkResult
+from connector.sinks.file import read_proposals
 from connector.source.connect import external_base_url, open_backend
 from connector.source.crawler import (
     CrawlSettings, ExperimentRecord, MlflowCrawler, ModelGroupRecord, RunRecord, VersionRecord,
@@ -123,8 +125,8 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
 
         for count, proposal in enumerate(all_proposals(), start=1):
             system_metadata = {"lastObserved": int(time.time() * 1000), "runId": report.run_id}
-            sink.write(proposal, system_metadata)
             report.proposal(proposal.entity_type, proposal.entity_urn, proposal.aspect_name)
+            sink.write(proposal, system_metadata)
             if preview and count >= preview:
                 report.info("Preview", f"stopped after {preview} proposals (--preview)")
                 break
@@ -150,9 +152,58 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
             report.source_requests = backend.requests_made
             report.source_retries = getattr(backend, "retries_made", 0)
             backend.close()
+    record_sink_result(report, result)
+    report.finish()
+    return report
+
+
+def record_sink_result(report: Report, result: SinkResult) -> None:
     report.delivered = result.delivered
-    report.dead_lettered = result.failed if result.dead_letter_file else 0
-    for message in result.messages:
-        report.info("Sink", message)
+    if result.dead_letter_file:
+        report.dead_lettered = result.failed
+        report.dead_letter_file = result.dead_letter_file
+        for message in result.messages:
+            report.failure("Not delivered", message)
+        report.failure("Dead-lettered", f"{result.failed} proposal(s) not delivered are in "
+                       f"{result.dead_letter_file}; re-send them with: mlflow-catalog send "
+                       f"{result.dead_letter_file} -c RECIPE")
+    else:
+        for message in result.messages:
+            report.info("Sink", message)
+
+
+def _proposal_from_record(record: dict) -> tuple[Mcp, Optional[dict]]:
+    aspect = record.get("aspect") or {}
+    value = aspect["json"] if "json" in aspect else json.loads(aspect["value"])
+    return Mcp(record["entityUrn"], record["aspectName"], value), record.get("systemMetadata")
+
+
+def run_send(recipe: Recipe, filename: str) -> Report:
+    """Re-send a file of proposals (a dead-letter file, or a file sink's output) through the recipe's sink."""
+    report = Report(pipeline_name=recipe.pipeline_name or "", run_id=new_run_id(recipe.pipeline_name),
+                    source=filename)
+    try:
+        records = read_proposals(filename)
+    except (OSError, ValueError, SinkError) as exc:
+        report.failure("Cannot read proposals", f"{filename}: {exc}")
+        report.finish()
+        return report
+    sink = build_sink(recipe.sink)
+    report.sink = sink.name
+    try:
+        for record in records:
+            proposal, system_metadata = _proposal_from_record(record)
+            system_metadata = system_metadata or {"lastObserved": int(time.time() * 1000),
+                                                  "runId": report.run_id}
+            report.proposal(proposal.entity_type, proposal.entity_urn, proposal.aspect_name)
+            sink.write(proposal, system_metadata)
+    except SinkError as exc:
+        report.failure("SinkError", str(exc))
+        result = sink.abort()
+    else:
+        result = sink.commit()
+        if hasattr(sink, "path"):
+            report.output = str(sink.path)
+    record_sink_result(report, result)
     report.finish()
     return report

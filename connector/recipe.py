@@ -118,7 +118,34 @@ class FileSink(_Strict):
     config: FileSinkConfig
 
 
-SinkSection = Annotated[Union[FileSink], Field(discriminator="type")]
+class DatahubRestSinkConfig(_Strict):
+    server: str = Field(description="GMS base URL, e.g. http://datahub-gms:8080")
+    token: Optional[SecretStr] = None
+    timeout_sec: float = Field(30.0, gt=0)
+    max_batch_size: int = Field(200, ge=1, le=10000)
+    max_batch_bytes: int = Field(14 * 1024 * 1024, ge=1024, le=15 * 1024 * 1024)
+    max_retries: int = Field(5, ge=0)
+    retry_backoff_sec: float = Field(1.0, ge=0)
+    max_in_flight: int = Field(4, ge=1, le=64)
+    ca_certificate_path: Optional[str] = None
+    disable_ssl_verification: bool = False
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    dead_letter_file: str = "dead-letter.json"
+
+    @field_validator("server")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s):// URL, got {value!r}")
+        return value.rstrip("/")
+
+
+class DatahubRestSink(_Strict):
+    type: Literal["datahub-rest"]
+    config: DatahubRestSinkConfig
+
+
+SinkSection = Annotated[Union[FileSink, DatahubRestSink], Field(discriminator="type")]
 
 
 class Recipe(_Strict):
@@ -155,7 +182,7 @@ def _location(loc: tuple) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("file", "mlflow") and parts and parts[-1] in ("sink", "source"):
+        elif item in ("file", "datahub-rest", "mlflow") and parts and parts[-1] in ("sink", "source"):
             continue  # pydantic's discriminator tag, not a key of the recipe
         else:
             parts.append(("." if parts else "") + str(item))

@@ -33,6 +33,7 @@ class Report:
     point_lookups: int = 0
     delivered: int = 0
     dead_lettered: int = 0
+    dead_letter_file: Optional[str] = None
     output: Optional[str] = None
     _last_urn: str = ""
 
@@ -86,6 +87,7 @@ class Report:
             "proposals": self.proposals,
             "delivered": self.delivered,
             "dead_lettered": self.dead_lettered,
+            "dead_letter_file": self.dead_letter_file,
             "output": self.output,
             "source_requests": self.source_requests,
             "source_retries": self.source_retries,

@@ -16,7 +16,7 @@ class SinkResult:
     delivered: int = 0
     failed: int = 0
     dead_letter_file: str | None = None
-    messages: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # what went wrong, for the report
 
 
 def to_wire(proposal: Mcp, system_metadata: dict) -> dict:
