@@ -9,7 +9,7 @@ import click
 
 from connector.recipe import RecipeError, load_recipe
 
-EXIT_OK, EXIT_FAILURES, EXIT_BAD_RECIPE = 0, 1, 2
+EXIT_OK, EXIT_FAILURES, EXIT_BAD_RECIPE, EXIT_LOCKED = 0, 1, 2, 3
 
 
 def _load(path: str):
@@ -37,6 +37,7 @@ def main() -> None:
 def ingest(recipe_path: str, dry_run: bool, preview, report_file) -> None:
     """Crawl MLflow and deliver every proposal to the recipe's sink."""
     from connector.pipeline import run_ingest
+    from connector.state.lock import LockHeld
 
     recipe = _load(recipe_path)
     try:
@@ -44,6 +45,10 @@ def ingest(recipe_path: str, dry_run: bool, preview, report_file) -> None:
     except RecipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_RECIPE)
+    except LockHeld as exc:
+        click.echo(f"pipeline {recipe.pipeline_name!r} is already running: {exc}; not starting "
+                   f"a second run", err=True)
+        sys.exit(EXIT_LOCKED)
     _finish(report, report_file)
 
 

@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 from typing import Iterator, Optional
 
 from connector.mapping.common import MappingContext, Mcp
-from connector.mapping.datasets import dataset_urn_for, map_dataset
-from connector.mapping.experiments import map_experiment, map_run
-from connector.mapping.registry import map_model_group, map_model_version, map_stage_tags
+from connector.mapping.records import (
+    describe, entities_of, stage_tag_entities, version_fingerprint, version_urn,
+)
+from connector.mapping.registry import map_model_version
 from connector.recipe import Recipe
 from connector.report import Progress, Report
 from connector.sinks import build_sink
@@ -19,10 +20,13 @@ from connector.sinks.base import SinkError, SinkResult
 from connector.sinks.file import read_proposals
 from connector.source.connect import external_base_url, open_backend
 from connector.source.crawler import (
-    CrawlSettings, ExperimentRecord, MlflowCrawler, ModelGroupRecord, RunRecord, VersionRecord,
+    CrawlSettings, DeletedRunRecord, MlflowCrawler, RunRecord, VersionRecord,
 )
 from connector.source.errors import SourceError
 from connector.source.http_backend import redact_url
+from connector.state.lock import PipelineLock
+from connector.state.store import StateError, StateFile
+from connector.stateful import ChangeTracker, config_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -56,32 +60,6 @@ def crawl_settings(recipe: Recipe) -> CrawlSettings:
     )
 
 
-def proposals_for(ctx: MappingContext, record, seen_datasets: set) -> Iterator[Mcp]:
-    if isinstance(record, ExperimentRecord):
-        yield from map_experiment(ctx, record.experiment)
-    elif isinstance(record, RunRecord):
-        for dataset_input in record.run.dataset_inputs:
-            urn = dataset_urn_for(ctx, dataset_input.dataset)
-            if urn not in seen_datasets:
-                seen_datasets.add(urn)
-                yield from map_dataset(ctx, dataset_input)
-        yield from map_run(ctx, record.run, record.experiment, record.produced_versions)
-    elif isinstance(record, ModelGroupRecord):
-        yield from map_model_group(ctx, record.model, record.versions)
-    elif isinstance(record, VersionRecord):
-        yield from map_model_version(ctx, record.version, record.model, record.run)
-
-
-def _describe(record) -> str:
-    if isinstance(record, ExperimentRecord):
-        return f"experiment {record.experiment.name!r}"
-    if isinstance(record, RunRecord):
-        return f"run {record.run.run_id}"
-    if isinstance(record, ModelGroupRecord):
-        return f"registered model {record.model.name!r}"
-    return f"model version {record.version.name!r} v{record.version.version}"
-
-
 class _NullSink:
     name = "dry-run"
 
@@ -97,33 +75,62 @@ class _NullSink:
 
 def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] = None,
                progress_interval: float = 5.0) -> Report:
+    """Crawl, map and deliver. Raises LockHeld when another run of this pipeline is going on."""
     config = recipe.source.config
     report = Report(pipeline_name=recipe.pipeline_name or "", dry_run=dry_run,
                     run_id=new_run_id(recipe.pipeline_name))
     report.source = redact_url(config.resolved_tracking_uri())
-    sink = _NullSink() if dry_run else build_sink(recipe.sink)
-    report.sink = sink.name
-    progress = Progress(report, progress_interval)
     ctx = mapping_context(recipe)
-    backend = None
-    result: SinkResult
+    lock = None
+    if recipe.state is not None and not dry_run:
+        lock = PipelineLock(recipe.state.path, recipe.pipeline_name)
+        lock.acquire()
     try:
-        backend = open_backend(config)
+        tracker, store = _start_tracker(recipe, ctx, report)
+        sink = _NullSink() if dry_run else build_sink(recipe.sink)
+        report.sink = sink.name
+        result = _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_interval)
+        record_sink_result(report, result)
+        if tracker is not None:
+            report.entities_removed = len(tracker.removed) if report.removals_emitted else 0
+            if report.ok and not dry_run and not preview:
+                new_state = tracker.new_state(report.run_id)
+                store.save(recipe.pipeline_name, new_state)
+                report.checkpoint_after = new_state.checkpoint
+    finally:
+        if lock is not None:
+            lock.release()
+    report.finish()
+    return report
+
+
+def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report):
+    if recipe.state is None:
+        report.mode = "full"
+        return None, None
+    config = recipe.source.config
+    store = StateFile(recipe.state.path)
+    previous = store.load(recipe.pipeline_name)
+    filters = (config.model_pattern.model_dump_json(), config.experiment_pattern.model_dump_json(),
+               config.include_experiments, config.include_runs, config.include_deleted)
+    tracker = ChangeTracker.start(previous, config.incremental, config_fingerprint(ctx, filters),
+                                  config.incremental_lookback_sec)
+    report.mode = tracker.mode
+    report.checkpoint_before = previous.checkpoint or None
+    if config.incremental and not tracker.incremental:
+        report.info("Full crawl", "no usable checkpoint (first run, or mapping settings changed): "
+                                  "crawling everything once")
+    return tracker, store
+
+
+def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_interval) -> SinkResult:
+    progress = Progress(report, progress_interval)
+    backend = None
+    try:
+        backend = open_backend(recipe.source.config)
         crawler = MlflowCrawler(backend, crawl_settings(recipe), report)
-        seen_datasets: set[str] = set()
-
-        def all_proposals() -> Iterator[Mcp]:
-            yield from map_stage_tags()
-            for record in crawler.crawl():
-                try:
-                    batch = list(proposals_for(ctx, record, seen_datasets))
-                except Exception as exc:  # one bad record must not sink the run
-                    report.failure("Mapping failed", f"{_describe(record)}: {type(exc).__name__}: {exc}")
-                    continue
-                yield from batch
-                progress.tick()
-
-        for count, proposal in enumerate(all_proposals(), start=1):
+        proposals = _proposals(recipe, ctx, crawler, tracker, report, progress)
+        for count, proposal in enumerate(proposals, start=1):
             system_metadata = {"lastObserved": int(time.time() * 1000), "runId": report.run_id}
             report.proposal(proposal.entity_type, proposal.entity_urn, proposal.aspect_name)
             sink.write(proposal, system_metadata)
@@ -131,30 +138,84 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
                 report.info("Preview", f"stopped after {preview} proposals (--preview)")
                 break
         report.point_lookups = crawler.point_lookups
-    except (SourceError, SinkError) as exc:
+    except (SourceError, SinkError, StateError) as exc:
         report.failure(type(exc).__name__, str(exc))
-        result = sink.abort()
+        return sink.abort()
     except Exception as exc:  # a bug or an unforeseen answer: report it, lose nothing
         log.debug("ingest failed", exc_info=True)
         report.failure("Unexpected error", f"{type(exc).__name__}: {exc}")
-        result = sink.abort()
-    else:
-        try:
-            result = sink.commit()
-        except (SinkError, OSError) as exc:
-            report.failure("Sink failed", str(exc))
-            result = sink.abort()
-        else:
-            if not dry_run and hasattr(sink, "path"):
-                report.output = str(sink.path)
+        return sink.abort()
     finally:
         if backend is not None:
             report.source_requests = backend.requests_made
             report.source_retries = getattr(backend, "retries_made", 0)
             backend.close()
-    record_sink_result(report, result)
-    report.finish()
-    return report
+    try:
+        result = sink.commit()
+    except (SinkError, OSError) as exc:
+        report.failure("Sink failed", str(exc))
+        return sink.abort()
+    if hasattr(sink, "path"):
+        report.output = str(sink.path)
+    return result
+
+
+def _proposals(recipe, ctx, crawler, tracker, report, progress) -> Iterator[Mcp]:
+    """Every proposal of this run, in order: stage tags, experiments, runs, groups and versions,
+    then removals. With a tracker, unchanged entities are left out of incremental runs."""
+    seen_datasets: set[str] = set()
+    pending_versions: list[VersionRecord] = []
+
+    def wanted(entity) -> bool:
+        return tracker is None or tracker.should_emit(entity)
+
+    for entity in stage_tag_entities():
+        if wanted(entity):
+            yield from entity.proposals
+    for record in crawler.crawl(tracker.plan() if tracker else None):
+        try:
+            if isinstance(record, DeletedRunRecord):
+                if tracker is not None:
+                    tracker.deleted_run(record.run_id)
+                continue
+            if tracker is not None and isinstance(record, RunRecord):
+                tracker.saw_run(record.run)
+            if tracker is not None and isinstance(record, VersionRecord):
+                urn = version_urn(ctx, record.version.name, record.version.version)
+                if not tracker.version_needs_emit(urn, version_fingerprint(record), record.version.run_id):
+                    continue
+                if record.run_pending:  # its run was not read this time: read it in bulk at the end
+                    pending_versions.append(record)
+                    continue
+                batch = list(map_model_version(ctx, record.version, record.model, record.run))
+            else:
+                batch = [p for entity in entities_of(ctx, record, seen_datasets) if wanted(entity)
+                         for p in entity.proposals]
+        except Exception as exc:  # one bad record must not sink the run
+            report.failure("Mapping failed", f"{describe(record)}: {type(exc).__name__}: {exc}")
+            continue
+        yield from batch
+        progress.tick()
+    if pending_versions:
+        runs = crawler.resolve_runs({r.version.run_id for r in pending_versions})
+        for record in pending_versions:
+            yield from map_model_version(ctx, record.version, record.model, runs.get(record.version.run_id))
+    if tracker is not None:
+        yield from _removals(recipe, tracker, report)
+
+
+def _removals(recipe, tracker, report) -> Iterator[Mcp]:
+    if report.failure_count:  # a crawl with failures cannot tell what is gone
+        return
+    tracker.finish_removals()
+    if not recipe.state.remove_stale or not tracker.removed:
+        return
+    refusal = tracker.removal_refused(recipe.state.max_removal_ratio)
+    if refusal:
+        report.failure("Stale-entity removal refused", refusal)
+        return
+    report.removals_emitted = True
+    yield from tracker.removal_proposals()
 
 
 def record_sink_result(report: Report, result: SinkResult) -> None:

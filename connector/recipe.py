@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+)
 
 FABRIC_TYPES = (
     "DEV", "TEST", "QA", "UAT", "EI", "PRE", "STG", "NON_PROD", "PROD", "CORP",
@@ -75,6 +77,8 @@ class MlflowSourceConfig(_Strict):
     retry_backoff_sec: float = Field(0.5, ge=0)
     retry_budget_sec: float = Field(30.0, ge=0)
     max_requests_per_second: Optional[float] = Field(None, gt=0)
+    incremental: bool = False
+    incremental_lookback_sec: int = Field(3600, ge=0)
     runs_page_size: int = Field(1000, ge=1, le=50000)
     max_workers: int = Field(4, ge=1, le=32)
     disable_ssl_verification: bool = False
@@ -148,10 +152,26 @@ class DatahubRestSink(_Strict):
 SinkSection = Annotated[Union[FileSink, DatahubRestSink], Field(discriminator="type")]
 
 
+class StateConfig(_Strict):
+    type: Literal["file"] = "file"
+    path: str = ".mlflow-catalog/state.json"
+    remove_stale: bool = True
+    max_removal_ratio: float = Field(0.2, ge=0, le=1)
+
+
 class Recipe(_Strict):
     pipeline_name: Optional[str] = None
     source: MlflowSource
     sink: SinkSection
+    state: Optional[StateConfig] = None
+
+    @model_validator(mode="after")
+    def _state_needs_a_name(self) -> "Recipe":
+        if self.state is not None and not self.pipeline_name:
+            raise ValueError("pipeline_name: required when state is configured (it keys the checkpoint)")
+        if self.source.config.incremental and self.state is None:
+            raise ValueError("source.config.incremental: needs a state section to keep the checkpoint in")
+        return self
 
 
 def expand_env(value: Any, path: str = "", environ=None) -> Any:
@@ -196,7 +216,8 @@ def parse_recipe(data: Any) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{_location(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+                 for e in exc.errors()]
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
 
 

@@ -35,6 +35,11 @@ class Report:
     dead_lettered: int = 0
     dead_letter_file: Optional[str] = None
     output: Optional[str] = None
+    mode: str = "full"
+    checkpoint_before: Optional[dict] = None
+    checkpoint_after: Optional[dict] = None
+    entities_removed: int = 0
+    removals_emitted: bool = False
     _last_urn: str = ""
 
     # -- crawl observer ----------------------------------------------------
@@ -79,6 +84,11 @@ class Report:
             "sink": self.sink,
             "dry_run": self.dry_run,
             "status": "success" if self.ok else "failure",
+            "mode": self.mode,
+            "checkpoint_before": self.checkpoint_before,
+            "checkpoint_after": self.checkpoint_after,
+            "entities_emitted": sum(self.entities.values()),
+            "entities_removed": self.entities_removed,
             "started_at": int(self.started_at * 1000),
             "duration_sec": self.duration_sec,
             "crawled": dict(sorted(self.crawled.items())),
@@ -102,7 +112,7 @@ class Report:
     def render(self, out: TextIO = sys.stdout) -> None:
         w = out.write
         w(f"\n=== MLflow ingestion report ({'dry run' if self.dry_run else self.sink}) ===\n")
-        w(f"run id:     {self.run_id}\nsource:     {self.source}\n")
+        w(f"run id:     {self.run_id}\nsource:     {self.source}\nmode:       {self.mode}\n")
         w(f"duration:   {self.duration_sec:.2f} s, {self.source_requests} MLflow requests "
           f"({self.source_retries} retries, {self.point_lookups} point look-ups)\n")
         w("crawled:    " + (", ".join(f"{k}={v}" for k, v in sorted(self.crawled.items())) or "nothing") + "\n")
@@ -110,6 +120,10 @@ class Report:
           + (f", {self.dead_lettered} dead-lettered" if self.dead_lettered else "") + ")\n")
         if self.output:
             w(f"output:     {self.output}\n")
+        if self.entities_removed:
+            w(f"removed:    {self.entities_removed} entities gone from MLflow (status removed)\n")
+        if self.checkpoint_after:
+            w(f"checkpoint: runs started until {self.checkpoint_after['runs_started_until']} saved\n")
         w("entities and aspects:\n")
         for entity_type, count in sorted(self.entities.items()):
             aspects = ", ".join(f"{a}={n}" for a, n in sorted(self.aspects[entity_type].items()))

@@ -73,9 +73,25 @@ class VersionRecord:
     version: ModelVersion
     model: RegisteredModel
     run: Optional[Run]
+    run_pending: bool = False  # incremental crawls: the run exists but was not read (resolve_runs)
 
 
-CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord]
+@dataclass(slots=True)
+class DeletedRunRecord:
+    """Incremental crawls: a run MLflow now lists as deleted."""
+    run_id: str
+    experiment_id: str
+
+
+CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, DeletedRunRecord]
+
+
+@dataclass(frozen=True)
+class IncrementalPlan:
+    """Read only what may have changed since a checkpoint. MLflow runs carry no update time:
+    new runs are found by start time, runs that were open at the checkpoint are read again."""
+    runs_started_since: int
+    refetch_run_ids: frozenset = frozenset()
 
 
 def _paged(fetch) -> Iterator[dict]:
@@ -116,6 +132,7 @@ class MlflowCrawler:
         self.settings = settings
         self.observer = observer
         self.point_lookups = 0
+        self._all_experiment_ids: list[str] = []
 
     @property
     def _view_type(self) -> str:
@@ -213,16 +230,43 @@ class MlflowCrawler:
         models = self._registered_models()
         return models, self._all_versions(models)
 
-    def crawl(self) -> Iterator[CrawlRecord]:
+    def crawl(self, plan: Optional[IncrementalPlan] = None) -> Iterator[CrawlRecord]:
         with ThreadPoolExecutor(max_workers=max(2, self.settings.max_workers),
                                 thread_name_prefix="mlflow-crawl") as executor:
-            yield from self._crawl(executor)
+            self._executor = executor
+            yield from self._crawl(executor, plan)
 
-    def _crawl(self, executor: ThreadPoolExecutor) -> Iterator[CrawlRecord]:
+    def resolve_runs(self, run_ids: set[str]) -> dict[str, Run]:
+        """Runs by id, in bulk (for versions an incremental crawl found changed)."""
+        if not run_ids:
+            return {}
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            return self._lookup_runs(run_ids, self._all_experiment_ids or
+                                     [e.experiment_id for e in self._experiments()], executor)
+
+    def _incremental_runs(self, plan: IncrementalPlan, by_id: dict, all_ids: list[str],
+                          version_run_ids: set[str], executor) -> Iterator[CrawlRecord]:
+        """New runs (by start time), runs open at the checkpoint or newly linked to a version, and
+        runs deleted since (as DeletedRunRecord)."""
+        seen: set[str] = set()
+        flt = f"attributes.start_time >= {int(plan.runs_started_since)}"
+        for run in self._runs(list(by_id), flt, self._view_type, executor):
+            seen.add(run.run_id)
+            yield run
+        again = (set(plan.refetch_run_ids) | version_run_ids) - seen
+        for run in self._lookup_runs(again, all_ids, executor).values():
+            if run.experiment_id in by_id and (run.lifecycle_stage == "active" or self.settings.include_deleted):
+                yield run
+        if not self.settings.include_deleted:
+            for run in self._runs(all_ids, "", "DELETED_ONLY", executor):
+                yield DeletedRunRecord(run.run_id, run.experiment_id)
+
+    def _crawl(self, executor: ThreadPoolExecutor, plan: Optional[IncrementalPlan]) -> Iterator[CrawlRecord]:
         registry = executor.submit(self._registry)  # runs alongside the experiment listing
         need_experiments = self.settings.include_experiments
         experiments = self._experiments() if need_experiments else []
         models, versions_by_model = registry.result()
+        self._all_experiment_ids = [e.experiment_id for e in experiments]
         self.observer.seen("registered_models", len(models))
         self.observer.seen("model_versions", sum(len(v) for v in versions_by_model.values()))
         versions_by_run: dict[str, list[ModelVersion]] = {}
@@ -239,7 +283,16 @@ class MlflowCrawler:
                 yield ExperimentRecord(experiment)
             if self.settings.include_runs and included:
                 by_id = {e.experiment_id: e for e in included}
-                for run in self._runs(list(by_id), "", self._view_type, executor):
+                if plan is None:
+                    runs = self._runs(list(by_id), "", self._view_type, executor)
+                else:
+                    linked = {v.run_id for vs in versions_by_model.values() for v in vs
+                              if v.run_id and (v.creation_timestamp or 0) >= plan.runs_started_since}
+                    runs = self._incremental_runs(plan, by_id, self._all_experiment_ids, linked, executor)
+                for run in runs:
+                    if isinstance(run, DeletedRunRecord):
+                        yield run
+                        continue
                     self.observer.seen("runs")
                     produced = versions_by_run.get(run.run_id, [])
                     if produced:
@@ -247,7 +300,7 @@ class MlflowCrawler:
                     yield RunRecord(run, by_id[run.experiment_id], produced)
 
         missing = set(versions_by_run) - set(runs_for_versions)
-        if missing:
+        if missing and plan is None:
             if not experiments:
                 experiments = self._experiments()
             all_ids = [e.experiment_id for e in experiments]
@@ -263,4 +316,6 @@ class MlflowCrawler:
             versions = versions_by_model[model.name]
             yield ModelGroupRecord(model, versions)
             for version in versions:
-                yield VersionRecord(version, model, runs_for_versions.get(version.run_id))
+                run = runs_for_versions.get(version.run_id)
+                yield VersionRecord(version, model, run, run_pending=bool(version.run_id) and run is None
+                                    and plan is not None)

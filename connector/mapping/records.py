@@ -1,0 +1,83 @@
+"""Crawl records -> catalog entities, each with its proposals and a fingerprint of the MLflow
+data it was made from (so an incremental run can tell what changed)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+from connector.mapping import urns
+from connector.mapping.common import MappingContext, Mcp
+from connector.mapping.datasets import dataset_urn_for, map_dataset
+from connector.mapping.experiments import experiment_container_urn, map_experiment, map_run
+from connector.mapping.registry import STAGES, map_model_group, map_model_version, map_stage_tags
+from connector.source.crawler import ExperimentRecord, ModelGroupRecord, RunRecord, VersionRecord
+
+
+@dataclass(frozen=True)
+class MappedEntity:
+    urn: str
+    fingerprint: str
+    proposals: tuple[Mcp, ...]
+
+
+def fingerprint(*parts) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _entity(fp: str, proposals) -> MappedEntity:
+    proposals = tuple(proposals)
+    return MappedEntity(proposals[0].entity_urn, fp, proposals)
+
+
+def stage_tag_entities() -> Iterator[MappedEntity]:
+    for proposal, stage in zip(map_stage_tags(), STAGES):
+        yield MappedEntity(proposal.entity_urn, fingerprint(stage), (proposal,))
+
+
+def version_urn(ctx: MappingContext, name: str, version: str) -> str:
+    return urns.model_urn(name, version, ctx.model_name_separator, ctx.env)
+
+
+def run_fingerprint(record: RunRecord) -> str:
+    return fingerprint(asdict(record.run), record.experiment.name,
+                       [(v.name, v.version) for v in record.produced_versions])
+
+
+def version_fingerprint(record: VersionRecord) -> str:
+    """The registry's data only: a version's run data changes are caught through the run."""
+    return fingerprint(asdict(record.version), record.model.name, record.version.run_id)
+
+
+def entities_of(ctx: MappingContext, record, seen_datasets: set) -> Iterator[MappedEntity]:
+    if isinstance(record, ExperimentRecord):
+        yield _entity(fingerprint(asdict(record.experiment)), map_experiment(ctx, record.experiment))
+    elif isinstance(record, RunRecord):
+        for dataset_input in record.run.dataset_inputs:
+            urn = dataset_urn_for(ctx, dataset_input.dataset)
+            if urn not in seen_datasets:
+                seen_datasets.add(urn)
+                yield _entity(fingerprint(asdict(dataset_input.dataset)), map_dataset(ctx, dataset_input))
+        yield _entity(run_fingerprint(record),
+                      map_run(ctx, record.run, record.experiment, record.produced_versions))
+    elif isinstance(record, ModelGroupRecord):
+        yield _entity(fingerprint(asdict(record.model), [(v.version, v.run_id) for v in record.versions]),
+                      map_model_group(ctx, record.model, record.versions))
+    elif isinstance(record, VersionRecord):
+        yield _entity(version_fingerprint(record),
+                      map_model_version(ctx, record.version, record.model, record.run))
+
+
+def describe(record) -> str:
+    if isinstance(record, ExperimentRecord):
+        return f"experiment {record.experiment.name!r}"
+    if isinstance(record, RunRecord):
+        return f"run {record.run.run_id}"
+    if isinstance(record, ModelGroupRecord):
+        return f"registered model {record.model.name!r}"
+    return f"model version {record.version.name!r} v{record.version.version}"
+
+
+__all__ = ["MappedEntity", "entities_of", "stage_tag_entities", "describe", "experiment_container_urn"]

@@ -1,0 +1,1 @@
+"""What one pipeline remembers between runs: checkpoint, fingerprints of what it emitted, lock."""

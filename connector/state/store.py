@@ -1,0 +1,103 @@
+"""The state file: per pipeline, the checkpoint of its last successful run.
+
+    {"version": 1, "pipelines": {NAME: {
+        "checkpoint": {"runs_started_until": ms, "finished_at": ms, "run_id": ..., "mode": ...},
+        "open_runs": [run ids still RUNNING at the checkpoint],
+        "config_hash": "...",                 # mapping settings the fingerprints were made with
+        "fingerprints": {URN_PREFIX: {rest of URN: hash}},   # every entity emitted, compact
+        "backfill": {...}                     # progress of an unfinished full crawl, for --resume
+    }}}
+
+Written atomically (temp file + rename): a crash leaves the previous state intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+_PREFIXES = (
+    "urn:li:dataProcessInstance:", "urn:li:container:", "urn:li:mlModel:(urn:li:dataPlatform:mlflow,",
+    "urn:li:mlModelGroup:(urn:li:dataPlatform:mlflow,", "urn:li:dataset:(urn:li:dataPlatform:",
+    "urn:li:tag:", "urn:li:mlModelDeployment:(urn:li:dataPlatform:", "urn:li:mlFeature:(",
+)
+
+
+def compact(fingerprints: dict[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for urn, value in sorted(fingerprints.items()):
+        prefix = next((p for p in _PREFIXES if urn.startswith(p)), "")
+        out.setdefault(prefix, {})[urn[len(prefix):]] = value
+    return out
+
+
+def expand(compacted: dict[str, dict[str, str]]) -> dict[str, str]:
+    return {prefix + rest: value for prefix, group in compacted.items() for rest, value in group.items()}
+
+
+@dataclass
+class PipelineState:
+    checkpoint: dict = field(default_factory=dict)
+    open_runs: list = field(default_factory=list)
+    config_hash: str = ""
+    fingerprints: dict = field(default_factory=dict)  # URN -> hash
+    backfill: Optional[dict] = None
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return bool(self.checkpoint)
+
+    def to_json(self) -> dict:
+        out = {"checkpoint": self.checkpoint, "open_runs": sorted(self.open_runs),
+               "config_hash": self.config_hash, "fingerprints": compact(self.fingerprints)}
+        if self.backfill:
+            out["backfill"] = self.backfill
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PipelineState":
+        return cls(checkpoint=data.get("checkpoint") or {}, open_runs=list(data.get("open_runs") or []),
+                   config_hash=data.get("config_hash", ""),
+                   fingerprints=expand(data.get("fingerprints") or {}), backfill=data.get("backfill"))
+
+
+class StateError(Exception):
+    """The state file cannot be read or written."""
+
+
+class StateFile:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def _read_all(self) -> dict:
+        if not self.path.exists():
+            return {"version": 1, "pipelines": {}}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StateError(f"state file {self.path} cannot be read: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("pipelines"), dict):
+            raise StateError(f"state file {self.path} is not a connector state file")
+        return data
+
+    def load(self, pipeline: str) -> PipelineState:
+        entry = self._read_all()["pipelines"].get(pipeline)
+        return PipelineState.from_json(entry) if entry else PipelineState()
+
+    def save(self, pipeline: str, state: PipelineState) -> None:
+        data = self._read_all()
+        data["pipelines"][pipeline] = state.to_json()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,131 @@
+"""Runs that remember: which mode to crawl in, what to emit, what to remove, the new checkpoint.
+
+- full: emit everything; entities of the last checkpoint that are gone now get status removed.
+- incremental: emit only entities whose MLflow data changed since the checkpoint (by fingerprint),
+  plus removals MLflow still shows (deleted runs) or that full listings reveal (experiments,
+  registered models and versions are listed whole on every run: they are few).
+A removal of more than `max_removal_ratio` of the checkpoint's entities is refused: a crawl that
+finds (almost) nothing is more likely broken than a registry that was emptied.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from connector.mapping import urns
+from connector.mapping.common import MappingContext, Mcp, status
+from connector.mapping.records import MappedEntity, fingerprint
+from connector.source.crawler import IncrementalPlan
+from connector.state.store import PipelineState
+
+# Entity kinds an incremental crawl lists in full, so their disappearance is visible to it.
+_FULLY_LISTED = ("urn:li:container:", "urn:li:mlModelGroup:", "urn:li:mlModel:")
+_OPEN_STATUSES = {"RUNNING", "SCHEDULED"}
+
+
+def config_fingerprint(ctx: MappingContext, source_filters: tuple) -> str:
+    return fingerprint(repr(ctx), source_filters)
+
+
+@dataclass
+class ChangeTracker:
+    previous: PipelineState
+    mode: str                       # full | incremental
+    config_hash: str
+    lookback_ms: int = 3_600_000
+    current: dict = field(default_factory=dict)        # URN -> fingerprint of this run's view
+    seen_listed: set = field(default_factory=set)      # fully listed kinds seen by this run
+    removed: list = field(default_factory=list)
+    changed_runs: set = field(default_factory=set)
+    open_runs: set = field(default_factory=set)
+    max_start_time: int = 0
+    started_at: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    @classmethod
+    def start(cls, previous: PipelineState, want_incremental: bool, config_hash: str,
+              lookback_sec: int) -> "ChangeTracker":
+        incremental = (want_incremental and previous.has_checkpoint and previous.config_hash == config_hash)
+        tracker = cls(previous, "incremental" if incremental else "full", config_hash, lookback_sec * 1000)
+        if incremental:
+            tracker.current = dict(previous.fingerprints)
+        return tracker
+
+    @property
+    def incremental(self) -> bool:
+        return self.mode == "incremental"
+
+    def plan(self) -> Optional[IncrementalPlan]:
+        if not self.incremental:
+            return None
+        since = int(self.previous.checkpoint.get("runs_started_until", 0)) - self.lookback_ms
+        return IncrementalPlan(runs_started_since=max(0, since),
+                               refetch_run_ids=frozenset(self.previous.open_runs))
+
+    # -- per entity ------------------------------------------------------------
+    def saw_run(self, run) -> None:
+        if run.start_time:
+            self.max_start_time = max(self.max_start_time, run.start_time)
+        if run.status in _OPEN_STATUSES:
+            self.open_runs.add(run.run_id)
+
+    def _see(self, urn: str, fp: str) -> Optional[str]:
+        self.current[urn] = fp
+        if urn.startswith(_FULLY_LISTED):
+            self.seen_listed.add(urn)
+        return self.previous.fingerprints.get(urn)
+
+    def should_emit(self, entity: MappedEntity) -> bool:
+        before = self._see(entity.urn, entity.fingerprint)
+        changed = before != entity.fingerprint
+        if changed and entity.urn.startswith("urn:li:dataProcessInstance:"):
+            self.changed_runs.add(entity.urn)
+        return changed or not self.incremental
+
+    def version_needs_emit(self, urn: str, fp: str, run_id: str) -> bool:
+        """A version is emitted when it changed, or when its run changed (params, metrics)."""
+        before = self._see(urn, fp)
+        run_changed = bool(run_id) and urns.run_urn(run_id) in self.changed_runs
+        return before != fp or run_changed or not self.incremental
+
+    def deleted_run(self, run_id: str) -> None:
+        urn = urns.run_urn(run_id)
+        if urn in self.current:
+            del self.current[urn]
+            self.removed.append(urn)
+
+    # -- at the end ------------------------------------------------------------
+    def finish_removals(self) -> None:
+        """Entities of the checkpoint that this run's view no longer has."""
+        if self.incremental:
+            gone = [u for u in self.previous.fingerprints
+                    if u.startswith(_FULLY_LISTED) and u not in self.seen_listed and u in self.current]
+            for urn in gone:
+                del self.current[urn]
+            self.removed.extend(gone)
+        else:
+            self.removed.extend(u for u in self.previous.fingerprints if u not in self.current)
+        self.removed = sorted(set(self.removed))
+
+    def removal_refused(self, max_ratio: float) -> Optional[str]:
+        known = len(self.previous.fingerprints)
+        if known and len(self.removed) > max_ratio * known:
+            return (f"would remove {len(self.removed)} of {known} entities "
+                    f"(more than {max_ratio:.0%}): MLflow may have answered with nothing; "
+                    f"no removal emitted and the checkpoint kept")
+        return None
+
+    def removal_proposals(self) -> list[Mcp]:
+        return [Mcp(urn, "status", status(True)) for urn in self.removed]
+
+    def new_state(self, run_id: str) -> PipelineState:
+        previous_until = int(self.previous.checkpoint.get("runs_started_until", 0))
+        checkpoint = {
+            "runs_started_until": max(previous_until, self.max_start_time),
+            "finished_at": int(time.time() * 1000),
+            "started_at": self.started_at,
+            "run_id": run_id,
+            "mode": self.mode,
+        }
+        return PipelineState(checkpoint=checkpoint, open_runs=sorted(self.open_runs),
+                             config_hash=self.config_hash, fingerprints=dict(self.current))

@@ -1,0 +1,173 @@
+"""Cron and backfill behaviour against a real MLflow server: incremental runs, stale-entity
+removal, the safety threshold, one run at a time, and a crash mid-crawl."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from connector.pipeline import run_ingest
+from connector.recipe import parse_recipe
+from tests.catalog_server import CatalogServer
+from tests.expectations import group_urn, model_urn, run_urn
+from tests.mlflow_server import mlflow_server
+
+pytestmark = pytest.mark.server
+CLI = [sys.executable, "-m", "connector.cli"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-state")) as url:
+        yield url
+
+
+def recipe(url, tmp_path, out="out.json", incremental=True, sink=None, **state):
+    return parse_recipe({
+        "pipeline_name": "cron",
+        "source": {"type": "mlflow", "config": {"tracking_uri": url, "incremental": incremental}},
+        "sink": sink or {"type": "file", "config": {"filename": str(tmp_path / out)}},
+        "state": {"path": str(tmp_path / "state.json"), **state}})
+
+
+def emitted(path):
+    by_urn = {}
+    for r in json.loads(path.read_text()):
+        by_urn.setdefault(r["entityUrn"], {})[r["aspectName"]] = r["aspect"]["json"]
+    return by_urn
+
+
+def new_run(client, exp_id, name):
+    run = client.create_run(exp_id, run_name=name)
+    client.log_param(run.info.run_id, "lr", "0.1")
+    client.log_metric(run.info.run_id, "acc", 0.5)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def test_incremental_emits_exactly_what_changed_and_removes_what_is_gone(server, tmp_path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(server)
+    exp = client.create_experiment("cron-exp")
+    r1, r2 = new_run(client, exp, "r1"), new_run(client, exp, "r2")
+    client.create_registered_model("cron_model")
+    client.create_model_version("cron_model", f"runs:/{r1}/m", run_id=r1)
+    client.set_registered_model_alias("cron_model", "champion", "1")
+    client.create_registered_model("doomed_model")
+    client.create_model_version("doomed_model", f"runs:/{r2}/m", run_id=r2)
+
+    first = run_ingest(recipe(server, tmp_path, "full.json"))
+    assert first.ok, first.failures
+    assert first.mode == "full" and first.checkpoint_after["mode"] == "full"
+    assert run_urn(r1) in emitted(tmp_path / "full.json")
+
+    r3 = new_run(client, exp, "r3")
+    client.create_model_version("cron_model", f"runs:/{r3}/m", run_id=r3)
+    client.set_registered_model_alias("cron_model", "champion", "2")
+    client.delete_registered_model("doomed_model")
+    client.delete_run(r2)
+
+    # 3 removals of 12 entities is over the default 20% safety threshold of such a tiny store
+    second = run_ingest(recipe(server, tmp_path, "incr.json", max_removal_ratio=0.5))
+    assert second.ok, second.failures
+    assert second.mode == "incremental"
+    out = emitted(tmp_path / "incr.json")
+    removed = {group_urn("doomed_model"), model_urn("doomed_model", 1), run_urn(r2)}
+    assert set(out) == {run_urn(r3), model_urn("cron_model", 2), model_urn("cron_model", 1),
+                        group_urn("cron_model")} | removed
+    for urn in removed:
+        assert out[urn] == {"status": {"removed": True}}
+    assert out[model_urn("cron_model", 2)]["versionProperties"]["aliases"] == [{"versionTag": "champion"}]
+    assert out[model_urn("cron_model", 1)]["versionProperties"]["aliases"] == []
+    assert out[run_urn(r3)]["dataProcessInstanceOutput"]["outputEdges"] == [
+        {"destinationUrn": model_urn("cron_model", 2)}]
+    assert second.entities_removed == 3
+    assert second.checkpoint_before == first.checkpoint_after
+    assert second.as_dict()["entities_emitted"] == 7
+
+    third = run_ingest(recipe(server, tmp_path, "noop.json"))
+    assert third.ok and third.mode == "incremental"
+    assert json.loads((tmp_path / "noop.json").read_text()) == []  # nothing changed, nothing sent
+
+
+def test_safety_threshold_refuses_mass_removal(server, tmp_path_factory, tmp_path):
+    assert run_ingest(recipe(server, tmp_path, "full.json", incremental=False)).ok
+    state_before = (tmp_path / "state.json").read_text()
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-empty")) as empty:
+        report = run_ingest(recipe(empty, tmp_path, "empty.json", incremental=False))
+    assert not report.ok
+    assert any(f["title"] == "Stale-entity removal refused" for f in report.failures)
+    records = json.loads((tmp_path / "empty.json").read_text())
+    assert not any(r["aspectName"] == "status" and r["aspect"]["json"]["removed"] for r in records)
+    assert (tmp_path / "state.json").read_text() == state_before  # the checkpoint did not advance
+
+
+def test_second_invocation_is_refused_and_a_dead_holders_lock_is_taken_over(server, tmp_path, write_recipe):
+    path = write_recipe(json.dumps({
+        "pipeline_name": "cron",
+        "source": {"type": "mlflow", "config": {"tracking_uri": server}},
+        "sink": {"type": "file", "config": {"filename": str(tmp_path / "o.json")}},
+        "state": {"path": str(tmp_path / "state.json")}}))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from connector.state.lock import PipelineLock; "
+        f"PipelineLock({str(tmp_path / 'state.json')!r}, 'cron').acquire(); print('locked', flush=True); "
+        "time.sleep(120)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        proc = subprocess.run(CLI + ["ingest", "-c", str(path)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 3, proc.stderr
+        assert "already running" in proc.stderr and f"pid {holder.pid}" in proc.stderr
+        assert time.monotonic() - started < 10 and not (tmp_path / "o.json").exists()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    proc = subprocess.run(CLI + ["ingest", "-c", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_kill_9_mid_crawl_then_rerun_gives_the_clean_crawls_catalog(server, tmp_path, write_recipe):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(server)
+    exp = client.create_experiment("many-runs")
+    for i in range(60):
+        new_run(client, exp, f"bulk-{i}")
+
+    def rest_recipe(url, name):
+        return write_recipe(json.dumps({
+            "pipeline_name": "crashy",
+            "source": {"type": "mlflow", "config": {"tracking_uri": server}},
+            "sink": {"type": "datahub-rest", "config": {
+                "server": url, "max_batch_size": 20, "max_in_flight": 1, "retry_backoff_sec": 0.01,
+                "dead_letter_file": str(tmp_path / f"{name}.dead.json")}},
+            "state": {"path": str(tmp_path / "state.json")}}), f"{name}.yml")
+
+    with CatalogServer() as clean:
+        proc = subprocess.run(CLI + ["ingest", "-c", str(rest_recipe(clean.url, "clean"))],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    (tmp_path / "state.json").unlink()  # the crashing pipeline starts from nothing too
+
+    with CatalogServer() as catalog:
+        catalog.stall_first, catalog.stall_seconds = 10**6, 0.15  # slow, so the kill lands mid-crawl
+        victim = subprocess.Popen(CLI + ["ingest", "-c", str(rest_recipe(catalog.url, "crashy"))],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while len(catalog.received) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        partial = len(catalog.received)
+        assert 0 < partial < len(clean.received)
+        assert not (tmp_path / "state.json").exists()  # no checkpoint from a killed run
+        catalog.stall_first = 0
+        proc = subprocess.run(CLI + ["ingest", "-c", str(rest_recipe(catalog.url, "crashy"))],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert catalog.problems == []
+    assert catalog.store == clean.store
