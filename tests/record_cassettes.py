@@ -19,7 +19,7 @@ def main() -> int:
     CASSETTE.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp, mlflow_server(Path(tmp) / "store", free_port()) as url:
         seeded = seed(url)
-        recipe = parse_recipe({"source": {"type": "mlflow", "config": {"tracking_uri": url}},
+        recipe = parse_recipe({"source": {"type": "mlflow", "config": {"tracking_uri": url, "max_workers": 1}},
                                "sink": {"type": "file", "config": {"filename": f"{tmp}/out.json"}}})
         with recorder("all").use_cassette(str(CASSETTE)):
             report = run_ingest(recipe)

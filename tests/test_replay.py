@@ -14,7 +14,9 @@ def test_replayed_crawl_produces_the_expected_catalog(tmp_path):
     facts = json.loads(SEEDED_FACTS.read_text())
     seeded = Seeded(runs=facts["runs"], experiments=facts["experiments"])
     out = tmp_path / "replayed.json"
-    recipe = parse_recipe({"source": {"type": "mlflow", "config": {"tracking_uri": facts["tracking_uri"]}},
+    # vcrpy is not thread-safe: replay with one request at a time
+    config = {"tracking_uri": facts["tracking_uri"], "max_workers": 1}
+    recipe = parse_recipe({"source": {"type": "mlflow", "config": config},
                            "sink": {"type": "file", "config": {"filename": str(out)}}})
     with recorder("none").use_cassette(str(CASSETTE)) as cassette:
         report = run_ingest(recipe)
@@ -22,4 +24,4 @@ def test_replayed_crawl_produces_the_expected_catalog(tmp_path):
     assert report.ok, report.failures
     records = validate_file(out)
     assert {r["entityUrn"] for r in records} == expected_urns(seeded)
-    assert report.source_requests == len(cassette.data)
+    assert report.source_requests == len(cassette.data) and report.source_retries == 0

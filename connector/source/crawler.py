@@ -231,7 +231,7 @@ class MlflowCrawler:
         return models, self._all_versions(models)
 
     def crawl(self, plan: Optional[IncrementalPlan] = None) -> Iterator[CrawlRecord]:
-        with ThreadPoolExecutor(max_workers=max(2, self.settings.max_workers),
+        with ThreadPoolExecutor(max_workers=self.settings.max_workers,
                                 thread_name_prefix="mlflow-crawl") as executor:
             self._executor = executor
             yield from self._crawl(executor, plan)
@@ -262,10 +262,13 @@ class MlflowCrawler:
                 yield DeletedRunRecord(run.run_id, run.experiment_id)
 
     def _crawl(self, executor: ThreadPoolExecutor, plan: Optional[IncrementalPlan]) -> Iterator[CrawlRecord]:
-        registry = executor.submit(self._registry)  # runs alongside the experiment listing
-        need_experiments = self.settings.include_experiments
-        experiments = self._experiments() if need_experiments else []
-        models, versions_by_model = registry.result()
+        if self.settings.max_workers > 1:  # the registry listing runs alongside the experiment listing
+            registry = executor.submit(self._registry)
+            experiments = self._experiments() if self.settings.include_experiments else []
+            models, versions_by_model = registry.result()
+        else:  # one request at a time
+            models, versions_by_model = self._registry()
+            experiments = self._experiments() if self.settings.include_experiments else []
         self._all_experiment_ids = [e.experiment_id for e in experiments]
         self.observer.seen("registered_models", len(models))
         self.observer.seen("model_versions", sum(len(v) for v in versions_by_model.values()))
