@@ -1,7 +1,7 @@
 """Run one measured job in this (fresh) process and print {seconds, requests, peak_rss_mb} as JSON.
 
     python -m benchmarks._measure floor URL RUNS_PAGE_SIZE
-    python -m benchmarks._measure ours URL RUNS_PAGE_SIZE OUT.json [extra recipe JSON]
+    python -m benchmarks._measure ours URL RUNS_PAGE_SIZE OUT.json [extra source config JSON [recipe JSON]]
 """
 import json
 import resource
@@ -11,6 +11,18 @@ import time
 import requests
 
 API = "/api/2.0/mlflow"
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. Not ru_maxrss: Linux carries the parent's RSS at fork into it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def floor(url: str, runs_page_size: int) -> int:
@@ -47,13 +59,13 @@ def floor(url: str, runs_page_size: int) -> int:
     return count
 
 
-def ours(url: str, runs_page_size: int, out: str, extra: dict) -> int:
+def ours(url: str, runs_page_size: int, out: str, extra: dict, recipe_extra: dict) -> int:
     from connector.pipeline import run_ingest
     from connector.recipe import parse_recipe
 
     config = {"tracking_uri": url, "runs_page_size": runs_page_size, **extra}
     recipe = parse_recipe({"source": {"type": "mlflow", "config": config},
-                           "sink": {"type": "file", "config": {"filename": out}}})
+                           "sink": {"type": "file", "config": {"filename": out}}, **recipe_extra})
     report = run_ingest(recipe, progress_interval=3600)
     if not report.ok:
         raise SystemExit(f"ingest failed: {report.failures}")
@@ -62,11 +74,14 @@ def ours(url: str, runs_page_size: int, out: str, extra: dict) -> int:
 
 if __name__ == "__main__":
     kind, url, page = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if kind == "ours":
+        import connector.pipeline  # noqa: F401  (imports are not what we measure)
     started = time.perf_counter()
     if kind == "floor":
         requests_made = floor(url, page)
     else:
-        requests_made = ours(url, page, sys.argv[4], json.loads(sys.argv[5]) if len(sys.argv) > 5 else {})
+        requests_made = ours(url, page, sys.argv[4], json.loads(sys.argv[5]) if len(sys.argv) > 5 else {},
+                             json.loads(sys.argv[6]) if len(sys.argv) > 6 else {})
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"seconds": round(seconds, 3), "requests": requests_made, "peak_rss_mb": round(peak, 1)}))

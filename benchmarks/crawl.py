@@ -4,6 +4,7 @@ same run, each in a fresh process.
 
     python -m benchmarks.crawl                          # default size: 20 x 250 runs, 100 x 10 versions
     python -m benchmarks.crawl --runs-per-experiment 2500 --skip-floor   # 50k runs, memory
+    python -m benchmarks.crawl --incremental             # + a no-change incremental run against a full one
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from tests.mlflow_server import QUIET_ENV, mlflow_server  # noqa: E402
 
 
 def measure(*args: str) -> dict:
+    if os.environ.get("BENCH_DEBUG"):
+        print("measure", args, file=sys.stderr)
     proc = subprocess.run([sys.executable, "-m", "benchmarks._measure", *args], capture_output=True,
                           text=True, cwd=ROOT, env={**os.environ, **QUIET_ENV})
     if proc.returncode != 0:
@@ -41,6 +44,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="best of N for each side")
     parser.add_argument("--skip-floor", action="store_true")
     parser.add_argument("--extra", default="{}", help="extra source config for ours, as JSON")
+    parser.add_argument("--incremental", action="store_true",
+                        help="also time a full run with state, then an incremental run that finds no change")
     args = parser.parse_args()
     os.environ.update(QUIET_ENV)
 
@@ -62,13 +67,26 @@ def main() -> int:
                 results[kind] = min(runs, key=lambda r: r["seconds"])
                 results[kind]["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
             proposals = len(json.loads(Path(f"{tmp}/out.json").read_text()))
+            if args.incremental:
+                state = json.dumps({"pipeline_name": "bench", "state": {"path": f"{tmp}/state.json"}})
+                incremental = json.dumps({**json.loads(args.extra), "incremental": True})
+                full = measure("ours", url, str(args.runs_page_size), f"{tmp}/full.json", args.extra, state)
+                increments = [measure("ours", url, str(args.runs_page_size), f"{tmp}/incr.json", incremental, state)
+                              for _ in range(args.repeat)]
+                results["full with state"] = full
+                results["incremental, no change"] = min(increments, key=lambda r: r["seconds"])
+                changed = len(json.loads(Path(f"{tmp}/incr.json").read_text()))
     print(f"store: {size}")
     for kind, r in results.items():
-        print(f"{kind:>6}: {r['seconds']:7.2f} s  {r['requests']:5d} requests  peak RSS {r['peak_rss_mb']:7.1f} MB")
+        print(f"{kind:>22}: {r['seconds']:7.2f} s  {r['requests']:5d} requests  peak RSS {r['peak_rss_mb']:7.1f} MB")
     print(f"  ours: {proposals} proposals written")
     if "floor" in results:
         f, o = results["floor"], results["ours"]
         print(f"ratio ours/floor: time {o['seconds'] / f['seconds']:.2f}  requests {o['requests'] / f['requests']:.2f}")
+    if args.incremental:
+        full, incr = results["full with state"], results["incremental, no change"]
+        print(f"incremental (no change) / full: {incr['seconds'] / full['seconds']:.3f}  "
+              f"({changed} proposals re-sent)")
     return 0
 
 

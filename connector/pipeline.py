@@ -114,7 +114,7 @@ def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report):
     filters = (config.model_pattern.model_dump_json(), config.experiment_pattern.model_dump_json(),
                config.include_experiments, config.include_runs, config.include_deleted)
     tracker = ChangeTracker.start(previous, config.incremental, config_fingerprint(ctx, filters),
-                                  config.incremental_lookback_sec)
+                                  config.incremental_lookback_sec, ctx)
     report.mode = tracker.mode
     report.checkpoint_before = previous.checkpoint or None
     if config.incremental and not tracker.incremental:

@@ -34,6 +34,8 @@ class ChangeTracker:
     mode: str                       # full | incremental
     config_hash: str
     lookback_ms: int = 3_600_000
+    separator: str = "_"
+    env: str = "PROD"
     current: dict = field(default_factory=dict)        # URN -> fingerprint of this run's view
     seen_listed: set = field(default_factory=set)      # fully listed kinds seen by this run
     removed: list = field(default_factory=list)
@@ -44,9 +46,10 @@ class ChangeTracker:
 
     @classmethod
     def start(cls, previous: PipelineState, want_incremental: bool, config_hash: str,
-              lookback_sec: int) -> "ChangeTracker":
+              lookback_sec: int, ctx: MappingContext) -> "ChangeTracker":
         incremental = (want_incremental and previous.has_checkpoint and previous.config_hash == config_hash)
-        tracker = cls(previous, "incremental" if incremental else "full", config_hash, lookback_sec * 1000)
+        tracker = cls(previous, "incremental" if incremental else "full", config_hash, lookback_sec * 1000,
+                      ctx.model_name_separator, ctx.env)
         if incremental:
             tracker.current = dict(previous.fingerprints)
         return tracker
@@ -59,8 +62,12 @@ class ChangeTracker:
         if not self.incremental:
             return None
         since = int(self.previous.checkpoint.get("runs_started_until", 0)) - self.lookback_ms
-        return IncrementalPlan(runs_started_since=max(0, since),
-                               refetch_run_ids=frozenset(self.previous.open_runs))
+        known = self.previous.fingerprints
+        return IncrementalPlan(
+            runs_started_since=max(0, since),
+            refetch_run_ids=frozenset(self.previous.open_runs),
+            refetch_run_of=lambda v: urns.model_urn(v.name, v.version, self.separator, self.env) not in known,
+        )
 
     # -- per entity ------------------------------------------------------------
     def saw_run(self, run) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterator
 
 from connector.mapping import urns
@@ -22,8 +22,14 @@ class MappedEntity:
     proposals: tuple[Mcp, ...]
 
 
+def _fields(obj):
+    """A slots dataclass as the list of its field values (no deep copy, unlike asdict)."""
+    slots = getattr(obj, "__slots__", None)
+    return [getattr(obj, name) for name in slots] if slots else str(obj)
+
+
 def fingerprint(*parts) -> str:
-    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    text = json.dumps(parts, sort_keys=True, default=_fields, separators=(",", ":"))
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
@@ -42,28 +48,28 @@ def version_urn(ctx: MappingContext, name: str, version: str) -> str:
 
 
 def run_fingerprint(record: RunRecord) -> str:
-    return fingerprint(asdict(record.run), record.experiment.name,
+    return fingerprint(record.run, record.experiment.name,
                        [(v.name, v.version) for v in record.produced_versions])
 
 
 def version_fingerprint(record: VersionRecord) -> str:
     """The registry's data only: a version's run data changes are caught through the run."""
-    return fingerprint(asdict(record.version), record.model.name, record.version.run_id)
+    return fingerprint(record.version, record.model.name, record.version.run_id)
 
 
 def entities_of(ctx: MappingContext, record, seen_datasets: set) -> Iterator[MappedEntity]:
     if isinstance(record, ExperimentRecord):
-        yield _entity(fingerprint(asdict(record.experiment)), map_experiment(ctx, record.experiment))
+        yield _entity(fingerprint(record.experiment), map_experiment(ctx, record.experiment))
     elif isinstance(record, RunRecord):
         for dataset_input in record.run.dataset_inputs:
             urn = dataset_urn_for(ctx, dataset_input.dataset)
             if urn not in seen_datasets:
                 seen_datasets.add(urn)
-                yield _entity(fingerprint(asdict(dataset_input.dataset)), map_dataset(ctx, dataset_input))
+                yield _entity(fingerprint(dataset_input.dataset), map_dataset(ctx, dataset_input))
         yield _entity(run_fingerprint(record),
                       map_run(ctx, record.run, record.experiment, record.produced_versions))
     elif isinstance(record, ModelGroupRecord):
-        yield _entity(fingerprint(asdict(record.model), [(v.version, v.run_id) for v in record.versions]),
+        yield _entity(fingerprint(record.model, [(v.version, v.run_id) for v in record.versions]),
                       map_model_group(ctx, record.model, record.versions))
     elif isinstance(record, VersionRecord):
         yield _entity(version_fingerprint(record),

@@ -92,6 +92,8 @@ class IncrementalPlan:
     new runs are found by start time, runs that were open at the checkpoint are read again."""
     runs_started_since: int
     refetch_run_ids: frozenset = frozenset()
+    # versions whose run must be read again (a new version links its run to a new model)
+    refetch_run_of: Callable[[ModelVersion], bool] = lambda version: False
 
 
 def _paged(fetch) -> Iterator[dict]:
@@ -148,16 +150,11 @@ class MlflowCrawler:
         models.sort(key=lambda m: m.name)
         return models
 
-    def _all_versions(self, models: list[RegisteredModel]) -> dict[str, list[ModelVersion]]:
-        """Every version of the given models: one paged listing, else per model."""
-        wanted = {m.name for m in models}
-        by_model: dict[str, list[ModelVersion]] = {name: [] for name in wanted}
-        if not wanted:
-            return by_model
+    def _list_all_versions(self) -> Optional[list[ModelVersion]]:
+        """Every version in one paged listing; None when the registry refuses that."""
         try:
-            for raw in _paged(lambda t: self.backend.search_model_versions("", MODEL_VERSIONS_PAGE, t)):
-                if raw.get("name") in wanted:
-                    by_model[raw["name"]].append(ModelVersion.from_json(raw))
+            return [ModelVersion.from_json(raw) for raw in
+                    _paged(lambda t: self.backend.search_model_versions("", MODEL_VERSIONS_PAGE, t))]
         except MlflowApiError as exc:
             # Unity Catalog (and some proxies) refuse a listing without a model name.
             self.observer.info(
@@ -165,11 +162,20 @@ class MlflowCrawler:
                 f"the registry refused to list all versions at once ({exc.error_code or exc}); "
                 "listing them model by model",
             )
+            return None
+
+    def _versions_by_model(self, models: list[RegisteredModel],
+                           listed: Optional[list[ModelVersion]]) -> dict[str, list[ModelVersion]]:
+        by_model: dict[str, list[ModelVersion]] = {m.name: [] for m in models}
+        if listed is not None:
+            for version in listed:
+                if version.name in by_model:
+                    by_model[version.name].append(version)
+        else:
             for name in by_model:
-                by_model[name] = []
                 flt = f"name = {_quote_filter_value(name)}"
-                for raw in _paged(lambda t: self.backend.search_model_versions(flt, MODEL_VERSIONS_PAGE, t)):
-                    by_model[name].append(ModelVersion.from_json(raw))
+                by_model[name] = [ModelVersion.from_json(raw) for raw in _paged(
+                    lambda t: self.backend.search_model_versions(flt, MODEL_VERSIONS_PAGE, t))]
         for model in models:
             versions = by_model[model.name]
             aliases_by_version: dict[str, list[str]] = {}
@@ -226,9 +232,16 @@ class MlflowCrawler:
         return found
 
     # -- the crawl --------------------------------------------------------
-    def _registry(self):
-        models = self._registered_models()
-        return models, self._all_versions(models)
+    def _registry(self, executor: Optional[ThreadPoolExecutor] = None):
+        """Registered models and their versions; the two listings run side by side with an executor."""
+        if executor is None:
+            models = self._registered_models()
+            return models, self._versions_by_model(models, self._list_all_versions() if models else [])
+        return executor.submit(self._registered_models), executor.submit(self._list_all_versions)
+
+    def _finish_registry(self, models_future: Future, versions_future: Future):
+        models = models_future.result()
+        return models, self._versions_by_model(models, versions_future.result() if models else [])
 
     def crawl(self, plan: Optional[IncrementalPlan] = None) -> Iterator[CrawlRecord]:
         with ThreadPoolExecutor(max_workers=self.settings.max_workers,
@@ -262,10 +275,10 @@ class MlflowCrawler:
                 yield DeletedRunRecord(run.run_id, run.experiment_id)
 
     def _crawl(self, executor: ThreadPoolExecutor, plan: Optional[IncrementalPlan]) -> Iterator[CrawlRecord]:
-        if self.settings.max_workers > 1:  # the registry listing runs alongside the experiment listing
-            registry = executor.submit(self._registry)
+        if self.settings.max_workers > 1:  # registry listings run alongside the experiment listing
+            models_future, versions_future = self._registry(executor)
             experiments = self._experiments() if self.settings.include_experiments else []
-            models, versions_by_model = registry.result()
+            models, versions_by_model = self._finish_registry(models_future, versions_future)
         else:  # one request at a time
             models, versions_by_model = self._registry()
             experiments = self._experiments() if self.settings.include_experiments else []
@@ -290,7 +303,7 @@ class MlflowCrawler:
                     runs = self._runs(list(by_id), "", self._view_type, executor)
                 else:
                     linked = {v.run_id for vs in versions_by_model.values() for v in vs
-                              if v.run_id and (v.creation_timestamp or 0) >= plan.runs_started_since}
+                              if v.run_id and plan.refetch_run_of(v)}
                     runs = self._incremental_runs(plan, by_id, self._all_experiment_ids, linked, executor)
                 for run in runs:
                     if isinstance(run, DeletedRunRecord):
