@@ -10,6 +10,7 @@ from typing import Iterator, Optional
 
 from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.datasets import dataset_urn_for, map_dataset
+from connector.mapping.deployments import DeploymentRule, deployments_for_version, map_deployment
 from connector.mapping.experiments import map_experiment, map_run
 from connector.mapping.registry import map_model_group, map_model_version, map_stage_tags
 from connector.recipe import Recipe
@@ -40,6 +41,11 @@ def mapping_context(recipe: Recipe) -> MappingContext:
         model_name_separator=config.model_name_separator,
         base_external_url=external_base_url(config),
         dataset_platform_mapping={k.lower(): v for k, v in config.dataset_platform_mapping.items()},
+        deployment_rules=tuple(
+            DeploymentRule(platform=r.platform, name_template=r.name_template, alias=r.alias,
+                           tag_key=r.tag.key if r.tag else None, tag_value=r.tag.value if r.tag else None,
+                           env=r.env, status=r.status, description=r.description)
+            for r in config.deployments),
     )
 
 
@@ -56,20 +62,26 @@ def crawl_settings(recipe: Recipe) -> CrawlSettings:
     )
 
 
-def proposals_for(ctx: MappingContext, record, seen_datasets: set) -> Iterator[Mcp]:
+def proposals_for(ctx: MappingContext, record, seen_urns: set) -> Iterator[Mcp]:
+    """The proposals of one crawled record; `seen_urns` keeps shared entities (datasets,
+    deployments) to one emission per run."""
     if isinstance(record, ExperimentRecord):
         yield from map_experiment(ctx, record.experiment)
     elif isinstance(record, RunRecord):
         for dataset_input in record.run.dataset_inputs:
             urn = dataset_urn_for(ctx, dataset_input.dataset)
-            if urn not in seen_datasets:
-                seen_datasets.add(urn)
+            if urn not in seen_urns:
+                seen_urns.add(urn)
                 yield from map_dataset(ctx, dataset_input)
         yield from map_run(ctx, record.run, record.experiment, record.produced_versions)
     elif isinstance(record, ModelGroupRecord):
         yield from map_model_group(ctx, record.model, record.versions)
     elif isinstance(record, VersionRecord):
         yield from map_model_version(ctx, record.version, record.model, record.run)
+        for deployment in deployments_for_version(ctx.deployment_rules, record.version, ctx.env):
+            if deployment.urn not in seen_urns:
+                seen_urns.add(deployment.urn)
+                yield from map_deployment(deployment.urn, deployment.platform, deployment.properties)
 
 
 def _describe(record) -> str:
