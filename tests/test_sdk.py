@@ -172,7 +172,7 @@ def test_restli_union_names_are_normalised():
 def test_arguments_are_checked(tmp_path):
     with file_client(tmp_path / "x.json") as client:
         model = client.create_model("m", "1")
-        with pytest.raises(ValueError, match="group_urn: expected an mlModelGroup URN"):
+        with pytest.raises(ValueError, match="group_urn: expected a mlModelGroup URN"):
             client.add_model_to_model_group(model, model)
         with pytest.raises(ValueError):
             client.set_deployment_status(client.deployment_urn("kserve", "d"), "LIVE")

@@ -34,7 +34,7 @@ def _now() -> int:
 
 def _expect(urn: str, entity: str, argument: str) -> None:
     if not isinstance(urn, str) or not urn.startswith("urn:li:") or urns.entity_type(urn) != entity:
-        raise ValueError(f"{argument}: expected an {entity} URN, got {urn!r}")
+        raise ValueError(f"{argument}: expected a {entity} URN, got {urn!r}")
 
 
 class CatalogClient:
