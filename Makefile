@@ -1,5 +1,6 @@
 # make demo  - install into .venv, seed a local MLflow store, ingest it to out/demo.json, print the report
 # make test  - install the test extra into .venv and run every test
+# make example - the SDK tutorial flow (examples/tutorial.py) to out/example.json
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ export DO_NOT_TRACK := true
 export DATAHUB_TELEMETRY_ENABLED := false
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: demo test install install-server install-test cassettes bench clean
+.PHONY: demo example test install install-server install-test cassettes bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,10 @@ demo: install-server
 	rm -rf .demo && mkdir -p .demo out
 	$(PY) -m connector.demo .demo/mlflow.db
 	$(VENV)/bin/mlflow-catalog ingest -c recipes/demo.yml --report-file out/demo-report.json
+
+example: install
+	mkdir -p out
+	$(PY) -m examples.tutorial out/example.json
 
 test: install-test
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -10,9 +10,9 @@ from typing import Iterator, Optional
 
 from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.records import (
-    describe, entities_of, stage_tag_entities, version_fingerprint, version_urn,
+    describe, entities_of, stage_tag_entities, version_entities, version_fingerprint, version_urn,
 )
-from connector.mapping.registry import map_model_version
+from connector.mapping.deployments import DeploymentRule
 from connector.recipe import Recipe
 from connector.report import Progress, Report
 from connector.sinks import build_sink
@@ -44,6 +44,11 @@ def mapping_context(recipe: Recipe) -> MappingContext:
         model_name_separator=config.model_name_separator,
         base_external_url=external_base_url(config),
         dataset_platform_mapping={k.lower(): v for k, v in config.dataset_platform_mapping.items()},
+        deployment_rules=tuple(
+            DeploymentRule(platform=r.platform, name_template=r.name_template, alias=r.alias,
+                           tag_key=r.tag.key if r.tag else None, tag_value=r.tag.value if r.tag else None,
+                           env=r.env, status=r.status, description=r.description)
+            for r in config.deployments),
     )
 
 
@@ -187,7 +192,7 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress) -> Iterator[Mcp]
                 if record.run_pending:  # its run was not read this time: read it in bulk at the end
                     pending_versions.append(record)
                     continue
-                batch = list(map_model_version(ctx, record.version, record.model, record.run))
+                batch = _version_proposals(ctx, record, record.run, tracker, seen_datasets)
             else:
                 batch = [p for entity in entities_of(ctx, record, seen_datasets) if wanted(entity)
                          for p in entity.proposals]
@@ -199,9 +204,15 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress) -> Iterator[Mcp]
     if pending_versions:
         runs = crawler.resolve_runs({r.version.run_id for r in pending_versions})
         for record in pending_versions:
-            yield from map_model_version(ctx, record.version, record.model, runs.get(record.version.run_id))
+            yield from _version_proposals(ctx, record, runs.get(record.version.run_id), tracker, seen_datasets)
     if tracker is not None:
         yield from _removals(recipe, tracker, report)
+
+
+def _version_proposals(ctx, record, run, tracker, seen_shared) -> list[Mcp]:
+    """A version the tracker decided to emit, and those of its deployments that changed."""
+    version, *deployments = version_entities(ctx, record, run, seen_shared)
+    return [*version.proposals, *(p for d in deployments if tracker.should_emit(d) for p in d.proposals)]
 
 
 def _removals(recipe, tracker, report) -> Iterator[Mcp]:

@@ -15,6 +15,8 @@ from pydantic import (
     BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
 )
 
+from connector.mapping.deployments import DEPLOYMENT_STATUSES, TEMPLATE_FIELDS
+
 FABRIC_TYPES = (
     "DEV", "TEST", "QA", "UAT", "EI", "PRE", "STG", "NON_PROD", "PROD", "CORP",
     "RVW", "PRD", "TST", "SIT", "SBX", "SANDBOX",
@@ -54,6 +56,55 @@ class AllowDenyPattern(_Strict):
         return any(re.match(p, name, flags) for p in self.allow)
 
 
+class TagMatch(_Strict):
+    key: str
+    value: Optional[str] = Field(None, description="None: any value of the tag")
+
+
+class DeploymentRuleConfig(_Strict):
+    """Model versions holding `alias` and/or tag `tag` are deployed as `name_template` on `platform`."""
+
+    alias: Optional[str] = None
+    tag: Optional[TagMatch] = None
+    platform: str
+    name_template: str = Field(description="fields: {model} {version} {alias} {tag_value}")
+    env: Optional[str] = Field(None, description="default: the source's env")
+    status: str = "IN_SERVICE"
+    description: Optional[str] = None
+
+    @field_validator("name_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            name = value.format(**{f: "x" for f in TEMPLATE_FIELDS})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"bad template {value!r} ({type(exc).__name__}: {exc}); "
+                             f"fields: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}") from None
+        if not name.strip():
+            raise ValueError("must not give an empty name")
+        return value
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: str) -> str:
+        if value.upper() not in DEPLOYMENT_STATUSES:
+            raise ValueError(f"unknown status {value!r}; one of {', '.join(DEPLOYMENT_STATUSES)}")
+        return value.upper()
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value.upper() not in FABRIC_TYPES:
+            raise ValueError(f"unknown env {value!r}; one of {', '.join(FABRIC_TYPES)}")
+        return value.upper() if value else value
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> "DeploymentRuleConfig":
+        if self.alias is None and self.tag is None:
+            raise ValueError("a deployment rule needs an alias, a tag, or both")
+        return self
+
+
 class MlflowSourceConfig(_Strict):
     tracking_uri: Optional[str] = Field(
         None, description="MLflow tracking URI (http(s)://, sqlite:///, file:). Default: $MLFLOW_TRACKING_URI.")
@@ -72,6 +123,8 @@ class MlflowSourceConfig(_Strict):
     include_runs: bool = True
     include_deleted: bool = False
     dataset_platform_mapping: dict[str, str] = Field(default_factory=dict)
+    deployments: list[DeploymentRuleConfig] = Field(
+        default_factory=list, description="registry aliases / version tags -> mlModelDeployment entities")
     timeout_sec: float = Field(30.0, gt=0)
     max_retries: int = Field(3, ge=0)
     retry_backoff_sec: float = Field(0.5, ge=0)

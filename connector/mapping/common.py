@@ -29,6 +29,7 @@ class MappingContext:
     model_name_separator: str = "_"
     base_external_url: Optional[str] = None
     dataset_platform_mapping: dict = field(default_factory=dict)
+    deployment_rules: tuple = ()  # mapping.deployments.DeploymentRule, from the recipe
 
 
 def mcp(urn: str, aspect_name: str, aspect: dict) -> Mcp:

@@ -20,6 +20,14 @@ def experiment_container_urn(ctx: MappingContext, experiment: Experiment) -> str
     return urns.experiment_urn(experiment.name, ctx.platform_instance)
 
 
+def experiment_browse_path(ctx: MappingContext) -> dict:
+    path = []
+    if ctx.platform_instance:
+        instance = urns.platform_instance_urn(ctx.platform_instance)
+        path.append({"id": instance, "urn": instance})
+    return {"path": path}
+
+
 def map_experiment(ctx: MappingContext, experiment: Experiment) -> Iterator[Mcp]:
     urn = experiment_container_urn(ctx, experiment)
     custom = {k: v for k, v in experiment.tags.items() if k != NOTE_TAG}
@@ -36,11 +44,7 @@ def map_experiment(ctx: MappingContext, experiment: Experiment) -> Iterator[Mcp]
     }))
     yield mcp(urn, "subTypes", {"typeNames": ["ML Experiment"]})
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
-    path = []
-    if ctx.platform_instance:
-        instance = urns.platform_instance_urn(ctx.platform_instance)
-        path.append({"id": instance, "urn": instance})
-    yield mcp(urn, "browsePathsV2", {"path": path})
+    yield mcp(urn, "browsePathsV2", experiment_browse_path(ctx))
     yield mcp(urn, "status", status(experiment.lifecycle_stage == "deleted"))
 
 

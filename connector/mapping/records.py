@@ -10,6 +10,7 @@ from typing import Iterator
 from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.datasets import dataset_urn_for, map_dataset
+from connector.mapping.deployments import deployments_for_version, map_deployment
 from connector.mapping.experiments import experiment_container_urn, map_experiment, map_run
 from connector.mapping.registry import STAGES, map_model_group, map_model_version, map_stage_tags
 from connector.source.crawler import ExperimentRecord, ModelGroupRecord, RunRecord, VersionRecord
@@ -57,14 +58,26 @@ def version_fingerprint(record: VersionRecord) -> str:
     return fingerprint(record.version, record.model.name, record.version.run_id)
 
 
-def entities_of(ctx: MappingContext, record, seen_datasets: set) -> Iterator[MappedEntity]:
+def version_entities(ctx: MappingContext, record: VersionRecord, run, seen_shared: set) -> Iterator[MappedEntity]:
+    """A version (with `run` as its source run) and the deployments its rules give it."""
+    yield _entity(version_fingerprint(record), map_model_version(ctx, record.version, record.model, run))
+    for deployment in deployments_for_version(ctx.deployment_rules, record.version, ctx.env):
+        if deployment.urn not in seen_shared:
+            seen_shared.add(deployment.urn)
+            yield _entity(fingerprint(deployment.platform, deployment.properties),
+                          map_deployment(deployment.urn, deployment.platform, deployment.properties))
+
+
+def entities_of(ctx: MappingContext, record, seen_shared: set) -> Iterator[MappedEntity]:
+    """The catalog entities of one crawled record; `seen_shared` keeps entities several records
+    share (datasets, deployments) to one emission per run."""
     if isinstance(record, ExperimentRecord):
         yield _entity(fingerprint(record.experiment), map_experiment(ctx, record.experiment))
     elif isinstance(record, RunRecord):
         for dataset_input in record.run.dataset_inputs:
             urn = dataset_urn_for(ctx, dataset_input.dataset)
-            if urn not in seen_datasets:
-                seen_datasets.add(urn)
+            if urn not in seen_shared:
+                seen_shared.add(urn)
                 yield _entity(fingerprint(dataset_input.dataset), map_dataset(ctx, dataset_input))
         yield _entity(run_fingerprint(record),
                       map_run(ctx, record.run, record.experiment, record.produced_versions))
@@ -72,8 +85,7 @@ def entities_of(ctx: MappingContext, record, seen_datasets: set) -> Iterator[Map
         yield _entity(fingerprint(record.model, [(v.version, v.run_id) for v in record.versions]),
                       map_model_group(ctx, record.model, record.versions))
     elif isinstance(record, VersionRecord):
-        yield _entity(version_fingerprint(record),
-                      map_model_version(ctx, record.version, record.model, record.run))
+        yield from version_entities(ctx, record, record.run, seen_shared)
 
 
 def describe(record) -> str:

@@ -8,6 +8,7 @@ from connector.mapping.common import (
     MappingContext, Mcp, drop_none, external_url, hyper_params, mcp, metrics,
     ownership, platform_instance_aspect, sorted_props, status, time_stamp,
 )
+from connector.mapping.deployments import deployments_for_version
 from connector.source.entities import ModelVersion, RegisteredModel, Run
 
 STAGES = (
@@ -74,6 +75,9 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
         "groups": [urns.model_group_urn(model.name, ctx.env)],
         "trainingJobs": [urns.run_urn(version.run_id)] if version.run_id else [],
     })
+    if ctx.deployment_rules:
+        # Always written when rules exist: a version that lost its alias loses the link.
+        props["deployments"] = [d.urn for d in deployments_for_version(ctx.deployment_rules, version, ctx.env)]
     yield mcp(urn, "mlModelProperties", props)
     yield mcp(urn, "versionProperties", {
         "versionSet": urns.version_set_urn(model.name),
