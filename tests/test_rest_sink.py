@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from connector.pipeline import _proposal_from_record, run_ingest, run_send
+from connector.pipeline import run_ingest, run_send
 from connector.recipe import parse_recipe
 from connector.sinks.file import read_proposals
 from tests.catalog_server import CatalogServer

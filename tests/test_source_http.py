@@ -93,7 +93,7 @@ sink: {{type: file, config: {{filename: "{out}"}}}}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.json")] == []
     proc = subprocess.run([sys.executable, "-m", "connector.cli", "check", "-c", str(recipe)],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and f"[FAIL] tracking server" in proc.stdout and url in proc.stdout
+    assert proc.returncode == 1 and "[FAIL] tracking server" in proc.stdout and url in proc.stdout
 
 
 def test_registry_that_refuses_a_global_version_listing_is_read_model_by_model():
