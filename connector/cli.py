@@ -34,14 +34,16 @@ def main() -> None:
               help="Stop after N proposals.")
 @click.option("--report-file", type=click.Path(dir_okay=False), default=None,
               help="Also write the report as JSON here.")
-def ingest(recipe_path: str, dry_run: bool, preview, report_file) -> None:
+@click.option("--resume", is_flag=True,
+              help="Go on with an interrupted full crawl from its last checkpoint (needs a state section).")
+def ingest(recipe_path: str, dry_run: bool, preview, report_file, resume: bool) -> None:
     """Crawl MLflow and deliver every proposal to the recipe's sink."""
     from connector.pipeline import run_ingest
     from connector.state.lock import LockHeld
 
     recipe = _load(recipe_path)
     try:
-        report = run_ingest(recipe, dry_run=dry_run, preview=preview)
+        report = run_ingest(recipe, dry_run=dry_run, preview=preview, resume=resume)
     except RecipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_RECIPE)

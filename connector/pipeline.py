@@ -20,7 +20,7 @@ from connector.sinks.base import SinkError, SinkResult
 from connector.sinks.file import read_proposals
 from connector.source.connect import external_base_url, open_backend
 from connector.source.crawler import (
-    CrawlSettings, DeletedRunRecord, MlflowCrawler, RunRecord, VersionRecord,
+    CrawlSettings, DeletedRunRecord, MlflowCrawler, RunRecord, RunsPageDone, VersionRecord,
 )
 from connector.source.errors import SourceError
 from connector.source.http_backend import redact_url
@@ -79,7 +79,7 @@ class _NullSink:
 
 
 def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] = None,
-               progress_interval: float = 5.0) -> Report:
+               progress_interval: float = 5.0, resume: bool = False) -> Report:
     """Crawl, map and deliver. Raises LockHeld when another run of this pipeline is going on."""
     config = recipe.source.config
     report = Report(pipeline_name=recipe.pipeline_name or "", dry_run=dry_run,
@@ -91,10 +91,15 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
         lock = PipelineLock(recipe.state.path, recipe.pipeline_name)
         lock.acquire()
     try:
-        tracker, store = _start_tracker(recipe, ctx, report)
+        tracker, store = _start_tracker(recipe, ctx, report, resume)
         sink = _NullSink() if dry_run else build_sink(recipe.sink)
         report.sink = sink.name
-        result = _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_interval)
+        checkpoint = None
+        if tracker is not None and tracker.mode in ("full", "resume") and hasattr(sink, "flush") and not preview:
+            def checkpoint():  # everything so far is delivered: a stopped crawl can resume from here
+                sink.flush()
+                store.save(recipe.pipeline_name, tracker.with_progress(report.run_id))
+        result = _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_interval, checkpoint)
         record_sink_result(report, result)
         if tracker is not None:
             report.entities_removed = len(tracker.removed) if report.removals_emitted else 0
@@ -109,7 +114,7 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
     return report
 
 
-def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report):
+def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report, resume: bool):
     if recipe.state is None:
         report.mode = "full"
         return None, None
@@ -119,8 +124,11 @@ def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report):
     filters = (config.model_pattern.model_dump_json(), config.experiment_pattern.model_dump_json(),
                config.include_experiments, config.include_runs, config.include_deleted)
     tracker = ChangeTracker.start(previous, config.incremental, config_fingerprint(ctx, filters),
-                                  config.incremental_lookback_sec, ctx)
+                                  config.incremental_lookback_sec, ctx, resume)
     report.mode = tracker.mode
+    if resume and tracker.mode != "resume":
+        report.info("Nothing to resume", "no unfinished full crawl with these settings in the state; "
+                                         f"running a {tracker.mode} crawl")
     report.checkpoint_before = previous.checkpoint or None
     if config.incremental and not tracker.incremental:
         report.info("Full crawl", "no usable checkpoint (first run, or mapping settings changed): "
@@ -128,13 +136,14 @@ def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report):
     return tracker, store
 
 
-def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_interval) -> SinkResult:
+def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_interval,
+                       checkpoint=None) -> SinkResult:
     progress = Progress(report, progress_interval)
     backend = None
     try:
         backend = open_backend(recipe.source.config)
         crawler = MlflowCrawler(backend, crawl_settings(recipe), report)
-        proposals = _proposals(recipe, ctx, crawler, tracker, report, progress)
+        proposals = _proposals(recipe, ctx, crawler, tracker, report, progress, checkpoint)
         for count, proposal in enumerate(proposals, start=1):
             system_metadata = {"lastObserved": int(time.time() * 1000), "runId": report.run_id}
             report.proposal(proposal.entity_type, proposal.entity_urn, proposal.aspect_name)
@@ -165,9 +174,11 @@ def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_int
     return result
 
 
-def _proposals(recipe, ctx, crawler, tracker, report, progress) -> Iterator[Mcp]:
+def _proposals(recipe, ctx, crawler, tracker, report, progress, checkpoint=None) -> Iterator[Mcp]:
     """Every proposal of this run, in order: stage tags, experiments, runs, groups and versions,
-    then removals. With a tracker, unchanged entities are left out of incremental runs."""
+    then removals. With a tracker, unchanged entities are left out of incremental runs. Each
+    proposal yielded is in the sink before this generator goes on, so `checkpoint` (called after
+    each page of runs) sees everything before it written."""
     seen_datasets: set[str] = set()
     pending_versions: list[VersionRecord] = []
 
@@ -177,7 +188,13 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress) -> Iterator[Mcp]
     for entity in stage_tag_entities():
         if wanted(entity):
             yield from entity.proposals
-    for record in crawler.crawl(tracker.plan() if tracker else None):
+    for record in crawler.crawl(tracker.plan() if tracker else None, resumable=checkpoint is not None):
+        if isinstance(record, RunsPageDone):
+            if tracker is not None:
+                tracker.page_done(record)
+            if checkpoint is not None and not report.failure_count:
+                checkpoint()
+            continue
         try:
             if isinstance(record, DeletedRunRecord):
                 if tracker is not None:

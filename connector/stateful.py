@@ -4,6 +4,8 @@
 - incremental: emit only entities whose MLflow data changed since the checkpoint (by fingerprint),
   plus removals MLflow still shows (deleted runs) or that full listings reveal (experiments,
   registered models and versions are listed whole on every run: they are few).
+- resume: go on with a full crawl that stopped; what it already delivered (fingerprints saved
+  with its progress) is not sent again; removals as in a full crawl.
 A removal of more than `max_removal_ratio` of the checkpoint's entities is refused: a crawl that
 finds (almost) nothing is more likely broken than a registry that was emptied.
 """
@@ -16,8 +18,8 @@ from typing import Optional
 from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, status
 from connector.mapping.records import MappedEntity, fingerprint
-from connector.source.crawler import IncrementalPlan
-from connector.state.store import PipelineState
+from connector.source.crawler import IncrementalPlan, ResumePlan
+from connector.state.store import PipelineState, compact, expand
 
 # Entity kinds an incremental crawl lists in full, so their disappearance is visible to it.
 _FULLY_LISTED = ("urn:li:container:", "urn:li:mlModelGroup:", "urn:li:mlModel:")
@@ -43,22 +45,41 @@ class ChangeTracker:
     open_runs: set = field(default_factory=set)
     max_start_time: int = 0
     started_at: int = field(default_factory=lambda: int(time.time() * 1000))
+    baseline: dict = field(default_factory=dict)       # what is already in the catalog, to skip
+    progress: dict = field(default_factory=lambda: {"done_experiments": [], "current": None})
 
     @classmethod
     def start(cls, previous: PipelineState, want_incremental: bool, config_hash: str,
-              lookback_sec: int, ctx: MappingContext) -> "ChangeTracker":
+              lookback_sec: int, ctx: MappingContext, resume: bool = False) -> "ChangeTracker":
+        backfill = previous.backfill or {}
+        if resume and backfill.get("config_hash") == config_hash:
+            tracker = cls(previous, "resume", config_hash, lookback_sec * 1000, ctx.model_name_separator, ctx.env)
+            tracker.current = expand(backfill.get("fingerprints") or {})
+            tracker.baseline = dict(tracker.current)
+            tracker.open_runs = set(backfill.get("open_runs") or [])
+            tracker.max_start_time = int(backfill.get("max_start_time") or 0)
+            tracker.progress = backfill.get("progress") or tracker.progress
+            tracker.started_at = int(backfill.get("started_at") or tracker.started_at)
+            return tracker
         incremental = (want_incremental and previous.has_checkpoint and previous.config_hash == config_hash)
         tracker = cls(previous, "incremental" if incremental else "full", config_hash, lookback_sec * 1000,
                       ctx.model_name_separator, ctx.env)
         if incremental:
             tracker.current = dict(previous.fingerprints)
+            tracker.baseline = previous.fingerprints
         return tracker
 
     @property
     def incremental(self) -> bool:
         return self.mode == "incremental"
 
-    def plan(self) -> Optional[IncrementalPlan]:
+    def plan(self):
+        if self.mode == "resume":
+            current = self.progress.get("current") or {}
+            return ResumePlan(done_experiments=frozenset(self.progress.get("done_experiments") or ()),
+                              current_experiment_ids=tuple(current.get("experiment_ids") or ()),
+                              start_time=int(current.get("start_time") or 0),
+                              ids_at_start_time=tuple(current.get("ids_at_start_time") or ()))
         if not self.incremental:
             return None
         since = int(self.previous.checkpoint.get("runs_started_until", 0)) - self.lookback_ms
@@ -80,20 +101,20 @@ class ChangeTracker:
         self.current[urn] = fp
         if urn.startswith(_FULLY_LISTED):
             self.seen_listed.add(urn)
-        return self.previous.fingerprints.get(urn)
+        return self.baseline.get(urn)
 
     def should_emit(self, entity: MappedEntity) -> bool:
         before = self._see(entity.urn, entity.fingerprint)
         changed = before != entity.fingerprint
         if changed and entity.urn.startswith("urn:li:dataProcessInstance:"):
             self.changed_runs.add(entity.urn)
-        return changed or not self.incremental
+        return changed or self.mode == "full"
 
     def version_needs_emit(self, urn: str, fp: str, run_id: str) -> bool:
         """A version is emitted when it changed, or when its run changed (params, metrics)."""
         before = self._see(urn, fp)
         run_changed = bool(run_id) and urns.run_urn(run_id) in self.changed_runs
-        return before != fp or run_changed or not self.incremental
+        return before != fp or run_changed or self.mode == "full"
 
     def deleted_run(self, run_id: str) -> None:
         urn = urns.run_urn(run_id)
@@ -121,6 +142,26 @@ class ChangeTracker:
                     f"(more than {max_ratio:.0%}): MLflow may have answered with nothing; "
                     f"no removal emitted and the checkpoint kept")
         return None
+
+    # -- a full crawl's progress, for --resume ------------------------------------------
+    def page_done(self, marker) -> None:
+        if marker.batch_done:
+            self.progress["done_experiments"] = sorted(set(self.progress["done_experiments"])
+                                                       | set(marker.experiment_ids))
+            self.progress["current"] = None
+        elif marker.start_time is not None:
+            self.progress["current"] = {"experiment_ids": list(marker.experiment_ids),
+                                        "start_time": marker.start_time,
+                                        "ids_at_start_time": list(marker.ids_at_start_time)}
+
+    def with_progress(self, run_id: str) -> PipelineState:
+        """The previous checkpoint, unchanged, plus this unfinished crawl's progress."""
+        backfill = {"run_id": run_id, "config_hash": self.config_hash, "progress": self.progress,
+                    "fingerprints": compact(self.current), "open_runs": sorted(self.open_runs),
+                    "max_start_time": self.max_start_time, "started_at": self.started_at}
+        p = self.previous
+        return PipelineState(checkpoint=p.checkpoint, open_runs=p.open_runs, config_hash=p.config_hash,
+                             fingerprints=p.fingerprints, backfill=backfill)
 
     def removal_proposals(self) -> list[Mcp]:
         return [Mcp(urn, "status", status(True)) for urn in self.removed]

@@ -171,3 +171,59 @@ def test_kill_9_mid_crawl_then_rerun_gives_the_clean_crawls_catalog(server, tmp_
         assert proc.returncode == 0, proc.stdout + proc.stderr
     assert catalog.problems == []
     assert catalog.store == clean.store
+
+
+def test_resume_goes_on_from_the_last_checkpoint_without_resending(server, tmp_path, write_recipe):
+    from mlflow import MlflowClient
+
+    from connector.state.store import StateFile, expand
+
+    client = MlflowClient(server)
+    exp = client.create_experiment("backfill-exp")
+    for i in range(50):
+        new_run(client, exp, f"hist-{i}")
+
+    def backfill_recipe(url, name, state="state.json"):
+        return write_recipe(json.dumps({
+            "pipeline_name": "backfill",
+            "source": {"type": "mlflow", "config": {"tracking_uri": server, "runs_page_size": 10}},
+            "sink": {"type": "datahub-rest", "config": {
+                "server": url, "max_batch_size": 10, "max_in_flight": 1, "retry_backoff_sec": 0.01,
+                "dead_letter_file": str(tmp_path / f"{name}.dead.json")}},
+            "state": {"path": str(tmp_path / state)}}), f"{name}.yml")
+
+    with CatalogServer() as clean:
+        proc = subprocess.run(CLI + ["ingest", "-c", str(backfill_recipe(clean.url, "clean", "clean-state.json"))],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    with CatalogServer() as catalog:
+        catalog.stall_first, catalog.stall_seconds = 10**6, 0.05
+        recipe_path = backfill_recipe(catalog.url, "backfill")
+        victim = subprocess.Popen(CLI + ["ingest", "-c", str(recipe_path)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        state = StateFile(tmp_path / "state.json")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait for a few checkpoints of runs
+            backfill = state.load("backfill").backfill if (tmp_path / "state.json").exists() else None
+            if backfill and sum(u.startswith("urn:li:dataProcessInstance:")
+                                for u in expand(backfill["fingerprints"])) >= 20:
+                break
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        backfill = state.load("backfill").backfill
+        delivered_runs = {u for u in expand(backfill["fingerprints"]) if u.startswith("urn:li:dataProcessInstance:")}
+        assert backfill["progress"]["current"]["start_time"] > 0
+        before = len(catalog.received)
+        catalog.stall_first = 0
+        report_file = tmp_path / "resume-report.json"
+        proc = subprocess.run(CLI + ["ingest", "-c", str(recipe_path), "--resume", "--report-file", str(report_file)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        resent = {r["entityUrn"] for r in catalog.received[before:]}
+    assert json.loads(report_file.read_text())["mode"] == "resume"
+    assert delivered_runs and not (delivered_runs & resent)  # what was delivered is not sent again
+    assert catalog.problems == []
+    assert catalog.store == clean.store  # and the catalog ends as after one clean crawl
+    assert StateFile(tmp_path / "state.json").load("backfill").backfill is None

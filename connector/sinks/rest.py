@@ -156,6 +156,15 @@ class RestSink:
         with self._lock:
             self.delivered += n
 
+    def flush(self) -> None:
+        """Return once everything written so far is delivered (or dead-lettered)."""
+        if self._batch.items:
+            batch, self._batch = self._batch, _Batch()
+            self._submit(batch)
+        self._collect(block=True)
+        if self._fatal is not None:
+            raise SinkError(str(self._fatal))
+
     # -- ending --------------------------------------------------------------
     def _finish(self) -> SinkResult:
         if self._batch.items:

@@ -83,7 +83,28 @@ class DeletedRunRecord:
     experiment_id: str
 
 
-CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, DeletedRunRecord]
+@dataclass(slots=True)
+class RunsPageDone:
+    """Full crawls: every run of a page has been yielded. With batch_done, the whole batch of
+    experiments is done; otherwise runs up to `start_time` (and `ids_at_start_time` at it) are."""
+    experiment_ids: list
+    start_time: Optional[int]
+    ids_at_start_time: list
+    batch_done: bool = False
+
+
+CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, DeletedRunRecord,
+                    RunsPageDone]
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """Go on with a full crawl that stopped: skip finished experiment batches, and in the batch
+    that was under way, runs before `start_time` or listed in `ids_at_start_time`."""
+    done_experiments: frozenset = frozenset()
+    current_experiment_ids: tuple = ()
+    start_time: int = 0
+    ids_at_start_time: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -105,15 +126,16 @@ def _paged(fetch) -> Iterator[dict]:
             return
 
 
-def _prefetched(streams: list[Callable], executor: ThreadPoolExecutor) -> Iterator[dict]:
+def _prefetched(streams: list[Callable], executor: ThreadPoolExecutor) -> Iterator[tuple[int, list]]:
     """Walk paged streams one after another, keeping the next request in flight while the
-    caller maps the current page. At most two pages are in memory."""
+    caller maps the current page; yields (stream index, page). At most two pages are in memory."""
     pending: Optional[Future] = None
     index = 0
     if streams:
         pending = executor.submit(streams[0], None)
     while pending is not None:
         items, token = pending.result()
+        current = index
         if token:
             pending = executor.submit(streams[index], token)
         elif index + 1 < len(streams):
@@ -121,7 +143,7 @@ def _prefetched(streams: list[Callable], executor: ThreadPoolExecutor) -> Iterat
             pending = executor.submit(streams[index], None)
         else:
             pending = None
-        yield from items
+        yield current, items
 
 
 def _quote_filter_value(value: str) -> str:
@@ -200,14 +222,50 @@ class MlflowCrawler:
 
     def _runs(self, experiment_ids: list[str], filter_string: str, view_type: str,
               executor: ThreadPoolExecutor) -> Iterator[Run]:
-        def stream(batch):
-            return lambda token: self.backend.search_runs(
-                batch, filter_string, view_type, self.settings.runs_page_size, token)
-
-        streams = [stream(experiment_ids[i:i + EXPERIMENT_IDS_PER_RUN_SEARCH])
+        batches = [experiment_ids[i:i + EXPERIMENT_IDS_PER_RUN_SEARCH]
                    for i in range(0, len(experiment_ids), EXPERIMENT_IDS_PER_RUN_SEARCH)]
-        for raw in _prefetched(streams, executor):
-            yield Run.from_json(raw)
+        streams = [self._run_stream(batch, filter_string, view_type) for batch in batches]
+        for _, page in _prefetched(streams, executor):
+            for raw in page:
+                yield Run.from_json(raw)
+
+    def _run_stream(self, batch: list[str], filter_string: str, view_type: str, order_by=None):
+        return lambda token: self.backend.search_runs(
+            batch, filter_string, view_type, self.settings.runs_page_size, token, order_by)
+
+    def _resumable_runs(self, experiment_ids: list[str], resume: Optional["ResumePlan"],
+                        executor: ThreadPoolExecutor) -> Iterator[Union[Run, "RunsPageDone"]]:
+        """All runs, oldest first, with a RunsPageDone after each page: a crawl stopped after one
+        can go on from there (by start time, which inserts or deletions do not shift)."""
+        order = ["attributes.start_time ASC"]
+        pending = [e for e in experiment_ids if not resume or e not in resume.done_experiments]
+        batches: list[tuple[list[str], str, frozenset]] = []
+        if resume and resume.current_experiment_ids:
+            current = [e for e in resume.current_experiment_ids if e in pending]
+            pending = [e for e in pending if e not in current]
+            if current:
+                batches.append((current, f"attributes.start_time >= {int(resume.start_time)}",
+                                frozenset(resume.ids_at_start_time)))
+        batches += [(pending[i:i + EXPERIMENT_IDS_PER_RUN_SEARCH], "", frozenset())
+                    for i in range(0, len(pending), EXPERIMENT_IDS_PER_RUN_SEARCH)]
+        streams = [self._run_stream(ids, flt, self._view_type, order) for ids, flt, _ in batches]
+        last_time, ids_at_last, last_batch = None, [], None
+        for index, page in _prefetched(streams, executor):
+            ids, _, skip = batches[index]
+            if index != last_batch:
+                if last_batch is not None:
+                    yield RunsPageDone(batches[last_batch][0], None, [], batch_done=True)
+                last_time, ids_at_last, last_batch = None, [], index
+            for raw in page:
+                run = Run.from_json(raw)
+                if run.start_time != last_time:
+                    last_time, ids_at_last = run.start_time, []
+                ids_at_last.append(run.run_id)
+                if run.run_id not in skip:
+                    yield run
+            yield RunsPageDone(ids, last_time, list(ids_at_last))
+        if last_batch is not None:
+            yield RunsPageDone(batches[last_batch][0], None, [], batch_done=True)
 
     def _lookup_runs(self, run_ids: set[str], all_experiment_ids: list[str],
                      executor: ThreadPoolExecutor) -> dict[str, Run]:
@@ -243,11 +301,14 @@ class MlflowCrawler:
         models = models_future.result()
         return models, self._versions_by_model(models, versions_future.result() if models else [])
 
-    def crawl(self, plan: Optional[IncrementalPlan] = None) -> Iterator[CrawlRecord]:
+    def crawl(self, plan: Union[IncrementalPlan, ResumePlan, None] = None,
+              resumable: bool = False) -> Iterator[CrawlRecord]:
+        """plan None: a full crawl; resumable adds RunsPageDone markers (and orders runs by start
+        time) so that a ResumePlan can go on from the last one."""
         with ThreadPoolExecutor(max_workers=self.settings.max_workers,
                                 thread_name_prefix="mlflow-crawl") as executor:
             self._executor = executor
-            yield from self._crawl(executor, plan)
+            yield from self._crawl(executor, plan, resumable)
 
     def resolve_runs(self, run_ids: set[str]) -> dict[str, Run]:
         """Runs by id, in bulk (for versions an incremental crawl found changed)."""
@@ -274,7 +335,9 @@ class MlflowCrawler:
             for run in self._runs(all_ids, "", "DELETED_ONLY", executor):
                 yield DeletedRunRecord(run.run_id, run.experiment_id)
 
-    def _crawl(self, executor: ThreadPoolExecutor, plan: Optional[IncrementalPlan]) -> Iterator[CrawlRecord]:
+    def _crawl(self, executor: ThreadPoolExecutor, plan, resumable: bool) -> Iterator[CrawlRecord]:
+        resume = plan if isinstance(plan, ResumePlan) else None
+        plan = plan if isinstance(plan, IncrementalPlan) else None
         if self.settings.max_workers > 1:  # registry listings run alongside the experiment listing
             models_future, versions_future = self._registry(executor)
             experiments = self._experiments() if self.settings.include_experiments else []
@@ -299,14 +362,16 @@ class MlflowCrawler:
                 yield ExperimentRecord(experiment)
             if self.settings.include_runs and included:
                 by_id = {e.experiment_id: e for e in included}
-                if plan is None:
+                if resume is not None or resumable:
+                    runs = self._resumable_runs(list(by_id), resume, executor)
+                elif plan is None:
                     runs = self._runs(list(by_id), "", self._view_type, executor)
                 else:
                     linked = {v.run_id for vs in versions_by_model.values() for v in vs
                               if v.run_id and plan.refetch_run_of(v)}
                     runs = self._incremental_runs(plan, by_id, self._all_experiment_ids, linked, executor)
                 for run in runs:
-                    if isinstance(run, DeletedRunRecord):
+                    if isinstance(run, (DeletedRunRecord, RunsPageDone)):
                         yield run
                         continue
                     self.observer.seen("runs")

@@ -185,12 +185,14 @@ class HttpBackend:
         return out.get("experiments", []), out.get("next_page_token")
 
     def search_runs(self, experiment_ids: list[str], filter_string: str, view_type: str,
-                    max_results: int, page_token: Optional[str]):
+                    max_results: int, page_token: Optional[str], order_by: Optional[list] = None):
         body: dict[str, Any] = {
             "experiment_ids": experiment_ids,
             "run_view_type": view_type,
             "max_results": max_results,
         }
+        if order_by:
+            body["order_by"] = order_by
         if filter_string:
             body["filter"] = filter_string
         if page_token:

@@ -61,9 +61,9 @@ class StoreBackend:
                           max_results=max_results, page_token=page_token)
         return [_to_json(e) for e in page], page.token
 
-    def search_runs(self, experiment_ids, filter_string, view_type, max_results, page_token):
+    def search_runs(self, experiment_ids, filter_string, view_type, max_results, page_token, order_by=None):
         page = self._call(self._tracking.search_runs, experiment_ids, filter_string or "",
-                          self._vt(view_type), max_results, None, page_token)
+                          self._vt(view_type), max_results, order_by, page_token)
         return [_to_json(r) for r in page], page.token
 
     def get_run(self, run_id: str) -> Optional[dict]:
