@@ -34,14 +34,18 @@ def main() -> None:
               help="Stop after N proposals.")
 @click.option("--report-file", type=click.Path(dir_okay=False), default=None,
               help="Also write the report as JSON here.")
+@click.option("--full", "force_full", is_flag=True,
+              help="A full crawl even when the recipe says incremental (e.g. a nightly run).")
 @click.option("--resume", is_flag=True,
               help="Go on with an interrupted full crawl from its last checkpoint (needs a state section).")
-def ingest(recipe_path: str, dry_run: bool, preview, report_file, resume: bool) -> None:
+def ingest(recipe_path: str, dry_run: bool, preview, report_file, force_full: bool, resume: bool) -> None:
     """Crawl MLflow and deliver every proposal to the recipe's sink."""
     from connector.pipeline import run_ingest
     from connector.state.lock import LockHeld
 
     recipe = _load(recipe_path)
+    if force_full:
+        recipe.source.config.incremental = False
     try:
         report = run_ingest(recipe, dry_run=dry_run, preview=preview, resume=resume)
     except RecipeError as exc:

@@ -109,7 +109,7 @@ def test_safety_threshold_refuses_mass_removal(server, tmp_path_factory, tmp_pat
 def test_second_invocation_is_refused_and_a_dead_holders_lock_is_taken_over(server, tmp_path, write_recipe):
     path = write_recipe(json.dumps({
         "pipeline_name": "cron",
-        "source": {"type": "mlflow", "config": {"tracking_uri": server}},
+        "source": {"type": "mlflow", "config": {"tracking_uri": server, "incremental": True}},
         "sink": {"type": "file", "config": {"filename": str(tmp_path / "o.json")}},
         "state": {"path": str(tmp_path / "state.json")}}))
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -128,6 +128,14 @@ def test_second_invocation_is_refused_and_a_dead_holders_lock_is_taken_over(serv
         holder.wait()
     proc = subprocess.run(CLI + ["ingest", "-c", str(path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    modes = []
+    for flags in (["--full"], []):  # a nightly full crawl, then back to incremental
+        report = tmp_path / "r.json"
+        proc = subprocess.run(CLI + ["ingest", "-c", str(path), "--report-file", str(report), *flags],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        modes.append(json.loads(report.read_text())["mode"])
+    assert modes == ["full", "incremental"]
 
 
 def test_kill_9_mid_crawl_then_rerun_gives_the_clean_crawls_catalog(server, tmp_path, write_recipe):
