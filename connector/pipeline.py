@@ -19,8 +19,9 @@ from connector.sinks import build_sink
 from connector.sinks.base import SinkError, SinkResult
 from connector.sinks.file import read_proposals
 from connector.source.connect import external_base_url, open_backend
-from connector.source.crawler import (
-    CrawlSettings, DeletedRunRecord, MlflowCrawler, RunRecord, RunsPageDone, VersionRecord,
+from connector.source.crawler import MlflowCrawler
+from connector.source.records import (
+    CrawlSettings, DeletedRunRecord, ModelGroupRecord, RunRecord, RunsPageDone, VersionRecord,
 )
 from connector.source.errors import SourceError
 from connector.source.http_backend import redact_url
@@ -202,6 +203,8 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress, checkpoint=None)
                 continue
             if tracker is not None and isinstance(record, RunRecord):
                 tracker.saw_run(record.run)
+            if tracker is not None and isinstance(record, ModelGroupRecord):
+                tracker.saw_registry_update(record.model.last_updated_timestamp)
             if tracker is not None and isinstance(record, VersionRecord):
                 urn = version_urn(ctx, record.version.name, record.version.version)
                 if not tracker.version_needs_emit(urn, version_fingerprint(record), record.version.run_id):

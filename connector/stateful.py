@@ -18,7 +18,7 @@ from typing import Optional
 from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, status
 from connector.mapping.records import MappedEntity, fingerprint
-from connector.source.crawler import IncrementalPlan, ResumePlan
+from connector.source.records import IncrementalPlan, ResumePlan
 from connector.state.store import PipelineState, compact, expand
 
 # Entity kinds an incremental crawl lists in full, so their disappearance is visible to it.
@@ -44,6 +44,7 @@ class ChangeTracker:
     changed_runs: set = field(default_factory=set)
     open_runs: set = field(default_factory=set)
     max_start_time: int = 0
+    max_registry_update: int = 0
     started_at: int = field(default_factory=lambda: int(time.time() * 1000))
     baseline: dict = field(default_factory=dict)       # what is already in the catalog, to skip
     progress: dict = field(default_factory=lambda: {"done_experiments": [], "current": None})
@@ -91,6 +92,9 @@ class ChangeTracker:
         )
 
     # -- per entity ------------------------------------------------------------
+    def saw_registry_update(self, millis) -> None:
+        self.max_registry_update = max(self.max_registry_update, int(millis or 0))
+
     def saw_run(self, run) -> None:
         if run.start_time:
             self.max_start_time = max(self.max_start_time, run.start_time)
@@ -170,6 +174,8 @@ class ChangeTracker:
         previous_until = int(self.previous.checkpoint.get("runs_started_until", 0))
         checkpoint = {
             "runs_started_until": max(previous_until, self.max_start_time),
+            "registry_updated_until": max(int(self.previous.checkpoint.get("registry_updated_until", 0)),
+                                          self.max_registry_update),
             "finished_at": int(time.time() * 1000),
             "started_at": self.started_at,
             "run_id": run_id,

@@ -101,7 +101,8 @@ def test_registry_that_refuses_a_global_version_listing_is_read_model_by_model()
     from urllib.parse import parse_qs, urlsplit
 
     from connector.report import Report
-    from connector.source.crawler import CrawlSettings, MlflowCrawler, ModelGroupRecord
+    from connector.source.crawler import MlflowCrawler
+    from connector.source.records import CrawlSettings, ModelGroupRecord
 
     def answer(request):
         url = urlsplit(request["path"])

@@ -63,6 +63,8 @@ def test_incremental_emits_exactly_what_changed_and_removes_what_is_gone(server,
     first = run_ingest(recipe(server, tmp_path, "full.json"))
     assert first.ok, first.failures
     assert first.mode == "full" and first.checkpoint_after["mode"] == "full"
+    assert first.checkpoint_after["registry_updated_until"] == max(
+        m.last_updated_timestamp for m in client.search_registered_models())
     assert run_urn(r1) in emitted(tmp_path / "full.json")
 
     r3 = new_run(client, exp, "r3")

@@ -13,7 +13,7 @@ from connector.mapping.datasets import dataset_urn_for, map_dataset
 from connector.mapping.deployments import deployments_for_version, map_deployment
 from connector.mapping.experiments import experiment_container_urn, map_experiment, map_run
 from connector.mapping.registry import STAGES, map_model_group, map_model_version, map_stage_tags
-from connector.source.crawler import ExperimentRecord, ModelGroupRecord, RunRecord, VersionRecord
+from connector.source.records import ExperimentRecord, ModelGroupRecord, RunRecord, VersionRecord
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,14 @@ some version points at are kept, so memory grows with versions, not with runs.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Protocol, Union
 
 from connector.source.entities import Experiment, ModelVersion, RegisteredModel, Run
 from connector.source.errors import MlflowApiError
+from connector.source.records import (
+    CrawlRecord, CrawlSettings, DeletedRunRecord, ExperimentRecord, IncrementalPlan, ModelGroupRecord,
+    ResumePlan, RunRecord, RunsPageDone, VersionRecord,
+)
 
 EXPERIMENTS_PAGE = 50000      # server maximum
 REGISTERED_MODELS_PAGE = 1000  # server maximum
@@ -37,84 +40,6 @@ class CrawlObserver(Protocol):
     def seen(self, kind: str, count: int = 1) -> None: ...
     def warning(self, title: str, message: str) -> None: ...
     def info(self, title: str, message: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class CrawlSettings:
-    include_experiments: bool = True
-    include_runs: bool = True
-    include_deleted: bool = False
-    runs_page_size: int = 1000
-    max_workers: int = 4
-    experiment_allowed: callable = lambda name: True
-    model_allowed: callable = lambda name: True
-
-
-@dataclass(slots=True)
-class ExperimentRecord:
-    experiment: Experiment
-
-
-@dataclass(slots=True)
-class RunRecord:
-    run: Run
-    experiment: Experiment
-    produced_versions: list[ModelVersion] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class ModelGroupRecord:
-    model: RegisteredModel
-    versions: list[ModelVersion]
-
-
-@dataclass(slots=True)
-class VersionRecord:
-    version: ModelVersion
-    model: RegisteredModel
-    run: Optional[Run]
-    run_pending: bool = False  # incremental crawls: the run exists but was not read (resolve_runs)
-
-
-@dataclass(slots=True)
-class DeletedRunRecord:
-    """Incremental crawls: a run MLflow now lists as deleted."""
-    run_id: str
-    experiment_id: str
-
-
-@dataclass(slots=True)
-class RunsPageDone:
-    """Full crawls: every run of a page has been yielded. With batch_done, the whole batch of
-    experiments is done; otherwise runs up to `start_time` (and `ids_at_start_time` at it) are."""
-    experiment_ids: list
-    start_time: Optional[int]
-    ids_at_start_time: list
-    batch_done: bool = False
-
-
-CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, DeletedRunRecord,
-                    RunsPageDone]
-
-
-@dataclass(frozen=True)
-class ResumePlan:
-    """Go on with a full crawl that stopped: skip finished experiment batches, and in the batch
-    that was under way, runs before `start_time` or listed in `ids_at_start_time`."""
-    done_experiments: frozenset = frozenset()
-    current_experiment_ids: tuple = ()
-    start_time: int = 0
-    ids_at_start_time: tuple = ()
-
-
-@dataclass(frozen=True)
-class IncrementalPlan:
-    """Read only what may have changed since a checkpoint. MLflow runs carry no update time:
-    new runs are found by start time, runs that were open at the checkpoint are read again."""
-    runs_started_since: int
-    refetch_run_ids: frozenset = frozenset()
-    # versions whose run must be read again (a new version links its run to a new model)
-    refetch_run_of: Callable[[ModelVersion], bool] = lambda version: False
 
 
 def _paged(fetch) -> Iterator[dict]:
