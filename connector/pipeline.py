@@ -50,6 +50,9 @@ def mapping_context(recipe: Recipe) -> MappingContext:
                            tag_key=r.tag.key if r.tag else None, tag_value=r.tag.value if r.tag else None,
                            env=r.env, status=r.status, description=r.description)
             for r in config.deployments),
+        model_card_tag_prefix=config.model_card_tag_prefix,
+        deprecation_tag=config.deprecation_tag,
+        champion_alias=config.champion_alias,
     )
 
 
@@ -59,6 +62,8 @@ def crawl_settings(recipe: Recipe) -> CrawlSettings:
         include_experiments=config.include_experiments,
         include_runs=config.include_runs,
         include_deleted=config.include_deleted,
+        include_logged_models=config.include_logged_models,
+        include_signatures=config.include_signatures,
         runs_page_size=config.runs_page_size,
         max_workers=config.max_workers,
         experiment_allowed=config.experiment_pattern.allows,
@@ -123,7 +128,8 @@ def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report, resume: 
     store = StateFile(recipe.state.path)
     previous = store.load(recipe.pipeline_name)
     filters = (config.model_pattern.model_dump_json(), config.experiment_pattern.model_dump_json(),
-               config.include_experiments, config.include_runs, config.include_deleted)
+               config.include_experiments, config.include_runs, config.include_deleted,
+               config.include_logged_models, config.include_signatures)
     tracker = ChangeTracker.start(previous, config.incremental, config_fingerprint(ctx, filters),
                                   config.incremental_lookback_sec, ctx, resume)
     report.mode = tracker.mode
@@ -209,8 +215,9 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress, checkpoint=None)
                 urn = version_urn(ctx, record.version.name, record.version.version)
                 if not tracker.version_needs_emit(urn, version_fingerprint(record), record.version.run_id):
                     continue
-                if record.run_pending:  # its run was not read this time: read it in bulk at the end
-                    pending_versions.append(record)
+                if record.run_pending or (tracker.incremental and (
+                        record.version.model_id or crawler.settings.include_signatures)):
+                    pending_versions.append(record)  # completed in bulk at the end
                     continue
                 batch = _version_proposals(ctx, record, record.run, tracker, seen_datasets)
             else:
@@ -222,9 +229,8 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress, checkpoint=None)
         yield from batch
         progress.tick()
     if pending_versions:
-        runs = crawler.resolve_runs({r.version.run_id for r in pending_versions})
-        for record in pending_versions:
-            yield from _version_proposals(ctx, record, runs.get(record.version.run_id), tracker, seen_datasets)
+        for record in crawler.complete_versions(pending_versions):
+            yield from _version_proposals(ctx, record, record.run, tracker, seen_datasets)
     if tracker is not None:
         yield from _removals(recipe, tracker, report)
 

@@ -122,6 +122,11 @@ class MlflowSourceConfig(_Strict):
     include_experiments: bool = True
     include_runs: bool = True
     include_deleted: bool = False
+    include_logged_models: bool = False
+    include_signatures: bool = False
+    model_card_tag_prefix: str = "card."
+    deprecation_tag: str = "deprecated"
+    champion_alias: str = "champion"
     dataset_platform_mapping: dict[str, str] = Field(default_factory=dict)
     deployments: list[DeploymentRuleConfig] = Field(
         default_factory=list, description="registry aliases / version tags -> mlModelDeployment entities")

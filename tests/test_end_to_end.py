@@ -74,7 +74,10 @@ def test_aspects_per_entity(full_ingest):
     seeded, records, _, _ = full_ingest
     a = by_urn(records)
     assert set(a[model_urn("churn_model", 1)]) == {
-        "mlModelProperties", "versionProperties", "globalTags", "dataPlatformInstance", "ownership", "status"}
+        "mlModelProperties", "versionProperties", "globalTags", "dataPlatformInstance", "ownership", "status",
+        "mlModelTrainingData"}
+    assert a[model_urn("churn_model", 1)]["mlModelTrainingData"] == {
+        "trainingData": [{"dataset": "urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_train,PROD)"}]}
     assert set(a[model_urn(ODD_ENC, 2)]) == {  # no run: no owner known
         "mlModelProperties", "versionProperties", "globalTags", "dataPlatformInstance", "status"}
     assert set(a[group_urn("churn_model")]) == {"mlModelGroupProperties", "dataPlatformInstance", "status"}
@@ -109,6 +112,8 @@ def test_model_versions(full_ingest):
     assert v1["ownership"]["owners"][0]["owner"].startswith("urn:li:corpuser:")
     v3 = a[model_urn("churn_model", 3)]
     assert v3["versionProperties"]["aliases"] == [{"versionTag": "challenger"}]
+    assert v3["versionProperties"]["isLatest"] is True
+    assert v1["versionProperties"]["isLatest"] is False
     assert v3["globalTags"]["tags"] == [{"tag": "urn:li:tag:mlflow_staging"}]
     assert a[model_urn("churn_model", 2)]["versionProperties"]["aliases"] == []
     no_run = a[model_urn(ODD_ENC, 2)]["mlModelProperties"]

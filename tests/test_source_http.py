@@ -125,3 +125,34 @@ def test_registry_that_refuses_a_global_version_listing_is_read_model_by_model()
         "cat.sch.a": ["1", "2"], "cat.sch.b": ["1", "2"]}
     assert any(i["title"] == "Per-model version listing" for i in report.infos)
     assert not report.warnings and not report.failures
+
+
+def test_mlflow2_server_without_logged_models_is_detected_once():
+    from urllib.parse import urlsplit
+
+    from connector.report import Report
+    from connector.source.crawler import MlflowCrawler
+    from connector.source.records import CrawlSettings, VersionRecord
+
+    def answer(request):
+        path = urlsplit(request["path"]).path
+        if path.endswith("registered-models/search"):
+            return 200, {"registered_models": [{"name": "a"}, {"name": "b"}]}, None
+        if path.endswith("model-versions/search"):
+            return 200, {"model_versions": [{"name": "a", "version": "1", "source": "models:/m-1"},
+                                            {"name": "b", "version": "1", "source": "models:/m-2"}]}, None
+        if path.endswith("experiments/search"):
+            return 200, {"experiments": [{"experiment_id": "0", "name": "Default"}]}, None
+        if path.endswith("logged-models/search"):
+            return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": "No API for logged-models"}, None
+        return 200, {}, None
+
+    with ScriptedServer(answer) as server:
+        report = Report()
+        crawler = MlflowCrawler(HttpBackend(server.url, server.url, FAST),
+                                CrawlSettings(include_runs=False, include_logged_models=True), report)
+        versions = [r for r in crawler.crawl() if isinstance(r, VersionRecord)]
+        calls = [r["path"] for r in server.requests if "logged-models" in r["path"]]
+    assert [v.version.name for v in versions] == ["a", "b"] and all(v.logged_model is None for v in versions)
+    assert [i["title"] for i in report.infos].count("No logged models") == 1
+    assert len(calls) == 1 and not report.warnings and not report.failures

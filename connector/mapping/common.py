@@ -30,6 +30,9 @@ class MappingContext:
     base_external_url: Optional[str] = None
     dataset_platform_mapping: dict = field(default_factory=dict)
     deployment_rules: tuple = ()  # mapping.deployments.DeploymentRule, from the recipe
+    model_card_tag_prefix: str = "card."
+    deprecation_tag: str = "deprecated"
+    champion_alias: str = "champion"
 
 
 def mcp(urn: str, aspect_name: str, aspect: dict) -> Mcp:

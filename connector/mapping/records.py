@@ -12,8 +12,13 @@ from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.datasets import dataset_urn_for, map_dataset
 from connector.mapping.deployments import deployments_for_version, map_deployment
 from connector.mapping.experiments import experiment_container_urn, map_experiment, map_run
-from connector.mapping.registry import STAGES, map_model_group, map_model_version, map_stage_tags
-from connector.source.records import ExperimentRecord, ModelGroupRecord, RunRecord, VersionRecord
+from connector.mapping.features import map_features
+from connector.mapping.registry import (
+    STAGES, map_logged_model, map_model_group, map_model_version, map_stage_tags, training_inputs,
+)
+from connector.source.records import (
+    ExperimentRecord, LoggedModelRecord, ModelGroupRecord, RunRecord, VersionRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -55,12 +60,34 @@ def run_fingerprint(record: RunRecord) -> str:
 
 def version_fingerprint(record: VersionRecord) -> str:
     """The registry's data only: a version's run data changes are caught through the run."""
-    return fingerprint(record.version, record.model.name, record.version.run_id)
+    # the model's aliases (deprecation's replacement) and tags (model cards) shape versions too
+    return fingerprint(record.version, record.model.name, record.version.run_id, record.is_latest,
+                       record.model.aliases, record.model.tags)
+
+
+def _feature_entities(ctx, namespace: str, columns, run, logged, seen_shared: set):
+    """(feature URNs, entities not yet emitted this run) for a model's signature columns."""
+    if not columns:
+        return (), []
+    urns_, entities = [], []
+    for urn, proposals in map_features(ctx, namespace, columns, training_inputs(run, logged)):
+        urns_.append(urn)
+        if urn not in seen_shared:
+            seen_shared.add(urn)
+            entities.append(MappedEntity(urn, fingerprint([(p.aspect_name, p.aspect) for p in proposals]),
+                                         tuple(proposals)))
+    return tuple(urns_), entities
 
 
 def version_entities(ctx: MappingContext, record: VersionRecord, run, seen_shared: set) -> Iterator[MappedEntity]:
-    """A version (with `run` as its source run) and the deployments its rules give it."""
-    yield _entity(version_fingerprint(record), map_model_version(ctx, record.version, record.model, run))
+    """A version (with `run` as its source run), the deployments its rules give it, and the
+    features of its signature."""
+    feature_urns, features = _feature_entities(ctx, record.model.name, record.signature_inputs, run,
+                                               record.logged_model, seen_shared)
+    yield _entity(version_fingerprint(record), map_model_version(
+        ctx, record.version, record.model, run, logged_model=record.logged_model,
+        is_latest=record.is_latest, feature_urns=feature_urns))
+    yield from features
     for deployment in deployments_for_version(ctx.deployment_rules, record.version, ctx.env):
         if deployment.urn not in seen_shared:
             seen_shared.add(deployment.urn)
@@ -86,6 +113,11 @@ def entities_of(ctx: MappingContext, record, seen_shared: set) -> Iterator[Mappe
                       map_model_group(ctx, record.model, record.versions))
     elif isinstance(record, VersionRecord):
         yield from version_entities(ctx, record, record.run, seen_shared)
+    elif isinstance(record, LoggedModelRecord):
+        lm = record.logged_model
+        feature_urns, features = _feature_entities(ctx, lm.name, lm.signature_inputs, None, lm, seen_shared)
+        yield _entity(fingerprint(lm), map_logged_model(ctx, lm, record.experiment, None, feature_urns))
+        yield from features
 
 
 def describe(record) -> str:
@@ -95,6 +127,8 @@ def describe(record) -> str:
         return f"run {record.run.run_id}"
     if isinstance(record, ModelGroupRecord):
         return f"registered model {record.model.name!r}"
+    if isinstance(record, LoggedModelRecord):
+        return f"logged model {record.logged_model.model_id}"
     return f"model version {record.version.name!r} v{record.version.version}"
 
 

@@ -5,11 +5,15 @@ from typing import Iterator, Optional
 
 from connector.mapping import urns
 from connector.mapping.common import (
-    MappingContext, Mcp, drop_none, external_url, hyper_params, mcp, metrics,
+    MappingContext, Mcp, drop_none, external_url, hyper_params, mcp, metric_value, metrics,
     ownership, platform_instance_aspect, sorted_props, status, time_stamp,
 )
 from connector.mapping.deployments import deployments_for_version
-from connector.source.entities import ModelVersion, RegisteredModel, Run
+from connector.mapping.datasets import dataset_urn_for
+from connector.mapping.model_cards import (
+    card_tags, deprecation, deprecation_note, map_model_card, without_card_tags,
+)
+from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
 
 STAGES = (
     ("Production", "Production Stage for an ML model in MLflow Model Registry", "#308613"),
@@ -37,7 +41,7 @@ def map_model_group(ctx: MappingContext, model: RegisteredModel, versions: list[
     props = drop_none({
         "name": model.name,
         "description": model.description or None,
-        "customProperties": sorted_props(model.tags),
+        "customProperties": sorted_props(without_card_tags(ctx.model_card_tag_prefix, model.tags)),
         "created": time_stamp(model.creation_timestamp, model.user_id),
         "lastModified": time_stamp(model.last_updated_timestamp),
         "version": {"versionTag": latest} if latest else None,
@@ -49,18 +53,66 @@ def map_model_group(ctx: MappingContext, model: RegisteredModel, versions: list[
     owner = ownership(model.user_id, model.creation_timestamp)
     if owner:
         yield mcp(urn, "ownership", owner)
+    note = deprecation_note(model.tags, ctx.deprecation_tag)
+    if note:
+        actor = urns.corpuser_urn(model.user_id) if model.user_id else "urn:li:corpuser:mlflow"
+        yield mcp(urn, "deprecation", deprecation(note, actor, None))
     yield mcp(urn, "status", status())
 
 
+def training_inputs(run: Optional[Run], logged: Optional[LoggedModel] = None) -> list:
+    """The run's inputs logged for training (context training, or none), less the datasets a
+    LoggedModel metric was measured on (MLflow 3 logs evaluation datasets as inputs too)."""
+    if run is None:
+        return []
+    evaluated = {m.dataset_name for m in logged.metrics if m.dataset_name} if logged else set()
+    return [i for i in run.dataset_inputs
+            if (i.context or "training").lower() in ("training", "train") and i.dataset.name not in evaluated]
+
+
+def _metrics_and_evaluations(ctx: MappingContext, run: Optional[Run], logged: Optional[LoggedModel]):
+    """Training metrics (the run's, then the LoggedModel's) and the datasets a metric was
+    measured on (MLflow 3 metrics logged with a dataset)."""
+    if run is None and logged is None:
+        return None, []
+    values = dict(run.metrics) if run else {}
+    evaluated = []
+    for metric in logged.metrics if logged else []:
+        if metric.dataset_name:
+            evaluated.append(metric)
+        else:
+            values[metric.key] = metric.value
+    listed = metrics(values)
+    for m in sorted(evaluated, key=lambda m: (m.key, m.dataset_name)):
+        listed.append({"name": m.key, "value": metric_value(m.value),
+                       "description": f"on dataset {m.dataset_name}" + (f" ({m.dataset_digest})" if m.dataset_digest else "")})
+    datasets = list(dict.fromkeys(urns.dataset_urn(urns.PLATFORM, m.dataset_name, ctx.env) for m in evaluated))
+    return listed, datasets
+
+
+def _ml_data_aspects(ctx: MappingContext, urn: str, run: Optional[Run], logged: Optional[LoggedModel],
+                     evaluated: list[str]) -> Iterator[Mcp]:
+    training = list(dict.fromkeys(dataset_urn_for(ctx, i.dataset) for i in training_inputs(run, logged)))
+    if training:
+        yield mcp(urn, "mlModelTrainingData", {"trainingData": [{"dataset": d} for d in training]})
+    if evaluated:
+        yield mcp(urn, "mlModelEvaluationData", {"evaluationData": [{"dataset": d} for d in evaluated]})
+
+
 def map_model_version(ctx: MappingContext, version: ModelVersion, model: RegisteredModel,
-                      run: Optional[Run]) -> Iterator[Mcp]:
+                      run: Optional[Run], *, logged_model: Optional[LoggedModel] = None,
+                      is_latest: Optional[bool] = None, feature_urns: tuple = ()) -> Iterator[Mcp]:
     urn = _model_version_urn(ctx, version)
-    custom = dict(version.tags)
+    prefix = ctx.model_card_tag_prefix
+    own_tags = without_card_tags(prefix, version.tags)
+    custom = dict(own_tags)
     custom.update({k: v for k, v in {
         "source": version.source, "status": version.status, "run_id": version.run_id,
-        "current_stage": version.current_stage,
+        "current_stage": version.current_stage, "model_id": version.model_id,
     }.items() if v})
     owner_id = version.user_id or (run.user_id if run else "")
+    params = {**(run.params if run else {}), **(logged_model.params if logged_model else {})}
+    training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged_model)
     props = drop_none({
         "name": f"{version.name}{ctx.model_name_separator}{version.version}",
         "description": version.description or None,
@@ -69,26 +121,67 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
         "created": time_stamp(version.creation_timestamp, owner_id),
         "lastModified": time_stamp(version.last_updated_timestamp),
         "version": {"versionTag": version.version},
-        "hyperParams": hyper_params(run.params) if run else None,
-        "trainingMetrics": metrics(run.metrics) if run else None,
-        "tags": [f"{k}:{v}" for k, v in sorted(version.tags.items())],
+        "hyperParams": hyper_params(params) if (run or logged_model) else None,
+        "trainingMetrics": training_metrics,
+        "tags": [f"{k}:{v}" for k, v in sorted(own_tags.items())],
         "groups": [urns.model_group_urn(model.name, ctx.env)],
         "trainingJobs": [urns.run_urn(version.run_id)] if version.run_id else [],
+        "mlFeatures": list(feature_urns) or None,
     })
     if ctx.deployment_rules:
         # Always written when rules exist: a version that lost its alias loses the link.
         props["deployments"] = [d.urn for d in deployments_for_version(ctx.deployment_rules, version, ctx.env)]
     yield mcp(urn, "mlModelProperties", props)
-    yield mcp(urn, "versionProperties", {
+    version_props = {
         "versionSet": urns.version_set_urn(model.name),
         "version": {"versionTag": version.version},
         "sortId": str(version.version_number).zfill(10),
         "aliases": [{"versionTag": alias} for alias in version.aliases],
-    })
+    }
+    if is_latest is not None:
+        version_props["isLatest"] = is_latest
+    yield mcp(urn, "versionProperties", version_props)
     stage_tag = urns.tag_urn(urns.stage_tag_name(version.current_stage or "None"))
     yield mcp(urn, "globalTags", {"tags": [{"tag": stage_tag}]})
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
     owner = ownership(owner_id, version.creation_timestamp)
     if owner:
         yield mcp(urn, "ownership", owner)
+    yield from _ml_data_aspects(ctx, urn, run, logged_model, evaluated)
+    yield from map_model_card(urn, card_tags(prefix, model.tags, version.tags))
+    note = deprecation_note(version.tags, ctx.deprecation_tag, version.current_stage)
+    if note:
+        champion = model.aliases.get(ctx.champion_alias)
+        replacement = (urns.model_urn(model.name, champion, ctx.model_name_separator, ctx.env)
+                       if champion and champion != version.version else None)
+        actor = urns.corpuser_urn(owner_id) if owner_id else "urn:li:corpuser:mlflow"
+        yield mcp(urn, "deprecation", deprecation(note, actor, replacement))
+    yield mcp(urn, "status", status())
+
+
+def map_logged_model(ctx: MappingContext, logged: LoggedModel, experiment: Experiment,
+                     run: Optional[Run] = None, feature_urns: tuple = ()) -> Iterator[Mcp]:
+    """An MLflow 3 LoggedModel no registry version points at (include_logged_models). Its name
+    ends with its model id (m-...), so it cannot collide with a version (NAME_<number>)."""
+    name = f"{logged.name}{ctx.model_name_separator}{logged.model_id}"
+    urn = urns.plain_model_urn(name, ctx.env)
+    training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged)
+    custom = {k: v for k, v in logged.tags.items() if not k.startswith("mlflow.")}
+    custom.update({k: v for k, v in {"model_id": logged.model_id, "status": logged.status,
+                                     "model_type": logged.model_type, "artifact_uri": logged.artifact_uri,
+                                     "source_run_id": logged.source_run_id}.items() if v})
+    yield mcp(urn, "mlModelProperties", drop_none({
+        "name": name,
+        "customProperties": sorted_props(custom),
+        "externalUrl": external_url(ctx, "experiments", logged.experiment_id, "models", logged.model_id),
+        "created": time_stamp(logged.creation_timestamp, logged.tags.get("mlflow.user")),
+        "lastModified": time_stamp(logged.last_updated_timestamp),
+        "hyperParams": hyper_params({**(run.params if run else {}), **logged.params}),
+        "trainingMetrics": training_metrics,
+        "trainingJobs": [urns.run_urn(logged.source_run_id)] if logged.source_run_id else [],
+        "mlFeatures": list(feature_urns) or None,
+    }))
+    yield mcp(urn, "container", {"container": urns.experiment_urn(experiment.name, ctx.platform_instance)})
+    yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
+    yield from _ml_data_aspects(ctx, urn, run, logged, evaluated)
     yield mcp(urn, "status", status())

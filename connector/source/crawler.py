@@ -10,15 +10,17 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator, Optional, Protocol, Union
 
-from connector.source.entities import Experiment, ModelVersion, RegisteredModel, Run
-from connector.source.errors import MlflowApiError
+from connector.source.artifacts import mlmodel_location, read_mlmodel, signature_inputs
+from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
+from connector.source.errors import MlflowApiError, SourceError
 from connector.source.records import (
-    CrawlRecord, CrawlSettings, DeletedRunRecord, ExperimentRecord, IncrementalPlan, ModelGroupRecord,
-    ResumePlan, RunRecord, RunsPageDone, VersionRecord,
+    CrawlRecord, CrawlSettings, DeletedRunRecord, ExperimentRecord, IncrementalPlan, LoggedModelRecord,
+    ModelGroupRecord, ResumePlan, RunRecord, RunsPageDone, VersionRecord,
 )
 
 EXPERIMENTS_PAGE = 50000      # server maximum
 REGISTERED_MODELS_PAGE = 1000  # server maximum
+LOGGED_MODELS_PAGE = 1000
 MODEL_VERSIONS_PAGE = 10000
 EXPERIMENT_IDS_PER_RUN_SEARCH = 100
 RUN_IDS_PER_LOOKUP = 100
@@ -82,6 +84,8 @@ class MlflowCrawler:
         self.observer = observer
         self.point_lookups = 0
         self._all_experiment_ids: list[str] = []
+        self._logged_models_supported = True
+        self._signatures: dict[str, Future] = {}
 
     @property
     def _view_type(self) -> str:
@@ -214,6 +218,81 @@ class MlflowCrawler:
                 found[run_id] = Run.from_json(raw)
         return found
 
+    # -- MLflow 3 logged models and signatures ----------------------------
+    def _logged_models(self, experiment_ids: list[str], executor) -> Iterator[LoggedModel]:
+        """Every LoggedModel of these experiments, paged in bulk; nothing on an MLflow 2 server."""
+        if not self._logged_models_supported or not experiment_ids:
+            return
+        def stream(batch):
+            return lambda token: self.backend.search_logged_models(batch, LOGGED_MODELS_PAGE, token)
+        streams = [stream(experiment_ids[i:i + EXPERIMENT_IDS_PER_RUN_SEARCH])
+                   for i in range(0, len(experiment_ids), EXPERIMENT_IDS_PER_RUN_SEARCH)]
+        try:
+            for _, page in _prefetched(streams, executor):
+                for raw in page:
+                    yield LoggedModel.from_json(raw)
+        except MlflowApiError as exc:
+            if exc.status != 404 and exc.error_code not in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED"):
+                raise
+            self._logged_models_supported = False
+            self.observer.info("No logged models", "this MLflow server has no LoggedModel API "
+                                                   "(MLflow 2.x): model versions are read from their runs")
+
+    def resolve_logged_models(self, model_ids: set[str], experiment_ids: list[str]) -> dict[str, LoggedModel]:
+        """LoggedModels by id, listed in bulk from the given experiments (incremental crawls)."""
+        if not model_ids:
+            return {}
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            found = {lm.model_id: lm for lm in self._logged_models(sorted(set(experiment_ids)), executor)
+                     if lm.model_id in model_ids}
+            if self.settings.include_signatures:
+                for lm in found.values():
+                    lm.signature_inputs = self._signature(lm.artifact_uri, executor).result()
+        return found
+
+    def complete_versions(self, records: list[VersionRecord]) -> list[VersionRecord]:
+        """Fill in, in bulk, what an incremental crawl did not read for the versions it found
+        changed: their runs, their LoggedModels and (include_signatures) their signatures."""
+        runs = self.resolve_runs({r.version.run_id for r in records if r.run is None and r.version.run_id})
+        for record in records:
+            if record.run is None:
+                record.run = runs.get(record.version.run_id)
+            record.run_pending = False
+        wanted = {r.version.model_id for r in records if r.version.model_id}
+        experiments = {r.run.experiment_id for r in records if r.run} or set(self._all_experiment_ids)
+        logged = self.resolve_logged_models(wanted, sorted(experiments))
+        for record in records:
+            record.logged_model = logged.get(record.version.model_id or "")
+            if self.settings.include_signatures:
+                record.signature_inputs = (record.logged_model.signature_inputs if record.logged_model else
+                                           self._read_signature(mlmodel_location(
+                                               record.version.source, record.run.artifact_uri if record.run else None)))
+        return records
+
+    def _signature(self, uri: Optional[str], executor) -> Future:
+        """The signature's input columns under `uri`, read once per location, off the main thread."""
+        if uri not in self._signatures:
+            self._signatures[uri] = executor.submit(self._read_signature, uri)
+        return self._signatures[uri]
+
+    def _read_signature(self, uri: Optional[str]) -> Optional[list]:
+        if not uri:
+            return None
+        try:
+            return signature_inputs(read_mlmodel(uri, self.backend))
+        except (OSError, ValueError, SourceError, ImportError) as exc:
+            self.observer.warning("Signature not read", f"no MLmodel read at {uri}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # an artifact store MLflow knows but we cannot reach
+            self.observer.warning("Signature not read", f"no MLmodel read at {uri}: {type(exc).__name__}: {exc}")
+        return None
+
+    def version_signature(self, version: ModelVersion, logged_model: Optional[LoggedModel],
+                          run: Optional[Run]) -> Optional[list]:
+        if logged_model is not None:
+            return logged_model.signature_inputs
+        location = mlmodel_location(version.source, run.artifact_uri if run else None)
+        return self._signature(location, self._executor).result() if location else None
+
     # -- the crawl --------------------------------------------------------
     def _registry(self, executor: Optional[ThreadPoolExecutor] = None):
         """Registered models and their versions; the two listings run side by side with an executor."""
@@ -316,12 +395,47 @@ class MlflowCrawler:
                 self.observer.warning("Source run not found",
                                       f"run {run_id} of {names} no longer exists in MLflow")
 
+        logged: dict[str, LoggedModel] = {}
+        if plan is None:  # incremental crawls resolve LoggedModels for changed versions only
+            yield from self._crawl_logged_models(versions_by_model, included, logged, executor)
+        signatures = self.settings.include_signatures and plan is None
+        if signatures:  # start every read now; they run while versions are mapped
+            for versions in versions_by_model.values():
+                for v in versions:
+                    lm = logged.get(v.model_id or "")
+                    run = runs_for_versions.get(v.run_id)
+                    self._signature(lm.artifact_uri if lm else mlmodel_location(
+                        v.source, run.artifact_uri if run else None), executor)
+
         if not models:
             self.observer.warning("Empty registry", "0 registered models found in the model registry")
         for model in models:
             versions = versions_by_model[model.name]
             yield ModelGroupRecord(model, versions)
+            latest = max((v.version_number for v in versions), default=None)
             for version in versions:
                 run = runs_for_versions.get(version.run_id)
-                yield VersionRecord(version, model, run, run_pending=bool(version.run_id) and run is None
-                                    and plan is not None)
+                lm = logged.get(version.model_id or "")
+                if signatures and lm is not None:
+                    lm.signature_inputs = self._signature(lm.artifact_uri, executor).result()
+                yield VersionRecord(
+                    version, model, run, run_pending=bool(version.run_id) and run is None and plan is not None,
+                    is_latest=version.version_number == latest, logged_model=lm,
+                    signature_inputs=self.version_signature(version, lm, run) if signatures else None)
+
+    def _crawl_logged_models(self, versions_by_model, included: list[Experiment], logged: dict,
+                             executor) -> Iterator[LoggedModelRecord]:
+        """Fill `logged` with the LoggedModels versions register; yield the unregistered ones
+        of included experiments when include_logged_models is on."""
+        wanted = {v.model_id for vs in versions_by_model.values() for v in vs if v.model_id}
+        if not wanted and not self.settings.include_logged_models:
+            return
+        by_id = {e.experiment_id: e for e in included}
+        for lm in self._logged_models(self._all_experiment_ids or list(by_id), executor):
+            self.observer.seen("logged_models")
+            if lm.model_id in wanted:
+                logged[lm.model_id] = lm
+            elif self.settings.include_logged_models and not lm.registered and lm.experiment_id in by_id:
+                if self.settings.include_signatures:
+                    lm.signature_inputs = self._signature(lm.artifact_uri, executor).result()
+                yield LoggedModelRecord(lm, by_id[lm.experiment_id])

@@ -152,6 +152,13 @@ class ModelVersion:
     aliases: list[str] = field(default_factory=list)
 
     @property
+    def model_id(self) -> Optional[str]:
+        """The MLflow 3 LoggedModel this version registers (its source is models:/<model_id>)."""
+        if self.source.startswith("models:/m-"):
+            return self.source[len("models:/"):].split("/", 1)[0]
+        return None
+
+    @property
     def version_number(self) -> int:
         try:
             return int(self.version)
@@ -198,4 +205,58 @@ class RegisteredModel:
             user_id=d.get("user_id", "") or "",
             tags=_tags(d.get("tags")),
             aliases={a["alias"]: str(a["version"]) for a in d.get("aliases") or []},
+        )
+
+
+@dataclass(slots=True)
+class LoggedMetric:
+    key: str
+    value: float
+    dataset_name: str = ""
+    dataset_digest: str = ""
+    run_id: str = ""
+
+
+@dataclass(slots=True)
+class LoggedModel:
+    """An MLflow 3 LoggedModel: params and metrics logged against a model (and a dataset)."""
+    model_id: str
+    experiment_id: str
+    name: str = ""
+    artifact_uri: str = ""
+    status: str = ""
+    model_type: str = ""
+    source_run_id: str = ""
+    creation_timestamp: Optional[int] = None
+    last_updated_timestamp: Optional[int] = None
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[LoggedMetric] = field(default_factory=list)
+    # signature input columns (MLmodel), read only when signatures are asked for
+    signature_inputs: Optional[list] = None
+
+    @property
+    def registered(self) -> bool:
+        return bool(self.tags.get("mlflow.modelVersions"))
+
+    @classmethod
+    def from_json(cls, d: dict) -> "LoggedModel":
+        info, data = d.get("info", {}), d.get("data", {})
+        return cls(
+            model_id=info["model_id"],
+            experiment_id=str(info.get("experiment_id", "")),
+            name=info.get("name", ""),
+            artifact_uri=info.get("artifact_uri", ""),
+            status=info.get("status", ""),
+            model_type=info.get("model_type", "") or "",
+            source_run_id=info.get("source_run_id", "") or "",
+            creation_timestamp=_int(info.get("creation_timestamp_ms")),
+            last_updated_timestamp=_int(info.get("last_updated_timestamp_ms")),
+            tags=_tags(info.get("tags")),
+            params={p["key"]: p.get("value", "") for p in data.get("params") or []},
+            metrics=[LoggedMetric(key=m["key"], value=_float(m.get("value", "NaN")),
+                                  dataset_name=m.get("dataset_name", "") or "",
+                                  dataset_digest=m.get("dataset_digest", "") or "",
+                                  run_id=m.get("run_id", "") or "")
+                     for m in data.get("metrics") or []],
         )

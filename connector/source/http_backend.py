@@ -135,6 +135,18 @@ class HttpSession:
                 self.retries_made += 1
             time.sleep(wait)
 
+    def get_bytes(self, path: str) -> bytes:
+        with self._count_lock:
+            self.requests_made += 1
+        url = f"{self.base_url}{path}"
+        try:
+            response = self._session.get(url, timeout=(self.settings.connect_timeout_sec, self.settings.timeout_sec))
+        except requests.exceptions.RequestException as exc:
+            raise SourceUnreachable(f"MLflow at {self.base_url} did not answer {path} ({type(exc).__name__})") from exc
+        if response.status_code >= 400:
+            raise _api_error(response, url)
+        return response.content
+
     def close(self) -> None:
         self._session.close()
 
@@ -207,6 +219,17 @@ class HttpBackend:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or exc.status == 404:
                 return None
             raise
+
+    def search_logged_models(self, experiment_ids: list[str], max_results: int, page_token: Optional[str]):
+        body: dict[str, Any] = {"experiment_ids": experiment_ids, "max_results": max_results}
+        if page_token:
+            body["page_token"] = page_token
+        out = self.tracking.call("POST", "logged-models/search", json=body)
+        return out.get("models", []), out.get("next_page_token")
+
+    def read_artifact(self, path: str) -> bytes:
+        """A file the server proxies (mlflow-artifacts:/PATH)."""
+        return self.tracking.get_bytes(f"/api/2.0/mlflow-artifacts/artifacts/{path.lstrip('/')}")
 
     def search_registered_models(self, max_results: int, page_token: Optional[str]):
         params: dict[str, Any] = {"max_results": max_results}

@@ -4,13 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
-from connector.source.entities import Experiment, ModelVersion, RegisteredModel, Run
+from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
 
 
 @dataclass(frozen=True)
 class CrawlSettings:
     include_experiments: bool = True
     include_runs: bool = True
+    include_logged_models: bool = False
+    include_signatures: bool = False
     include_deleted: bool = False
     runs_page_size: int = 1000
     max_workers: int = 4
@@ -42,6 +44,16 @@ class VersionRecord:
     model: RegisteredModel
     run: Optional[Run]
     run_pending: bool = False  # incremental crawls: the run exists but was not read (resolve_runs)
+    is_latest: bool = False    # the highest version of its registered model
+    logged_model: Optional[LoggedModel] = None  # MLflow 3: the LoggedModel it registers
+    signature_inputs: Optional[list] = None      # include_signatures: the model's input columns
+
+
+@dataclass(slots=True)
+class LoggedModelRecord:
+    """include_logged_models: a LoggedModel no registry version points at."""
+    logged_model: LoggedModel
+    experiment: Experiment
 
 
 @dataclass(slots=True)
@@ -62,7 +74,7 @@ class RunsPageDone:
 
 
 CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, DeletedRunRecord,
-                    RunsPageDone]
+                    RunsPageDone, LoggedModelRecord]
 
 
 @dataclass(frozen=True)
