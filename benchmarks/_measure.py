@@ -26,7 +26,8 @@ def peak_rss_mb() -> float:
 
 
 def floor(url: str, runs_page_size: int) -> int:
-    """Every entity paged once with plain requests: no parsing beyond JSON, no mapping."""
+    """Every entity (experiments, runs, MLflow 3 logged models, registered models, versions)
+    paged once with plain requests: no parsing beyond JSON, no mapping."""
     session = requests.Session()
     count = 0
 
@@ -51,6 +52,9 @@ def floor(url: str, runs_page_size: int) -> int:
                                                      {"view_type": "ALL"}, 50000)]
     for i in range(0, len(experiments), 100):
         for _ in pages("POST", "runs/search", "runs", {"experiment_ids": experiments[i:i + 100]}, runs_page_size):
+            pass
+    for i in range(0, len(experiments), 100):
+        for _ in pages("POST", "logged-models/search", "models", {"experiment_ids": experiments[i:i + 100]}, 50000):
             pass
     for _ in pages("GET", "registered-models/search", "registered_models", {}, 1000):
         pass

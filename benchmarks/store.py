@@ -18,7 +18,18 @@ CACHE = Path(__file__).resolve().parent.parent / ".bench"
 
 
 def store_path(experiments: int, runs_per_experiment: int, models: int, versions: int) -> Path:
-    return CACHE / f"store-e{experiments}-r{runs_per_experiment}-m{models}-v{versions}" / "mlflow.db"
+    return CACHE / f"store-e{experiments}-r{runs_per_experiment}-m{models}-v{versions}-lm" / "mlflow.db"
+
+
+LOGGED_MODEL_EVERY = 10  # one MLflow 3 LoggedModel (with an MLmodel signature on disk) per 10 runs
+MLMODEL = """artifact_path: {path}
+flavors: {{python_function: {{loader_module: mlflow.pyfunc.model}}}}
+model_id: {model_id}
+signature:
+  inputs: '[{columns}]'
+  outputs: '[{{"type": "double", "name": "score", "required": true}}]'
+  params: null
+"""
 
 
 def build_store(experiments: int = 20, runs_per_experiment: int = 250, models: int = 100,
@@ -35,15 +46,21 @@ def build_store(experiments: int = 20, runs_per_experiment: int = 250, models: i
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     db.parent.mkdir(parents=True, exist_ok=True)
     db.unlink(missing_ok=True)
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{db}")  # the registry resolves models:/ sources through it
     client = MlflowClient(f"sqlite:///{db}")
     rng = random.Random(seed)
-    exp_ids = [client.create_experiment(f"experiment-{e:03d}", tags={"team": f"team-{e % 4}"})
+    exp_ids = [client.create_experiment(f"experiment-{e:03d}", tags={"team": f"team-{e % 4}"},
+                                        artifact_location=str(db.parent / "artifacts" / f"e{e}"))
                for e in range(experiments)]
     now = int(time.time() * 1000)
     schema = json.dumps({"mlflow_colspec": [{"type": "double", "name": f"f{i}", "required": True}
                                             for i in range(5)]})
     con = sqlite3.connect(db)
     run_ids: list[str] = []
+    logged_model_ids: list[str] = []
+    logged_runs: list[tuple] = []
     for exp_index, exp_id in enumerate(exp_ids):
         dataset_uuid = uuid.uuid4().hex
         con.execute("INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?)", (
@@ -65,6 +82,8 @@ def build_store(experiments: int = 20, runs_per_experiment: int = 250, models: i
                 latest.append((f"metric_{m}", value, start, 0, 0, run_id))
             tags += [("mlflow.runName", f"run-{exp_index}-{r}", run_id), ("mlflow.user", f"user{r % 7}", run_id),
                      ("stage", rng.choice(["dev", "prod"]), run_id)]
+            if r % LOGGED_MODEL_EVERY == 0:
+                logged_runs.append((exp_id, exp_index, run_id, start))
             if r % 5 == 0:
                 input_uuid = uuid.uuid4().hex
                 inputs.append((input_uuid, "DATASET", dataset_uuid, "RUN", run_id, 0))
@@ -78,16 +97,40 @@ def build_store(experiments: int = 20, runs_per_experiment: int = 250, models: i
         con.executemany("INSERT INTO input_tags VALUES (?,?,?)", input_tags)
         con.commit()
     con.close()
+    logged_model_ids = _logged_models(client, logged_runs, rng)
     for m in range(models):
         name = f"model-{m:03d}"
         client.create_registered_model(name, tags={"domain": f"d{m % 5}"})
         for v in range(versions):
-            run_id = run_ids[(m * versions + v) * 3 % len(run_ids)]
-            client.create_model_version(name, f"s3://bench/artifacts/{run_id}/model", run_id=run_id)
+            # every version registers a LoggedModel (MLflow 3 style), whose run it names
+            index = (m * versions + v) % len(logged_model_ids)
+            run_id = run_ids[index * LOGGED_MODEL_EVERY]
+            client.create_model_version(name, f"models:/{logged_model_ids[index]}", run_id=run_id)
         client.set_registered_model_alias(name, "champion", str(max(1, versions - 1)))
         client.set_registered_model_alias(name, "challenger", str(versions))
     (db.parent / "complete").write_text("ok\n")
     return db
+
+
+def _logged_models(client, logged_runs, rng) -> list[str]:
+    """MLflow 3 LoggedModels through MLflow's client: params, a metric on a dataset, an MLmodel."""
+    from mlflow.entities import LoggedModelStatus, Metric
+
+    columns = ", ".join(f'{{"type": "double", "name": "f{i}", "required": true}}' for i in range(5))
+    ids = []
+    for exp_id, exp_index, run_id, start in logged_runs:
+        model = client.create_logged_model(exp_id, name="model", source_run_id=run_id,
+                                           params={f"param_{p}": str(rng.random()) for p in range(4)})
+        location = Path(model.artifact_location)
+        location.mkdir(parents=True, exist_ok=True)
+        (location / "MLmodel").write_text(MLMODEL.format(path=location, model_id=model.model_id, columns=columns))
+        client.log_batch(run_id, metrics=[
+            Metric("auc", rng.random(), start, 0, model_id=model.model_id,
+                   dataset_name=f"dataset-{exp_index:03d}", dataset_digest=f"{exp_index:08x}"),
+            Metric("loss", rng.random(), start, 0, model_id=model.model_id)])
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        ids.append(model.model_id)
+    return ids
 
 
 if __name__ == "__main__":
