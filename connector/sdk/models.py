@@ -60,7 +60,9 @@ def _stamp(stamp: Optional[TimeStamp]) -> Optional[dict]:
     return stamp.to_json() if stamp else None
 
 
-class ModelGroupProperties(_Args):
+class _EntityProperties(_Args):
+    """The fields model groups, models and experiments share."""
+
     name: Optional[str] = None
     description: Optional[str] = None
     created: Optional[TimeStamp] = None
@@ -68,32 +70,28 @@ class ModelGroupProperties(_Args):
     custom_properties: Optional[dict[str, str]] = None
     external_url: Optional[str] = None
 
-    def to_aspect(self) -> dict:
-        return drop_none({
-            "name": self.name, "description": self.description,
+    def _common(self, default_name: Optional[str] = None) -> dict:
+        return {
+            "name": self.name or default_name, "description": self.description,
             "created": _stamp(self.created), "lastModified": _stamp(self.last_modified),
             "customProperties": sorted_props(self.custom_properties) if self.custom_properties else None,
             "externalUrl": self.external_url,
-        })
+        }
 
 
-class ModelProperties(_Args):
-    name: Optional[str] = None
-    description: Optional[str] = None
-    created: Optional[TimeStamp] = None
-    last_modified: Optional[TimeStamp] = None
-    custom_properties: Optional[dict[str, str]] = None
-    external_url: Optional[str] = None
+class ModelGroupProperties(_EntityProperties):
+    def to_aspect(self) -> dict:
+        return drop_none(self._common())
+
+
+class ModelProperties(_EntityProperties):
     hyper_params: Optional[dict[str, str]] = None
     training_metrics: Optional[Metrics] = None
     tags: Optional[list[str]] = None
 
     def to_aspect(self) -> dict:
         return drop_none({
-            "name": self.name, "description": self.description,
-            "created": _stamp(self.created), "lastModified": _stamp(self.last_modified),
-            "customProperties": sorted_props(self.custom_properties) if self.custom_properties else None,
-            "externalUrl": self.external_url,
+            **self._common(),
             "hyperParams": hyper_params({k: str(v) for k, v in self.hyper_params.items()})
             if self.hyper_params is not None else None,
             "trainingMetrics": _metrics(self.training_metrics),
@@ -101,21 +99,9 @@ class ModelProperties(_Args):
         })
 
 
-class ExperimentProperties(_Args):
-    name: Optional[str] = None
-    description: Optional[str] = None
-    created: Optional[TimeStamp] = None
-    last_modified: Optional[TimeStamp] = None
-    custom_properties: Optional[dict[str, str]] = None
-    external_url: Optional[str] = None
-
+class ExperimentProperties(_EntityProperties):
     def to_aspect(self, default_name: str) -> dict:
-        return drop_none({
-            "name": self.name or default_name, "description": self.description,
-            "created": _stamp(self.created), "lastModified": _stamp(self.last_modified),
-            "customProperties": sorted_props(self.custom_properties) if self.custom_properties else None,
-            "externalUrl": self.external_url,
-        })
+        return drop_none(self._common(default_name))
 
 
 class RunProperties(_Args):
