@@ -69,6 +69,15 @@ def seed(db_path: str) -> None:
                                         description=f"trained by run {v + 2} of {experiment}")
         for alias, version in aliases.items():
             client.set_registered_model_alias(model, alias, str(version))
+    # a model card from tags, and an archived version (deprecated, replaced by the champion)
+    for key, value in {
+        "card.intended_use.primary_uses": "monthly churn risk scoring; retention campaign targeting",
+        "card.intended_use.primary_users": "ENTERPRISE",
+        "card.ethics.risks_and_harms": "customers wrongly flagged receive unneeded offers",
+        "card.caveats.description": "trained on subscription customers only",
+    }.items():
+        client.set_registered_model_tag("churn-classifier", key, value)
+    client.transition_model_version_stage("churn-classifier", "1", "Archived")
     print(f"seeded {uri}: {len(EXPERIMENTS)} experiments, {5 * len(EXPERIMENTS)} runs, "
           f"{len(MODELS)} registered models")
 
