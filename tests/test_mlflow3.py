@@ -130,3 +130,17 @@ def test_unregistered_logged_models_on_request(mlflow3, tmp_path):
     assert props["trainingJobs"] == [run_urn(facts[2][0])]
     assert a[unregistered]["mlModelEvaluationData"] == {"evaluationData": [{"dataset": HOLDOUT}]}
     assert a[unregistered]["container"]["container"].startswith("urn:li:container:")
+
+
+def test_incremental_run_keeps_unregistered_logged_models(mlflow3, tmp_path):
+    url, facts = mlflow3
+    config = {"pipeline_name": "mlflow3", "state": {"path": str(tmp_path / "state.json")},
+              "source": {"type": "mlflow", "config": {"tracking_uri": url, "incremental": True,
+                                                     "include_logged_models": True}}}
+    reports = []
+    for name in ("full.json", "incr.json"):
+        recipe = parse_recipe({**config, "sink": {"type": "file", "config": {"filename": str(tmp_path / name)}}})
+        reports.append(run_ingest(recipe))
+        assert reports[-1].ok, reports[-1].failures
+    assert [r.mode for r in reports] == ["full", "incremental"]
+    assert reports[1].entities_removed == 0 and reports[1].proposals == 0

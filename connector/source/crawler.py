@@ -396,7 +396,9 @@ class MlflowCrawler:
                                       f"run {run_id} of {names} no longer exists in MLflow")
 
         logged: dict[str, LoggedModel] = {}
-        if plan is None:  # incremental crawls resolve LoggedModels for changed versions only
+        # Incremental crawls resolve LoggedModels for changed versions only, unless unregistered
+        # ones are wanted too: those must be listed whole, or they would look gone.
+        if plan is None or self.settings.include_logged_models:
             yield from self._crawl_logged_models(versions_by_model, included, logged, executor)
         signatures = self.settings.include_signatures and plan is None
         if signatures:  # start every read now; they run while versions are mapped
