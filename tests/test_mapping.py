@@ -111,3 +111,20 @@ def test_dataset_with_unparseable_schema_and_platform_mapping():
         "urn:li:dataset:(urn:li:dataPlatform:databricks,cat.sch.tbl,PROD)"
     local = as_dict(map_dataset(CTX, DatasetInput(dataset=LoggedDataset(name="l", source_type="local"))))
     assert "upstreamLineage" not in local
+
+
+def test_file_sink_removes_only_old_temp_files_of_killed_runs(tmp_path):
+    import os
+    import time
+
+    from connector.sinks.file import FileSink, read_proposals
+
+    old, fresh = tmp_path / ".out.json.abc.tmp", tmp_path / ".out.json.def.tmp"
+    old.write_text("[")
+    fresh.write_text("[")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    sink = FileSink(str(tmp_path / "out.json"))
+    sink.write(next(map_experiment(CTX, EXP)), {"lastObserved": 1, "runId": "t"})
+    assert sink.commit().delivered == 1
+    assert not old.exists() and fresh.exists()
+    assert read_proposals(str(tmp_path / "out.json"))[0]["aspectName"] == "containerProperties"

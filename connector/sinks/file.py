@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from connector.mapping.common import Mcp
@@ -29,9 +30,21 @@ class FileSink:
         self._tmp = None
         self._count = 0
 
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of runs killed before their rename (kill -9 leaves them); an hour old at least,
+        so a concurrent run's file is left alone."""
+        cutoff = time.time() - 3600
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            try:
+                if stale.stat().st_mtime < cutoff:
+                    stale.unlink()
+            except OSError:
+                pass
+
     def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temp_files()
             fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
                                             dir=self.path.parent)
         except OSError as exc:
