@@ -27,8 +27,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def mlflow_server(root: Path, port: int | None = None, workers: int = 1):
-    """Yield the URL of a server over ROOT/mlflow.db; stop it afterwards."""
+def mlflow_server(root: Path, port: int | None = None, workers: int = 1, proxy_artifacts: bool = False):
+    """Yield the URL of a server over ROOT/mlflow.db; stop it afterwards. With proxy_artifacts,
+    clients reach artifacts through the server (mlflow-artifacts:/), as in most deployments."""
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
@@ -36,7 +37,8 @@ def mlflow_server(root: Path, port: int | None = None, workers: int = 1):
     proc = subprocess.Popen(
         [str(mlflow_bin), "server",
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--default-artifact-root", str(root / "artifacts"),
+         *(["--artifacts-destination", str(root / "proxied")] if proxy_artifacts
+           else ["--default-artifact-root", str(root / "artifacts")]),
          "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **QUIET_ENV},
         start_new_session=True,

@@ -1,5 +1,6 @@
-"""MLflow 3 in depth against a real server: LoggedModels, evaluation and training data,
-signatures as features, model cards from tags, deprecation, isLatest."""
+"""MLflow 3 in depth against a real server (artifacts proxied through it, mlflow-artifacts:/):
+LoggedModels, evaluation and training data, signatures as features, model cards from tags,
+deprecation, isLatest."""
 import warnings
 
 import pytest
@@ -28,7 +29,7 @@ def mlflow3(tmp_path_factory):
         def predict(self, context, model_input, params=None):
             return model_input["income"] * 2
 
-    with mlflow_server(tmp_path_factory.mktemp("mlflow3")) as url:
+    with mlflow_server(tmp_path_factory.mktemp("mlflow3"), proxy_artifacts=True) as url:
         mlflow.set_tracking_uri(url)
         client = MlflowClient(url)
         exp = client.create_experiment("credit")
