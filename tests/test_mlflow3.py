@@ -129,6 +129,7 @@ def test_unregistered_logged_models_on_request(mlflow3, tmp_path):
     assert not any(f"scorer_{facts[i][1]}" in u for i in (0, 1) for u in a)  # registered ones are versions
     props = a[unregistered]["mlModelProperties"]
     assert props["trainingJobs"] == [run_urn(facts[2][0])]
+    assert props["customProperties"]["artifact_uri"].startswith("mlflow-artifacts:/")  # proxied store
     assert a[unregistered]["mlModelEvaluationData"] == {"evaluationData": [{"dataset": HOLDOUT}]}
     assert a[unregistered]["container"]["container"].startswith("urn:li:container:")
 
