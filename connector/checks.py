@@ -48,6 +48,7 @@ def _check_gms(recipe: Recipe) -> tuple[str, bool, str]:
 
     sink = build_sink(recipe.sink)
     client = sink.client
+    client.settings.max_retries = 1  # a check answers in seconds, it does not wait out an outage
     try:
         config = client.config()
     except GmsAuthError as exc:
