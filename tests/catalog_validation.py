@@ -33,7 +33,7 @@ def _is_subset(ours, theirs, path="aspect") -> None:
             _is_subset(value, theirs[key], f"{path}.{key}")
     elif isinstance(ours, list):
         assert len(ours) == len(theirs), f"{path}: list changed"
-        for i, (a, b) in enumerate(zip(ours, theirs)):
+        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
             _is_subset(a, b, f"{path}[{i}]")
     else:
         assert ours == theirs, f"{path}: {ours!r} != {theirs!r}"

@@ -45,7 +45,7 @@ def _entity(fp: str, proposals) -> MappedEntity:
 
 
 def stage_tag_entities() -> Iterator[MappedEntity]:
-    for proposal, stage in zip(map_stage_tags(), STAGES):
+    for proposal, stage in zip(map_stage_tags(), STAGES, strict=True):
         yield MappedEntity(proposal.entity_urn, fingerprint(stage), (proposal,))
 
 

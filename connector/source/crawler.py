@@ -126,7 +126,7 @@ class MlflowCrawler:
             for name in by_model:
                 flt = f"name = {_quote_filter_value(name)}"
                 by_model[name] = [ModelVersion.from_json(raw) for raw in _paged(
-                    lambda t: self.backend.search_model_versions(flt, MODEL_VERSIONS_PAGE, t))]
+                    lambda t, flt=flt: self.backend.search_model_versions(flt, MODEL_VERSIONS_PAGE, t))]
         for model in models:
             versions = by_model[model.name]
             aliases_by_version: dict[str, list[str]] = {}
