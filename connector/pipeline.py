@@ -97,7 +97,12 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
         lock = PipelineLock(recipe.state.path, recipe.pipeline_name)
         lock.acquire()
     try:
-        tracker, store = _start_tracker(recipe, ctx, report, resume)
+        try:
+            tracker, store = _start_tracker(recipe, ctx, report, resume)
+        except StateError as exc:
+            report.failure("StateError", str(exc))
+            report.finish()
+            return report
         sink = _NullSink() if dry_run else build_sink(recipe.sink)
         report.sink = sink.name
         checkpoint = None
@@ -111,8 +116,11 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
             report.entities_removed = len(tracker.removed) if report.removals_emitted else 0
             if report.ok and not dry_run and not preview:
                 new_state = tracker.new_state(report.run_id)
-                store.save(recipe.pipeline_name, new_state)
-                report.checkpoint_after = new_state.checkpoint
+                try:
+                    store.save(recipe.pipeline_name, new_state)
+                    report.checkpoint_after = new_state.checkpoint
+                except (StateError, OSError) as exc:
+                    report.failure("State not saved", f"{recipe.state.path}: {exc}")
     finally:
         if lock is not None:
             lock.release()

@@ -237,3 +237,15 @@ def test_resume_goes_on_from_the_last_checkpoint_without_resending(server, tmp_p
     assert catalog.problems == []
     assert catalog.store == clean.store  # and the catalog ends as after one clean crawl
     assert StateFile(tmp_path / "state.json").load("backfill").backfill is None
+
+
+def test_a_corrupt_state_file_is_a_clear_failure_not_a_traceback(server, tmp_path, write_recipe):
+    (tmp_path / "state.json").write_text("{not json")
+    path = write_recipe(json.dumps({
+        "pipeline_name": "cron", "state": {"path": str(tmp_path / "state.json")},
+        "source": {"type": "mlflow", "config": {"tracking_uri": server}},
+        "sink": {"type": "file", "config": {"filename": str(tmp_path / "o.json")}}}))
+    proc = subprocess.run(CLI + ["ingest", "-c", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"state file {tmp_path / 'state.json'} cannot be read" in proc.stderr
+    assert (tmp_path / "state.json").read_text() == "{not json"  # left for a person to look at

@@ -90,7 +90,10 @@ class StateFile:
     def save(self, pipeline: str, state: PipelineState) -> None:
         data = self._read_all()
         data["pipelines"][pipeline] = state.to_json()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"state file {self.path} cannot be written: {exc.strerror}") from exc
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
