@@ -255,7 +255,8 @@ def expand_env(value: Any, path: str = "", environ=None) -> Any:
     return _ENV_REF.sub(substitute, value)
 
 
-def _location(loc: tuple) -> str:
+def error_location(loc: tuple) -> str:
+    """A pydantic error location as the recipe path a user reads, e.g. source.config.env."""
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
@@ -274,7 +275,7 @@ def parse_recipe(data: Any) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{_location(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+        lines = [f"{error_location(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
                  for e in exc.errors()]
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
 

@@ -18,7 +18,7 @@ from connector.mapping.common import MappingContext, Mcp, platform_instance_aspe
 from connector.mapping.deployments import deployment_platform_instance
 from connector.mapping.experiments import experiment_browse_path
 from connector.pipeline import new_run_id
-from connector.recipe import Recipe, RecipeError, SinkSection, _location, expand_env, load_recipe
+from connector.recipe import Recipe, RecipeError, SinkSection, error_location, expand_env, load_recipe
 from connector.sdk.merge import add_edges, merge_aspect, normalise_restli
 from connector.sdk.models import (
     DeploymentProperties, DeploymentStatus, ExperimentProperties, ModelGroupProperties, ModelProperties,
@@ -59,7 +59,7 @@ class CatalogClient:
         try:
             parsed = TypeAdapter(SinkSection).validate_python(expand_env(section, "sink"))
         except ValidationError as exc:
-            lines = [f"sink.{_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
+            lines = [f"sink.{error_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
             raise RecipeError("invalid sink section:\n  " + "\n  ".join(lines)) from None
         return cls(build_sink(parsed), **kwargs)
 
