@@ -27,7 +27,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def mlflow_server(root: Path, port: int | None = None, workers: int = 1, proxy_artifacts: bool = False):
+def mlflow_server(root: Path, port: int | None = None, workers: int = 1, proxy_artifacts: bool = False,
+                  app_name: str | None = None, env: dict | None = None):
     """Yield the URL of a server over ROOT/mlflow.db; stop it afterwards. With proxy_artifacts,
     clients reach artifacts through the server (mlflow-artifacts:/), as in most deployments."""
     root.mkdir(parents=True, exist_ok=True)
@@ -39,8 +40,9 @@ def mlflow_server(root: Path, port: int | None = None, workers: int = 1, proxy_a
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
          *(["--artifacts-destination", str(root / "proxied")] if proxy_artifacts
            else ["--default-artifact-root", str(root / "artifacts")]),
+         *(["--app-name", app_name] if app_name else []),
          "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **QUIET_ENV},
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **QUIET_ENV, **(env or {})},
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
