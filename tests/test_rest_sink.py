@@ -102,7 +102,7 @@ def test_retries_503_with_retry_after_then_delivers_all(file_output, tmp_path):
     with CatalogServer() as catalog:
         catalog.fail_first, catalog.retry_after = 3, "0"
         report = send_file(path, catalog.url, tmp_path, max_in_flight=1)
-    assert report.ok and report.delivered == len(reference) and report.dead_lettered == 0
+    assert report.ok and report.delivered == len(reference) == report.proposals and report.dead_lettered == 0
     assert strip(catalog.received) == strip(reference)
 
 
@@ -129,6 +129,7 @@ def test_one_bad_proposal_in_a_batch_only_it_is_dead_lettered(file_output, tmp_p
         report = send_file(path, catalog.url, tmp_path)
     assert not report.ok
     assert report.dead_lettered == 1 and report.delivered == len(reference) - 1
+    assert report.delivered + report.dead_lettered == report.proposals
     dead = read_proposals(str(tmp_path / "dead.json"))
     assert [(d["entityUrn"], d["aspectName"]) for d in dead] == [(bad["entityUrn"], "versionProperties")]
     reasons = (tmp_path / "dead.json.reasons.jsonl").read_text()
@@ -179,8 +180,12 @@ def test_server_gone_mid_run_then_resend_the_dead_letters(seeded_server, file_ou
         recipe = write_recipe(json.dumps({
             "source": {"type": "mlflow", "config": {"tracking_uri": url}},
             "sink": rest_sink(catalog.url, tmp_path, max_in_flight=1)}))
-        proc = subprocess.run(CLI + ["ingest", "-c", str(recipe)], capture_output=True, text=True, timeout=300)
+        report_file = tmp_path / "gone.report.json"
+        proc = subprocess.run(CLI + ["ingest", "-c", str(recipe), "--report-file", str(report_file)],
+                              capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "did not take proposals" in proc.stderr
+    report = json.loads(report_file.read_text())
+    assert report["proposals"] == report["delivered"] + report["dead_lettered"]  # nothing lost
     delivered = list(catalog.received)
     dead = read_proposals(str(tmp_path / "dead.json"))
     assert len(delivered) == 100  # two batches of 50 went through
