@@ -128,6 +128,8 @@ class Report:
         for entity_type, count in sorted(self.entities.items()):
             aspects = ", ".join(f"{a}={n}" for a, n in sorted(self.aspects[entity_type].items()))
             w(f"  {entity_type:<22} {count:>7}   {aspects}\n")
+        for item in self.infos:
+            w(f"note:       {item['title']}: {item['message']}\n")
         for title, items, total in (("warnings", self.warnings, self.warning_count),
                                     ("failures", self.failures, self.failure_count)):
             w(f"{title}: {total}\n")
