@@ -155,6 +155,7 @@ def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_int
                        checkpoint=None) -> SinkResult:
     progress = Progress(report, progress_interval)
     backend = None
+    started = time.monotonic()
     try:
         backend = open_backend(recipe.source.config)
         crawler = MlflowCrawler(backend, crawl_settings(recipe), report)
@@ -179,11 +180,15 @@ def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_int
             report.source_requests = backend.requests_made
             report.source_retries = getattr(backend, "retries_made", 0)
             backend.close()
+    crawled = time.monotonic()
+    report.crawl_sec = round(crawled - started, 3)
     try:
         result = sink.commit()
     except (SinkError, OSError) as exc:
         report.failure("Sink failed", str(exc))
         return sink.abort()
+    finally:
+        report.final_delivery_sec = round(time.monotonic() - crawled, 3)
     if hasattr(sink, "path"):
         report.output = str(sink.path)
     return result

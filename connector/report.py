@@ -19,6 +19,8 @@ class Report:
     dry_run: bool = False
     started_at: float = field(default_factory=time.time)
     duration_sec: float = 0.0
+    crawl_sec: float = 0.0          # crawling and mapping, with the sink taking proposals as they come
+    final_delivery_sec: float = 0.0  # the sink finishing after the crawl (flush, last batches, rename)
     crawled: Counter = field(default_factory=Counter)
     entities: Counter = field(default_factory=Counter)
     aspects: dict = field(default_factory=dict)
@@ -91,6 +93,8 @@ class Report:
             "entities_removed": self.entities_removed,
             "started_at": int(self.started_at * 1000),
             "duration_sec": self.duration_sec,
+            "durations": {"total_sec": self.duration_sec, "crawl_sec": self.crawl_sec,
+                          "final_delivery_sec": self.final_delivery_sec},
             "crawled": dict(sorted(self.crawled.items())),
             "entities": dict(sorted(self.entities.items())),
             "aspects": {t: dict(sorted(c.items())) for t, c in sorted(self.aspects.items())},

@@ -186,6 +186,7 @@ def test_system_metadata_and_report(full_ingest):
     run_ids = {r["systemMetadata"]["runId"] for r in records}
     assert run_ids == {report["run_id"]} and report["run_id"].startswith("e2e-")
     assert report["status"] == "success" and report["failure_count"] == 0
+    assert report["durations"]["total_sec"] >= report["durations"]["crawl_sec"] > 0
     assert report["proposals"] == len(records) == report["delivered"]
     assert report["entities"]["mlModel"] == 5 and report["entities"]["dataProcessInstance"] == 6
     assert report["crawled"]["registered_models"] == 2
