@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from datetime import datetime, timezone
@@ -286,6 +287,8 @@ def record_sink_result(report: Report, result: SinkResult) -> None:
 def _proposal_from_record(record: dict) -> tuple[Mcp, Optional[dict]]:
     aspect = record.get("aspect") or {}
     value = aspect["json"] if "json" in aspect else json.loads(aspect["value"])
+    if not isinstance(value, dict):
+        raise ValueError("aspect is not an object")
     return Mcp(record["entityUrn"], record["aspectName"], value), record.get("systemMetadata")
 
 
@@ -295,21 +298,34 @@ def run_send(recipe: Recipe, filename: str) -> Report:
                     source=filename)
     try:
         records = read_proposals(filename)
+        pairs = []
+        for index, record in enumerate(records):
+            try:
+                pairs.append(_proposal_from_record(record))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SinkError(f"record {index} is not a proposal ({type(exc).__name__}: {exc})") from None
     except (OSError, ValueError, SinkError) as exc:
         report.failure("Cannot read proposals", f"{filename}: {exc}")
         report.finish()
         return report
     sink = build_sink(recipe.sink)
     report.sink = sink.name
+    dead_letters = getattr(sink, "dead_letters", None)
+    if dead_letters is not None and dead_letters.path.exists() and os.path.samefile(dead_letters.path, filename):
+        dead_letters.replace_existing = True  # sending the dead letters themselves: keep what stays undelivered
+    sent = 0
     try:
-        for record in records:
-            proposal, system_metadata = _proposal_from_record(record)
-            system_metadata = system_metadata or {"lastObserved": int(time.time() * 1000),
-                                                  "runId": report.run_id}
+        for proposal, system_metadata in pairs:
+            system_metadata = system_metadata or {"lastObserved": int(time.time() * 1000), "runId": report.run_id}
             report.proposal(proposal.entity_type, proposal.entity_urn, proposal.aspect_name)
+            sent += 1
             sink.write(proposal, system_metadata)
     except SinkError as exc:
         report.failure("SinkError", str(exc))
+        for proposal, system_metadata in pairs[sent:]:  # nothing read is lost: the rest is dead-lettered too
+            report.proposal(proposal.entity_type, proposal.entity_urn, proposal.aspect_name)
+            if hasattr(sink, "dead_letter_unsent"):
+                sink.dead_letter_unsent(proposal, system_metadata or {}, f"not sent: {exc}")
         result = sink.abort()
     else:
         result = sink.commit()

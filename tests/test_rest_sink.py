@@ -200,3 +200,25 @@ def test_server_gone_mid_run_then_resend_the_dead_letters(seeded_server, file_ou
     produced = strip(delivered + back.received)
     assert len(produced) == len(delivered) + len(dead)
     assert set(produced) <= set(strip(reference))
+
+
+def test_send_with_a_rejected_token_dead_letters_every_record_and_resend_empties_it(file_output, tmp_path):
+    path, reference = file_output
+    dead = tmp_path / "dead.json"
+    with CatalogServer(token=TOKEN) as catalog:
+        catalog.stall_first, catalog.stall_seconds = 2, 0.3  # the source keeps producing meanwhile
+        report = send_file(path, catalog.url, tmp_path, token="wrong-token", max_batch_size=10, max_in_flight=1)
+    assert not report.ok and catalog.received == []
+    assert len(read_proposals(str(dead))) == len(reference) == report.proposals == report.dead_lettered
+    # an earlier run's dead letters are kept when a later run dead-letters more
+    with CatalogServer(token=TOKEN) as catalog:
+        catalog.reject = lambda r: "bad" if r["aspectName"] == "subTypes" else None
+        report = send_file(path, catalog.url, tmp_path, token=TOKEN)
+    subtypes = sum(r["aspectName"] == "subTypes" for r in reference)
+    assert report.dead_lettered == subtypes
+    assert len(read_proposals(str(dead))) == len(reference) + subtypes
+    # re-sending the dead-letter file itself leaves in it only what is still undelivered: nothing
+    with CatalogServer(token=TOKEN) as catalog:
+        report = send_file(dead, catalog.url, tmp_path, token=TOKEN)
+    assert report.ok and len(catalog.received) == len(reference) + subtypes
+    assert read_proposals(str(dead)) == []

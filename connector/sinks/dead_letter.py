@@ -1,19 +1,27 @@
 """Proposals that could not be delivered: kept in the file sink's format (so the file sink,
-`datahub check metadata-file` and `mlflow-catalog send` read them), with the reasons beside it."""
+`datahub check metadata-file` and `mlflow-catalog send` read them), with the reasons beside it.
+
+The file is written at every checkpoint and at the end, atomically, and added to rather than
+replaced: dead letters of an earlier run that nobody re-sent yet stay in it. `send` of the
+dead-letter file itself replaces it (what was delivered leaves it, what was not stays).
+"""
 from __future__ import annotations
 
 import json
 import os
 import threading
 from pathlib import Path
+from typing import Optional
 
 
 class DeadLetters:
     def __init__(self, filename: str):
         self.path = Path(filename)
         self.reasons_path = self.path.with_name(self.path.name + ".reasons.jsonl")
+        self.replace_existing = False
         self._records: list[dict] = []
         self._reasons: list[dict] = []
+        self._earlier: Optional[tuple[list, str]] = None  # what the files held before this run
         self._lock = threading.Lock()
 
     def add(self, file_record: dict, reason: str) -> None:
@@ -25,17 +33,39 @@ class DeadLetters:
     def __len__(self) -> int:
         return len(self._records)
 
-    def write(self) -> str | None:
-        """Write the file atomically when anything was dead-lettered; return its path."""
+    def _load_earlier(self) -> tuple[list, str]:
+        if self.replace_existing or not self.path.exists():
+            return [], ""
+        try:
+            records = json.loads(self.path.read_text(encoding="utf-8"))
+            reasons = self.reasons_path.read_text(encoding="utf-8") if self.reasons_path.exists() else ""
+        except (OSError, ValueError):
+            # not ours to interpret: keep it aside rather than lose it
+            os.replace(self.path, self.path.with_name(self.path.name + ".unreadable"))
+            return [], ""
+        return (records if isinstance(records, list) else []), reasons
+
+    def write(self) -> Optional[str]:
+        """Write the files atomically when anything was dead-lettered; return the path."""
         with self._lock:
             if not self._records:
+                if self.replace_existing and self.path.exists():  # all of it was delivered
+                    self.path.write_text("[]\n", encoding="utf-8")
+                    self.reasons_path.unlink(missing_ok=True)
                 return None
+            if self._earlier is None:
+                self._earlier = self._load_earlier()
+            earlier_records, earlier_reasons = self._earlier
             self.path.parent.mkdir(parents=True, exist_ok=True)
             for target, text in (
-                (self.path, json.dumps(self._records, ensure_ascii=False, indent=1) + "\n"),
-                (self.reasons_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self._reasons)),
+                (self.path, json.dumps(earlier_records + self._records, ensure_ascii=False, indent=1) + "\n"),
+                (self.reasons_path, earlier_reasons + "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                              for r in self._reasons)),
             ):
                 tmp = target.with_name(f".{target.name}.tmp")
-                tmp.write_text(text, encoding="utf-8")
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
                 os.replace(tmp, target)
             return str(self.path)

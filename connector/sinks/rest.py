@@ -157,13 +157,18 @@ class RestSink:
             self.delivered += n
 
     def flush(self) -> None:
-        """Return once everything written so far is delivered (or dead-lettered)."""
+        """Return once everything written so far is delivered or dead-lettered (on disk)."""
         if self._batch.items:
             batch, self._batch = self._batch, _Batch()
             self._submit(batch)
         self._collect(block=True)
+        self.dead_letters.write()
         if self._fatal is not None:
             raise SinkError(str(self._fatal))
+
+    def dead_letter_unsent(self, proposal: Mcp, system_metadata: dict, reason: str) -> None:
+        """A proposal the caller could no longer write (the sink failed): keep it with the rest."""
+        self.dead_letters.add(file_record(proposal, system_metadata), reason)
 
     # -- ending --------------------------------------------------------------
     def _finish(self) -> SinkResult:
@@ -172,7 +177,10 @@ class RestSink:
             if self._fatal is not None:
                 self._dead_letter(batch.items, f"not sent: {self._fatal}")
             else:
-                self._in_flight[self._executor.submit(self._deliver, batch.items)] = batch
+                try:
+                    self._submit(batch)  # behind in-flight batches of the same entities
+                except SinkError:
+                    pass  # _submit dead-lettered the batch
         self._collect(block=True)
         self._executor.shutdown(wait=True)
         self.client.close()
