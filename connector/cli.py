@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -20,10 +21,18 @@ def _load(path: str):
         sys.exit(EXIT_BAD_RECIPE)
 
 
+def _interrupt_on_sigterm() -> None:
+    """A cron timeout sends SIGTERM: stop like Ctrl-C, so the sink keeps what it holds."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
 @click.group()
 @click.version_option(package_name="mlflow-catalog-connector")
 def main() -> None:
     """Put what an MLflow tracking server and model registry hold into a data catalog."""
+    _interrupt_on_sigterm()
 
 
 @main.command()
@@ -61,8 +70,12 @@ def ingest(recipe_path: str, dry_run: bool, preview, report_file, force_full: bo
 def _finish(report, report_file) -> None:
     report.render(sys.stdout)
     if report_file:
-        Path(report_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(report_file).write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+        try:
+            Path(report_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(report_file).write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"error: report file {report_file} cannot be written: {exc.strerror}", err=True)
+            sys.exit(EXIT_FAILURES)
     for failure in report.failures[:5]:
         click.echo(f"error: {failure['title']}: {failure['message']}", err=True)
     sys.exit(EXIT_OK if report.ok else EXIT_FAILURES)

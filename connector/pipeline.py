@@ -96,7 +96,12 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
     lock = None
     if recipe.state is not None and not dry_run:
         lock = PipelineLock(recipe.state.path, recipe.pipeline_name)
-        lock.acquire()
+        try:
+            lock.acquire()
+        except StateError as exc:
+            report.failure("StateError", str(exc))
+            report.finish()
+            return report
     try:
         try:
             tracker, store = _start_tracker(recipe, ctx, report, resume)
@@ -175,6 +180,9 @@ def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_int
     except Exception as exc:  # a bug or an unforeseen answer: report it, lose nothing
         log.debug("ingest failed", exc_info=True)
         report.failure("Unexpected error", f"{type(exc).__name__}: {exc}")
+        return sink.abort()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from a cron timeout (see cli.py)
+        report.failure("Interrupted", "stopped before the end; nothing of this run's checkpoint was saved")
         return sink.abort()
     finally:
         if backend is not None:

@@ -139,12 +139,22 @@ class ChangeTracker:
             self.removed.extend(u for u in self.previous.fingerprints if u not in self.current)
         self.removed = sorted(set(self.removed))
 
-    def removal_refused(self, max_ratio: float) -> Optional[str]:
+    def removal_refused(self, max_ratio: float, min_kind_size: int = 10) -> Optional[str]:
+        """Why this removal looks like a broken crawl (None when it does not): more than
+        `max_ratio` of all known entities, or of any kind with at least `min_kind_size` of them
+        (an incremental run can only remove what it lists whole, so a ratio over all entities
+        would let it remove every experiment and model when MLflow answers with nothing)."""
         known = len(self.previous.fingerprints)
         if known and len(self.removed) > max_ratio * known:
             return (f"would remove {len(self.removed)} of {known} entities "
                     f"(more than {max_ratio:.0%}): MLflow may have answered with nothing; "
                     f"no removal emitted and the checkpoint kept")
+        for kind in sorted({urns.entity_type(u) for u in self.removed}):
+            of_kind = sum(1 for u in self.previous.fingerprints if urns.entity_type(u) == kind)
+            gone = sum(1 for u in self.removed if urns.entity_type(u) == kind)
+            if of_kind >= min_kind_size and gone > max_ratio * of_kind:
+                return (f"would remove {gone} of {of_kind} {kind} entities (more than {max_ratio:.0%}): "
+                        f"MLflow may have answered with nothing; no removal emitted and the checkpoint kept")
         return None
 
     # -- a full crawl's progress, for --resume ------------------------------------------

@@ -26,11 +26,12 @@ class ScriptedServer:
                     status, payload, headers = owner.answers(request)
                 else:
                     status, payload, headers = owner.answers[min(len(owner.requests), len(owner.answers)) - 1]
-                data = json.dumps(payload).encode()
+                raw = isinstance(payload, bytes)  # a page that is not JSON (a proxy's login page)
+                data = payload if raw else json.dumps(payload).encode()
                 self.send_response(status)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if raw else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

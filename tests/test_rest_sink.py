@@ -222,3 +222,31 @@ def test_send_with_a_rejected_token_dead_letters_every_record_and_resend_empties
         report = send_file(dead, catalog.url, tmp_path, token=TOKEN)
     assert report.ok and len(catalog.received) == len(reference) + subtypes
     assert read_proposals(str(dead)) == []
+
+
+@pytest.mark.server
+def test_sigterm_mid_run_stops_cleanly_and_keeps_what_was_not_delivered(seeded_server, file_output, write_recipe,
+                                                                      tmp_path):
+    import signal
+    import time
+
+    url, _, _ = seeded_server
+    with CatalogServer() as catalog:
+        catalog.stall_first, catalog.stall_seconds = 10**6, 0.3
+        recipe = write_recipe(json.dumps({
+            "source": {"type": "mlflow", "config": {"tracking_uri": url}},
+            "sink": rest_sink(catalog.url, tmp_path, max_batch_size=5, max_in_flight=1)}))
+        report_file = tmp_path / "term.json"
+        proc = subprocess.Popen(CLI + ["ingest", "-c", str(recipe), "--report-file", str(report_file)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(catalog.received) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    assert "Interrupted" in err and "Traceback" not in err
+    report = json.loads(report_file.read_text())
+    dead = read_proposals(str(tmp_path / "dead.json"))
+    assert report["dead_lettered"] == len(dead) > 0
+    assert report["proposals"] == report["delivered"] + report["dead_lettered"]

@@ -156,3 +156,17 @@ def test_mlflow2_server_without_logged_models_is_detected_once():
     assert [v.version.name for v in versions] == ["a", "b"] and all(v.logged_model is None for v in versions)
     assert [i["title"] for i in report.infos].count("No logged models") == 1
     assert len(calls) == 1 and not report.warnings and not report.failures
+
+
+def test_a_login_page_instead_of_mlflow_is_a_clear_error(write_recipe, tmp_path):
+    page = b"<html><body>Please sign in</body></html>"
+    with ScriptedServer([(200, page, None)]) as server:
+        recipe = write_recipe(f"""
+source: {{type: mlflow, config: {{tracking_uri: "{server.url}"}}}}
+sink: {{type: file, config: {{filename: "{tmp_path / 'o.json'}"}}}}
+""")
+        for command in ("ingest", "check"):
+            proc = subprocess.run([sys.executable, "-m", "connector.cli", command, "-c", str(recipe)],
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+            assert "not MLflow's JSON" in proc.stderr + proc.stdout and server.url in proc.stderr + proc.stdout

@@ -249,3 +249,19 @@ def test_a_corrupt_state_file_is_a_clear_failure_not_a_traceback(server, tmp_pat
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"state file {tmp_path / 'state.json'} cannot be read" in proc.stderr
     assert (tmp_path / "state.json").read_text() == "{not json"  # left for a person to look at
+
+
+def test_incremental_safety_threshold_counts_per_kind():
+    from connector.mapping.common import MappingContext
+    from connector.state.store import PipelineState
+    from connector.stateful import ChangeTracker
+
+    known = {f"urn:li:dataProcessInstance:{i:032x}": "f" for i in range(5000)}
+    known.update({group_urn(f"m{i}"): "f" for i in range(100)})
+    previous = PipelineState(checkpoint={"runs_started_until": 1}, fingerprints=known)
+    tracker = ChangeTracker.start(previous, True, "", 0, MappingContext())
+    assert tracker.incremental
+    tracker.finish_removals()  # the registry listing came back empty: every group looks gone
+    assert len(tracker.removed) == 100 and len(tracker.removed) < 0.2 * len(known)
+    refusal = tracker.removal_refused(0.2)
+    assert refusal and "100 of 100 mlModelGroup" in refusal

@@ -79,16 +79,20 @@ class RestSink:
 
     def _submit(self, batch: _Batch) -> None:
         # keep per-entity order, and at most max_in_flight batches (bounded memory)
-        while True:
-            self._collect(block=False)
-            blockers = [f for f, b in self._in_flight.items() if b.urns & batch.urns]
-            if blockers:
-                wait(blockers)
-                continue
-            if len(self._in_flight) >= self._max_in_flight:
-                wait(list(self._in_flight), return_when=FIRST_COMPLETED)
-                continue
-            break
+        try:
+            while True:
+                self._collect(block=False)
+                blockers = [f for f, b in self._in_flight.items() if b.urns & batch.urns]
+                if blockers:
+                    wait(blockers)
+                    continue
+                if len(self._in_flight) >= self._max_in_flight:
+                    wait(list(self._in_flight), return_when=FIRST_COMPLETED)
+                    continue
+                break
+        except BaseException:  # interrupted while waiting (Ctrl-C, SIGTERM): keep the batch
+            self._dead_letter(batch.items, "not sent: the run was interrupted")
+            raise
         if self._fatal is not None:
             self._dead_letter(batch.items, f"not sent: {self._fatal}")
             raise SinkError(str(self._fatal))

@@ -112,7 +112,17 @@ class HttpSession:
                 problem = f"{type(exc).__name__}"
             else:
                 if response.status_code < 400:
-                    return response.json() if response.content else {}
+                    try:
+                        answer = response.json() if response.content else {}
+                        if isinstance(answer, dict):
+                            return answer
+                        raise ValueError("not an object")
+                    except ValueError:
+                        raise MlflowApiError(
+                            f"{self.base_url} answered {endpoint} with something that is not MLflow's JSON "
+                            f"(HTTP {response.status_code}, {response.headers.get('Content-Type', 'no content type')}): "
+                            "is this the tracking server's URL, or a login page in front of it?",
+                            status=response.status_code) from None
                 if response.status_code in (401, 403):
                     raise SourceAuthError(
                         f"MLflow at {self.base_url} rejected the credentials "
