@@ -250,3 +250,16 @@ def test_sigterm_mid_run_stops_cleanly_and_keeps_what_was_not_delivered(seeded_s
     dead = read_proposals(str(tmp_path / "dead.json"))
     assert report["dead_lettered"] == len(dead) > 0
     assert report["proposals"] == report["delivered"] + report["dead_lettered"]
+
+
+def test_basic_credentials_in_the_server_url_are_used_and_never_shown(file_output, tmp_path):
+    import base64
+
+    path, reference = file_output
+    with CatalogServer() as catalog:
+        url = catalog.url.replace("http://", "http://ingest:pa%24%24word@")
+        report = send_file(path, url, tmp_path)
+        sent = [r for r in catalog.requests if r["method"] == "POST"][0]["headers"]["Authorization"]
+    assert report.ok and len(catalog.received) == len(reference)
+    assert base64.b64decode(sent.split()[1]).decode() == "ingest:pa$$word"
+    assert "pa%24%24word" not in json.dumps(report.as_dict()) and "pa$$word" not in json.dumps(report.as_dict())

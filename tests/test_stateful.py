@@ -265,3 +265,29 @@ def test_incremental_safety_threshold_counts_per_kind():
     assert len(tracker.removed) == 100 and len(tracker.removed) < 0.2 * len(known)
     refusal = tracker.removal_refused(0.2)
     assert refusal and "100 of 100 mlModelGroup" in refusal
+
+
+def test_include_deleted_incremental_marks_runs_deleted_since_the_checkpoint(server, tmp_path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(server)
+    exp = client.create_experiment("deleted-later")
+    old = new_run(client, exp, "old")
+    time.sleep(0.01)
+    new_run(client, exp, "new")
+    config = {"pipeline_name": "with-deleted", "state": {"path": str(tmp_path / "state.json")},
+              "source": {"type": "mlflow", "config": {"tracking_uri": server, "incremental": True,
+                                                     "include_deleted": True, "incremental_lookback_sec": 0,
+                                                     "experiment_pattern": {"allow": ["deleted-later"]}}}}
+
+    def ingest(name):
+        report = run_ingest(parse_recipe({**config, "sink": {"type": "file", "config": {
+            "filename": str(tmp_path / name)}}}))
+        assert report.ok, report.failures
+        return emitted(tmp_path / name)
+
+    assert run_urn(old) in ingest("full.json")
+    client.delete_run(old)  # older than the checkpoint's newest run: not read again by start time
+    out = ingest("incr.json")
+    assert out[run_urn(old)]["status"] == {"removed": True}
+    assert out[run_urn(old)]["dataProcessInstanceProperties"]["name"] == "old"

@@ -13,6 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import Optional
+from urllib.parse import unquote, urlsplit
 
 import requests
 
@@ -85,6 +86,10 @@ class GmsClient:
         })
         if settings.token:
             self._session.headers["Authorization"] = f"Bearer {settings.token}"
+        else:  # user:password@ in the server URL: basic auth (the URL in messages stays redacted)
+            parts = urlsplit(settings.server)
+            if parts.username:
+                self._session.auth = (unquote(parts.username), unquote(parts.password or ""))
         self.requests_made = 0
         self.retries_made = 0
 

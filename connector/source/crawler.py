@@ -335,8 +335,11 @@ class MlflowCrawler:
         for run in self._lookup_runs(again, all_ids, executor).values():
             if run.experiment_id in by_id and (run.lifecycle_stage == "active" or self.settings.include_deleted):
                 yield run
-        if not self.settings.include_deleted:
-            for run in self._runs(all_ids, "", "DELETED_ONLY", executor):
+        for run in self._runs(all_ids, "", "DELETED_ONLY", executor):
+            if self.settings.include_deleted and run.experiment_id in by_id:
+                if run.run_id not in seen:  # mapped like any run, with status removed
+                    yield run
+            else:
                 yield DeletedRunRecord(run.run_id, run.experiment_id)
 
     def _crawl(self, executor: ThreadPoolExecutor, plan, resumable: bool) -> Iterator[CrawlRecord]:
