@@ -170,6 +170,8 @@ def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_int
             system_metadata = {"lastObserved": int(time.time() * 1000), "runId": report.run_id}
             report.proposal(proposal.entity_type, proposal.entity_urn, proposal.aspect_name)
             sink.write(proposal, system_metadata)
+            if tracker is not None:
+                tracker.observe(proposal)
             if preview and count >= preview:
                 report.info("Preview", f"stopped after {preview} proposals (--preview)")
                 break
@@ -255,6 +257,8 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress, checkpoint=None)
             yield from _version_proposals(ctx, record, record.run, tracker, seen_datasets)
     if tracker is not None:
         yield from _removals(recipe, tracker, report)
+        if not report.failure_count:
+            yield from tracker.clearing_proposals()
 
 
 def _version_proposals(ctx, record, run, tracker, seen_shared) -> list[Mcp]:

@@ -21,6 +21,21 @@ from connector.mapping.records import MappedEntity, fingerprint
 from connector.source.records import IncrementalPlan, ResumePlan
 from connector.state.store import PipelineState, compact, expand
 
+# Aspects a model or group has only while MLflow holds data for them. When one was emitted
+# before and is not now, its cleared value is sent: otherwise the catalog would keep it forever.
+CLEARED_ASPECTS = {
+    "deprecation": {"deprecated": False, "note": "", "actor": "urn:li:corpuser:mlflow"},
+    # (an empty {} aspect cannot be read back from a file by DataHub's tools: name the empty fields)
+    "intendedUse": {"primaryUses": [], "primaryUsers": [], "outOfScopeUses": []},
+    "mlModelEthicalConsiderations": {"data": [], "humanLife": [], "mitigations": [], "risksAndHarms": [],
+                                     "useCases": []},
+    "mlModelCaveatsAndRecommendations": {"idealDatasetCharacteristics": []},
+    "mlModelFactorPrompts": {"relevantFactors": [], "evaluationFactors": []},
+    "mlModelTrainingData": {"trainingData": []},
+    "mlModelEvaluationData": {"evaluationData": []},
+}
+_OWNER_ASPECTS = ("mlModelProperties", "mlModelGroupProperties")  # the aspect every re-emission has
+
 # Entity kinds an incremental crawl lists in full, so their disappearance is visible to it.
 _FULLY_LISTED = ("urn:li:container:", "urn:li:mlModelGroup:", "urn:li:mlModel:")
 _OPEN_STATUSES = {"RUNNING", "SCHEDULED"}
@@ -48,6 +63,7 @@ class ChangeTracker:
     started_at: int = field(default_factory=lambda: int(time.time() * 1000))
     baseline: dict = field(default_factory=dict)       # what is already in the catalog, to skip
     progress: dict = field(default_factory=lambda: {"done_experiments": [], "current": None})
+    optional_now: dict = field(default_factory=dict)   # URN -> optional aspects emitted this run
 
     @classmethod
     def start(cls, previous: PipelineState, want_incremental: bool, config_hash: str,
@@ -126,6 +142,23 @@ class ChangeTracker:
             del self.current[urn]
             self.removed.append(urn)
 
+    def observe(self, proposal: Mcp) -> None:
+        """Called for every proposal sent: which optional aspects each model/group has now."""
+        if proposal.aspect_name in _OWNER_ASPECTS:
+            self.optional_now.setdefault(proposal.entity_urn, set())
+        elif proposal.aspect_name in CLEARED_ASPECTS and proposal.aspect != CLEARED_ASPECTS[proposal.aspect_name]:
+            self.optional_now.setdefault(proposal.entity_urn, set()).add(proposal.aspect_name)
+
+    def clearing_proposals(self) -> list[Mcp]:
+        """Cleared values for optional aspects re-emitted entities no longer have."""
+        out = []
+        for urn, aspects in sorted(self.optional_now.items()):
+            if urn in self.removed:
+                continue
+            for name in sorted(self.previous.optional_aspects.get(urn, set()) - aspects):
+                out.append(Mcp(urn, name, dict(CLEARED_ASPECTS[name])))
+        return out
+
     # -- at the end ------------------------------------------------------------
     def finish_removals(self) -> None:
         """Entities of the checkpoint that this run's view no longer has."""
@@ -175,7 +208,7 @@ class ChangeTracker:
                     "max_start_time": self.max_start_time, "started_at": self.started_at}
         p = self.previous
         return PipelineState(checkpoint=p.checkpoint, open_runs=p.open_runs, config_hash=p.config_hash,
-                             fingerprints=p.fingerprints, backfill=backfill)
+                             fingerprints=p.fingerprints, backfill=backfill, optional_aspects=p.optional_aspects)
 
     def removal_proposals(self) -> list[Mcp]:
         return [Mcp(urn, "status", status(True)) for urn in self.removed]
@@ -191,5 +224,9 @@ class ChangeTracker:
             "run_id": run_id,
             "mode": self.mode,
         }
+        optional = {u: set(a) for u, a in self.previous.optional_aspects.items()
+                    if u in self.current and u not in self.optional_now}
+        optional.update({u: a for u, a in self.optional_now.items() if a and u in self.current})
         return PipelineState(checkpoint=checkpoint, open_runs=sorted(self.open_runs),
-                             config_hash=self.config_hash, fingerprints=dict(self.current))
+                             config_hash=self.config_hash, fingerprints=dict(self.current),
+                             optional_aspects=optional)

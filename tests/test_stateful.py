@@ -291,3 +291,34 @@ def test_include_deleted_incremental_marks_runs_deleted_since_the_checkpoint(ser
     out = ingest("incr.json")
     assert out[run_urn(old)]["status"] == {"removed": True}
     assert out[run_urn(old)]["dataProcessInstanceProperties"]["name"] == "old"
+
+
+def test_deprecation_and_model_card_are_cleared_when_mlflow_drops_them(server, tmp_path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(server)
+    exp = client.create_experiment("cards")
+    run_id = new_run(client, exp, "card-run")
+    client.create_registered_model("carded", tags={"card.ethics.use_cases": "pricing"})
+    client.create_model_version("carded", f"runs:/{run_id}/m", run_id=run_id, tags={"deprecated": "superseded"})
+    config = {"pipeline_name": "cards", "state": {"path": str(tmp_path / "state.json")},
+              "source": {"type": "mlflow", "config": {"tracking_uri": server, "incremental": True,
+                                                     "model_pattern": {"allow": ["carded$"]}}}}
+
+    def ingest(name):
+        report = run_ingest(parse_recipe({**config, "sink": {"type": "file", "config": {
+            "filename": str(tmp_path / name)}}}))
+        assert report.ok, report.failures
+        return emitted(tmp_path / name)
+
+    first = ingest("first.json")[model_urn("carded", 1)]
+    assert first["deprecation"]["deprecated"] is True
+    assert first["mlModelEthicalConsiderations"] == {"useCases": ["pricing"]}
+    client.delete_model_version_tag("carded", "1", "deprecated")
+    client.delete_registered_model_tag("carded", "card.ethics.use_cases")
+    second = ingest("second.json")[model_urn("carded", 1)]
+    from tests.catalog_validation import validate_file
+    validate_file(tmp_path / "second.json")  # cleared values are valid aspects
+    assert second["deprecation"]["deprecated"] is False
+    assert second["mlModelEthicalConsiderations"]["useCases"] == []
+    assert model_urn("carded", 1) not in ingest("third.json")  # cleared once, then quiet

@@ -5,6 +5,7 @@
         "open_runs": [run ids still RUNNING at the checkpoint],
         "config_hash": "...",                 # mapping settings the fingerprints were made with
         "fingerprints": {URN_PREFIX: {rest of URN: hash}},   # every entity emitted, compact
+    "optional_aspects": {URN: [aspect, ...]},  # deprecation, model card...: cleared when they go
         "backfill": {...}                     # progress of an unfinished full crawl, for --resume
     }}}
 
@@ -45,6 +46,8 @@ class PipelineState:
     config_hash: str = ""
     fingerprints: dict = field(default_factory=dict)  # URN -> hash
     backfill: Optional[dict] = None
+    # URN -> the aspects only emitted when MLflow has data for them (deprecation, model card, ...)
+    optional_aspects: dict = field(default_factory=dict)
 
     @property
     def has_checkpoint(self) -> bool:
@@ -52,7 +55,8 @@ class PipelineState:
 
     def to_json(self) -> dict:
         out = {"checkpoint": self.checkpoint, "open_runs": sorted(self.open_runs),
-               "config_hash": self.config_hash, "fingerprints": compact(self.fingerprints)}
+               "config_hash": self.config_hash, "fingerprints": compact(self.fingerprints),
+               "optional_aspects": {u: sorted(a) for u, a in sorted(self.optional_aspects.items()) if a}}
         if self.backfill:
             out["backfill"] = self.backfill
         return out
@@ -61,7 +65,8 @@ class PipelineState:
     def from_json(cls, data: dict) -> "PipelineState":
         return cls(checkpoint=data.get("checkpoint") or {}, open_runs=list(data.get("open_runs") or []),
                    config_hash=data.get("config_hash", ""),
-                   fingerprints=expand(data.get("fingerprints") or {}), backfill=data.get("backfill"))
+                   fingerprints=expand(data.get("fingerprints") or {}), backfill=data.get("backfill"),
+                   optional_aspects={u: set(a) for u, a in (data.get("optional_aspects") or {}).items()})
 
 
 class StateError(Exception):
