@@ -40,6 +40,14 @@ def emitted(path):
     return by_urn
 
 
+def ingest_ok(config: dict, tmp_path, name: str) -> dict:
+    """Ingest with a recipe (less its sink) into tmp_path/name; the proposals by URN and aspect."""
+    report = run_ingest(parse_recipe({**config, "sink": {"type": "file", "config": {
+        "filename": str(tmp_path / name)}}}))
+    assert report.ok, report.failures
+    return emitted(tmp_path / name)
+
+
 def new_run(client, exp_id, name):
     run = client.create_run(exp_id, run_name=name)
     client.log_param(run.info.run_id, "lr", "0.1")
@@ -280,15 +288,9 @@ def test_include_deleted_incremental_marks_runs_deleted_since_the_checkpoint(ser
                                                      "include_deleted": True, "incremental_lookback_sec": 0,
                                                      "experiment_pattern": {"allow": ["deleted-later"]}}}}
 
-    def ingest(name):
-        report = run_ingest(parse_recipe({**config, "sink": {"type": "file", "config": {
-            "filename": str(tmp_path / name)}}}))
-        assert report.ok, report.failures
-        return emitted(tmp_path / name)
-
-    assert run_urn(old) in ingest("full.json")
+    assert run_urn(old) in ingest_ok(config, tmp_path, "full.json")
     client.delete_run(old)  # older than the checkpoint's newest run: not read again by start time
-    out = ingest("incr.json")
+    out = ingest_ok(config, tmp_path, "incr.json")
     assert out[run_urn(old)]["status"] == {"removed": True}
     assert out[run_urn(old)]["dataProcessInstanceProperties"]["name"] == "old"
 
@@ -305,20 +307,14 @@ def test_deprecation_and_model_card_are_cleared_when_mlflow_drops_them(server, t
               "source": {"type": "mlflow", "config": {"tracking_uri": server, "incremental": True,
                                                      "model_pattern": {"allow": ["carded$"]}}}}
 
-    def ingest(name):
-        report = run_ingest(parse_recipe({**config, "sink": {"type": "file", "config": {
-            "filename": str(tmp_path / name)}}}))
-        assert report.ok, report.failures
-        return emitted(tmp_path / name)
-
-    first = ingest("first.json")[model_urn("carded", 1)]
+    first = ingest_ok(config, tmp_path, "first.json")[model_urn("carded", 1)]
     assert first["deprecation"]["deprecated"] is True
     assert first["mlModelEthicalConsiderations"] == {"useCases": ["pricing"]}
     client.delete_model_version_tag("carded", "1", "deprecated")
     client.delete_registered_model_tag("carded", "card.ethics.use_cases")
-    second = ingest("second.json")[model_urn("carded", 1)]
+    second = ingest_ok(config, tmp_path, "second.json")[model_urn("carded", 1)]
     from tests.catalog_validation import validate_file
     validate_file(tmp_path / "second.json")  # cleared values are valid aspects
     assert second["deprecation"]["deprecated"] is False
     assert second["mlModelEthicalConsiderations"]["useCases"] == []
-    assert model_urn("carded", 1) not in ingest("third.json")  # cleared once, then quiet
+    assert model_urn("carded", 1) not in ingest_ok(config, tmp_path, "third.json")  # cleared once, then quiet
