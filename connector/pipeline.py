@@ -22,7 +22,7 @@ from connector.sinks.file import read_proposals
 from connector.source.connect import external_base_url, open_backend
 from connector.source.crawler import MlflowCrawler
 from connector.source.records import (
-    CrawlSettings, DeletedRunRecord, ModelGroupRecord, RunRecord, RunsPageDone, VersionRecord,
+    CrawlSettings, DeletedRunRecord, ExperimentRecord, ModelGroupRecord, RunRecord, RunsPageDone, VersionRecord,
 )
 from connector.source.errors import SourceError
 from connector.source.http_backend import redact_url
@@ -233,6 +233,8 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress, checkpoint=None)
                 continue
             if tracker is not None and isinstance(record, RunRecord):
                 tracker.saw_run(record.run)
+            if tracker is not None and isinstance(record, ExperimentRecord):
+                tracker.saw_experiment(record.experiment)
             if tracker is not None and isinstance(record, ModelGroupRecord):
                 tracker.saw_registry_update(record.model.last_updated_timestamp)
             if tracker is not None and isinstance(record, VersionRecord):

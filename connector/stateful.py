@@ -53,6 +53,8 @@ class ChangeTracker:
     lookback_ms: int = 3_600_000
     separator: str = "_"
     env: str = "PROD"
+    platform_instance: Optional[str] = None
+    experiments: dict = field(default_factory=dict)    # experiment id -> container URN, this run
     current: dict = field(default_factory=dict)        # URN -> fingerprint of this run's view
     seen_listed: set = field(default_factory=set)      # fully listed kinds seen by this run
     removed: list = field(default_factory=list)
@@ -70,7 +72,8 @@ class ChangeTracker:
               lookback_sec: int, ctx: MappingContext, resume: bool = False) -> "ChangeTracker":
         backfill = previous.backfill or {}
         if resume and backfill.get("config_hash") == config_hash:
-            tracker = cls(previous, "resume", config_hash, lookback_sec * 1000, ctx.model_name_separator, ctx.env)
+            tracker = cls(previous, "resume", config_hash, lookback_sec * 1000, ctx.model_name_separator, ctx.env,
+                          ctx.platform_instance)
             tracker.current = expand(backfill.get("fingerprints") or {})
             tracker.baseline = dict(tracker.current)
             tracker.open_runs = set(backfill.get("open_runs") or [])
@@ -80,7 +83,7 @@ class ChangeTracker:
             return tracker
         incremental = (want_incremental and previous.has_checkpoint and previous.config_hash == config_hash)
         tracker = cls(previous, "incremental" if incremental else "full", config_hash, lookback_sec * 1000,
-                      ctx.model_name_separator, ctx.env)
+                      ctx.model_name_separator, ctx.env, ctx.platform_instance)
         if incremental:
             tracker.current = dict(previous.fingerprints)
             tracker.baseline = previous.fingerprints
@@ -105,7 +108,15 @@ class ChangeTracker:
             runs_started_since=max(0, since),
             refetch_run_ids=frozenset(self.previous.open_runs),
             refetch_run_of=lambda v: urns.model_urn(v.name, v.version, self.separator, self.env) not in known,
+            refetch_runs_in=lambda e: self.previous.experiments.get(e.experiment_id, self.instance_urn(e))
+            != self.instance_urn(e),
         )
+
+    def instance_urn(self, experiment) -> str:
+        return urns.experiment_urn(experiment.name, self.platform_instance)
+
+    def saw_experiment(self, experiment) -> None:
+        self.experiments[experiment.experiment_id] = self.instance_urn(experiment)
 
     # -- per entity ------------------------------------------------------------
     def saw_registry_update(self, millis) -> None:
@@ -208,7 +219,8 @@ class ChangeTracker:
                     "max_start_time": self.max_start_time, "started_at": self.started_at}
         p = self.previous
         return PipelineState(checkpoint=p.checkpoint, open_runs=p.open_runs, config_hash=p.config_hash,
-                             fingerprints=p.fingerprints, backfill=backfill, optional_aspects=p.optional_aspects)
+                             fingerprints=p.fingerprints, backfill=backfill, optional_aspects=p.optional_aspects,
+                             experiments=p.experiments)
 
     def removal_proposals(self) -> list[Mcp]:
         return [Mcp(urn, "status", status(True)) for urn in self.removed]
@@ -227,6 +239,7 @@ class ChangeTracker:
         optional = {u: set(a) for u, a in self.previous.optional_aspects.items()
                     if u in self.current and u not in self.optional_now}
         optional.update({u: a for u, a in self.optional_now.items() if a and u in self.current})
+        experiments = {**self.previous.experiments, **self.experiments} if self.incremental else self.experiments
         return PipelineState(checkpoint=checkpoint, open_runs=sorted(self.open_runs),
                              config_hash=self.config_hash, fingerprints=dict(self.current),
-                             optional_aspects=optional)
+                             optional_aspects=optional, experiments=experiments)

@@ -318,3 +318,27 @@ def test_deprecation_and_model_card_are_cleared_when_mlflow_drops_them(server, t
     assert second["deprecation"]["deprecated"] is False
     assert second["mlModelEthicalConsiderations"]["useCases"] == []
     assert model_urn("carded", 1) not in ingest_ok(config, tmp_path, "third.json")  # cleared once, then quiet
+
+
+def test_renamed_experiment_moves_its_runs_to_the_new_container(server, tmp_path):
+    from mlflow import MlflowClient
+
+    from tests.expectations import exp_urn
+
+    client = MlflowClient(server)
+    exp = client.create_experiment("before-rename")
+    old_run = new_run(client, exp, "trained-long-ago")
+    time.sleep(0.01)
+    other = client.create_experiment("rename-neighbour")
+    new_run(client, other, "newer")  # the checkpoint's newest run: the renamed one is older
+    config = {"pipeline_name": "renames", "state": {"path": str(tmp_path / "state.json")},
+              "source": {"type": "mlflow", "config": {
+                  "tracking_uri": server, "incremental": True, "incremental_lookback_sec": 0,
+                  "experiment_pattern": {"allow": ["before-rename$", "after-rename$", "rename-neighbour$"]}}}}
+    first = ingest_ok(config, tmp_path, "full.json")
+    assert first[run_urn(old_run)]["container"] == {"container": exp_urn("before-rename")}
+    client.rename_experiment(exp, "after-rename")
+    out = ingest_ok(config, tmp_path, "incr.json")
+    assert out[run_urn(old_run)]["container"] == {"container": exp_urn("after-rename")}
+    assert out[exp_urn("before-rename")] == {"status": {"removed": True}}
+    assert out[exp_urn("after-rename")]["containerProperties"]["name"] == "after-rename"

@@ -331,6 +331,11 @@ class MlflowCrawler:
         for run in self._runs(list(by_id), flt, self._view_type, executor):
             seen.add(run.run_id)
             yield run
+        renamed = [i for i, e in by_id.items() if plan.refetch_runs_in(e)]
+        for run in self._runs(renamed, "", self._view_type, executor) if renamed else ():
+            if run.run_id not in seen:
+                seen.add(run.run_id)
+                yield run
         again = (set(plan.refetch_run_ids) | version_run_ids) - seen
         for run in self._lookup_runs(again, all_ids, executor).values():
             if run.experiment_id in by_id and (run.lifecycle_stage == "active" or self.settings.include_deleted):

@@ -95,3 +95,5 @@ class IncrementalPlan:
     refetch_run_ids: frozenset = frozenset()
     # versions whose run must be read again (a new version links its run to a new model)
     refetch_run_of: Callable[[ModelVersion], bool] = lambda version: False
+    # experiments whose runs must all be read again (renamed: their runs' container changed)
+    refetch_runs_in: Callable[[Experiment], bool] = lambda experiment: False

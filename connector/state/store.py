@@ -6,6 +6,7 @@
         "config_hash": "...",                 # mapping settings the fingerprints were made with
         "fingerprints": {URN_PREFIX: {rest of URN: hash}},   # every entity emitted, compact
     "optional_aspects": {URN: [aspect, ...]},  # deprecation, model card...: cleared when they go
+    "experiments": {experiment id: container URN},  # a renamed experiment gets its runs re-read
         "backfill": {...}                     # progress of an unfinished full crawl, for --resume
     }}}
 
@@ -48,6 +49,7 @@ class PipelineState:
     backfill: Optional[dict] = None
     # URN -> the aspects only emitted when MLflow has data for them (deprecation, model card, ...)
     optional_aspects: dict = field(default_factory=dict)
+    experiments: dict = field(default_factory=dict)  # experiment id -> container URN
 
     @property
     def has_checkpoint(self) -> bool:
@@ -56,7 +58,8 @@ class PipelineState:
     def to_json(self) -> dict:
         out = {"checkpoint": self.checkpoint, "open_runs": sorted(self.open_runs),
                "config_hash": self.config_hash, "fingerprints": compact(self.fingerprints),
-               "optional_aspects": {u: sorted(a) for u, a in sorted(self.optional_aspects.items()) if a}}
+               "optional_aspects": {u: sorted(a) for u, a in sorted(self.optional_aspects.items()) if a},
+               "experiments": dict(sorted(self.experiments.items()))}
         if self.backfill:
             out["backfill"] = self.backfill
         return out
@@ -66,7 +69,8 @@ class PipelineState:
         return cls(checkpoint=data.get("checkpoint") or {}, open_runs=list(data.get("open_runs") or []),
                    config_hash=data.get("config_hash", ""),
                    fingerprints=expand(data.get("fingerprints") or {}), backfill=data.get("backfill"),
-                   optional_aspects={u: set(a) for u, a in (data.get("optional_aspects") or {}).items()})
+                   optional_aspects={u: set(a) for u, a in (data.get("optional_aspects") or {}).items()},
+                   experiments=dict(data.get("experiments") or {}))
 
 
 class StateError(Exception):
