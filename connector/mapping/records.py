@@ -11,7 +11,7 @@ from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.datasets import dataset_urn_for, map_dataset
 from connector.mapping.deployments import deployments_for_version, map_deployment
-from connector.mapping.experiments import experiment_container_urn, map_experiment, map_run
+from connector.mapping.experiments import map_experiment, map_run
 from connector.mapping.features import map_features
 from connector.mapping.registry import (
     STAGES, map_logged_model, map_model_group, map_model_version, map_stage_tags, training_inputs,
@@ -132,4 +132,4 @@ def describe(record) -> str:
     return f"model version {record.version.name!r} v{record.version.version}"
 
 
-__all__ = ["MappedEntity", "entities_of", "stage_tag_entities", "describe", "experiment_container_urn"]
+__all__ = ["MappedEntity", "entities_of", "stage_tag_entities", "describe"]

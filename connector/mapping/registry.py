@@ -10,6 +10,7 @@ from connector.mapping.common import (
 )
 from connector.mapping.deployments import deployments_for_version
 from connector.mapping.datasets import dataset_urn_for
+from connector.mapping.experiments import experiment_container_urn
 from connector.mapping.model_cards import (
     card_tags, deprecation, deprecation_note, map_model_card, without_card_tags,
 )
@@ -181,7 +182,7 @@ def map_logged_model(ctx: MappingContext, logged: LoggedModel, experiment: Exper
         "trainingJobs": [urns.run_urn(logged.source_run_id)] if logged.source_run_id else [],
         "mlFeatures": list(feature_urns) or None,
     }))
-    yield mcp(urn, "container", {"container": urns.experiment_urn(experiment.name, ctx.platform_instance)})
+    yield mcp(urn, "container", {"container": experiment_container_urn(ctx, experiment)})
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
     yield from _ml_data_aspects(ctx, urn, run, logged, evaluated)
     yield mcp(urn, "status", status())
