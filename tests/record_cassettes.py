@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from tests.cassettes import CASSETTE, CASSETTE_DIR, SEEDED_FACTS, recorder
+from tests.golden_scenarios import SCENARIOS, record
 from tests.mlflow_server import QUIET_ENV, free_port, mlflow_server
 
 
@@ -29,6 +30,10 @@ def main() -> int:
     SEEDED_FACTS.write_text(json.dumps(
         {"tracking_uri": url, "runs": seeded.runs, "experiments": seeded.experiments}, indent=2) + "\n")
     print(f"recorded {report.source_requests} requests into {CASSETTE}")
+    for scenario in SCENARIOS:
+        with tempfile.TemporaryDirectory() as tmp:
+            record(scenario, Path(tmp))
+        print(f"recorded golden scenario {scenario.name}")
     return 0
 
 
