@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 from connector.recipe import Recipe, RecipeError
+from connector.settings import gms_settings, source_connection
 from connector.source.connect import open_backend
 from connector.source.errors import SourceError
 
@@ -13,7 +14,7 @@ from connector.source.errors import SourceError
 def run_checks(recipe: Recipe) -> Iterator[tuple[str, bool, str]]:
     yield "recipe", True, "valid"
     try:
-        backend = open_backend(recipe.source.config)
+        backend = open_backend(source_connection(recipe.source.config))
     except (SourceError, RecipeError) as exc:
         yield "mlflow", False, str(exc)
         return
@@ -43,12 +44,10 @@ def run_checks(recipe: Recipe) -> Iterator[tuple[str, bool, str]]:
 
 
 def _check_gms(recipe: Recipe) -> tuple[str, bool, str]:
-    from connector.sinks import build_sink
-    from connector.sinks.gms_client import GmsAuthError, GmsRejected, GmsUnavailable
+    from connector.sinks.gms_client import GmsAuthError, GmsClient, GmsRejected, GmsUnavailable
 
-    sink = build_sink(recipe.sink)
-    client = sink.client
-    client.settings.max_retries = 1  # a check answers in seconds, it does not wait out an outage
+    # one retry: a check answers in seconds, it does not wait out an outage
+    client = GmsClient(gms_settings(recipe.sink.config, max_retries=1))
     try:
         config = client.config()
     except GmsAuthError as exc:
@@ -56,6 +55,6 @@ def _check_gms(recipe: Recipe) -> tuple[str, bool, str]:
     except (GmsUnavailable, GmsRejected) as exc:
         return "catalog server", False, f"{client.server}/config: {exc}"
     finally:
-        sink.abort()
+        client.close()
     version = (config.get("versions", {}).get("acryldata/datahub", {}) or {}).get("version", "unknown")
     return "catalog server", True, f"{client.server} answers (version {version})"

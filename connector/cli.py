@@ -88,7 +88,7 @@ def _finish(report, report_file) -> None:
 @click.option("--report-file", type=click.Path(dir_okay=False), default=None)
 def send(proposal_file: str, recipe_path: str, report_file) -> None:
     """Re-send PROPOSAL_FILE (a dead-letter file or any file sink output) through the recipe's sink."""
-    from connector.pipeline import run_send
+    from connector.send import run_send
 
     recipe = _load(recipe_path)
     _finish(run_send(recipe, proposal_file), report_file)

@@ -133,7 +133,10 @@ class MlflowSourceConfig(_Strict):
     timeout_sec: float = Field(30.0, gt=0)
     max_retries: int = Field(3, ge=0)
     retry_backoff_sec: float = Field(0.5, ge=0)
-    retry_budget_sec: float = Field(30.0, ge=0)
+    retry_budget_sec: float = Field(30.0, ge=0, description="all attempts of one request, waits included")
+    max_backoff_sec: float = Field(30.0, ge=0, description="cap of one wait between attempts (Retry-After too)")
+    request_deadline_sec: float = Field(300.0, gt=0, description="one attempt, wall clock, whole answer")
+    max_response_mb: int = Field(512, ge=1, description="an answer larger than this is an error")
     max_requests_per_second: Optional[float] = Field(None, gt=0)
     incremental: bool = False
     incremental_lookback_sec: int = Field(3600, ge=0)
@@ -188,6 +191,9 @@ class DatahubRestSinkConfig(_Strict):
     max_batch_bytes: int = Field(14 * 1024 * 1024, ge=1024, le=15 * 1024 * 1024)
     max_retries: int = Field(5, ge=0)
     retry_backoff_sec: float = Field(1.0, ge=0)
+    max_backoff_sec: float = Field(30.0, ge=0, description="cap of one wait between attempts (Retry-After too)")
+    retry_budget_sec: float = Field(300.0, ge=0, description="all attempts of one batch, waits included")
+    request_deadline_sec: float = Field(300.0, gt=0, description="one attempt, wall clock, whole answer")
     max_in_flight: int = Field(4, ge=1, le=64)
     ca_certificate_path: Optional[str] = None
     disable_ssl_verification: bool = False

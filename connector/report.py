@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
+from datetime import datetime, timezone
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 MAX_LISTED = 100  # warnings/failures kept verbatim; the rest are only counted
+
+
+def new_run_id(pipeline_name: Optional[str]) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y_%m_%d-%H_%M_%S")
+    return f"{pipeline_name or 'mlflow'}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
@@ -70,6 +77,21 @@ class Report:
         if entity_urn != self._last_urn:
             self.entities[entity_type] += 1
             self._last_urn = entity_urn
+
+    def sink_result(self, result) -> None:
+        """What the sink delivered and kept (a connector.sinks.base.SinkResult)."""
+        self.delivered = result.delivered
+        if result.dead_letter_file:
+            self.dead_lettered = result.failed
+            self.dead_letter_file = result.dead_letter_file
+            for message in result.messages:
+                self.failure("Not delivered", message)
+            self.failure("Dead-lettered", f"{result.failed} proposal(s) not delivered are in "
+                         f"{result.dead_letter_file}; re-send them with: mlflow-catalog send "
+                         f"{result.dead_letter_file} -c RECIPE")
+        else:
+            for message in result.messages:
+                self.info("Sink", message)
 
     @property
     def ok(self) -> bool:

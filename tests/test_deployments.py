@@ -5,7 +5,8 @@ import pytest
 from connector.mapping.common import MappingContext
 from connector.mapping.deployments import DeploymentRule, deployments_for_version, map_deployment
 from connector.mapping.registry import map_model_version
-from connector.pipeline import mapping_context, run_ingest
+from connector.pipeline import run_ingest
+from connector.settings import mapping_context
 from connector.recipe import RecipeError, parse_recipe
 from connector.source.entities import ModelVersion, RegisteredModel
 from tests.catalog_validation import validate_file
@@ -65,7 +66,7 @@ def test_bad_rules_are_refused(rule, message, tmp_path):
 
 def test_rule_defaults_from_the_source(tmp_path):
     parsed = recipe("http://x", tmp_path / "o.json", [{**CHAMPION, "tag": {"key": "serving"}}])
-    rule, = mapping_context(parsed).deployment_rules
+    rule, = mapping_context(parsed.source.config).deployment_rules
     assert (rule.status, rule.env, rule.alias, rule.tag_key, rule.tag_value) == (
         "IN_SERVICE", None, "champion", "serving", None)
 

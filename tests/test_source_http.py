@@ -6,11 +6,12 @@ import time
 import pytest
 
 from connector.source.errors import MlflowApiError, SourceAuthError, SourceUnreachable
-from connector.source.http_backend import HttpBackend, HttpSettings, redact_url
+from connector.http import HttpSettings, RetryPolicy, redact_url
+from connector.source.http_backend import HttpBackend
 from tests.fake_http import ScriptedServer
 from tests.mlflow_server import free_port
 
-FAST = HttpSettings(max_retries=3, retry_backoff_sec=0.01, retry_budget_sec=5)
+FAST = HttpSettings(retry=RetryPolicy(max_retries=3, backoff_sec=0.01, budget_sec=5))
 EXPERIMENTS = {"experiments": [{"experiment_id": "0", "name": "Default"}]}
 
 
@@ -35,7 +36,7 @@ def test_gives_up_after_retries_naming_the_url():
 
 def test_unreachable_server_fails_fast():
     url = f"http://127.0.0.1:{free_port()}"
-    backend = HttpBackend(url, url, HttpSettings(retry_backoff_sec=0.05))
+    backend = HttpBackend(url, url, HttpSettings(retry=RetryPolicy(backoff_sec=0.05)))
     started = time.monotonic()
     with pytest.raises(SourceUnreachable, match="127.0.0.1"):
         backend.search_registered_models(10, None)
@@ -118,9 +119,9 @@ def test_registry_that_refuses_a_global_version_listing_is_read_model_by_model()
 
     with ScriptedServer(answer) as server:
         report = Report()
-        crawler = MlflowCrawler(HttpBackend(server.url, server.url, FAST),
-                                CrawlSettings(include_experiments=False), report)
-        groups = [r for r in crawler.crawl() if isinstance(r, ModelGroupRecord)]
+        with MlflowCrawler(HttpBackend(server.url, server.url, FAST),
+                           CrawlSettings(include_experiments=False), report) as crawler:
+            groups = [r for r in crawler.crawl(crawler.list_catalog()) if isinstance(r, ModelGroupRecord)]
     assert {g.model.name: [v.version for v in g.versions] for g in groups} == {
         "cat.sch.a": ["1", "2"], "cat.sch.b": ["1", "2"]}
     assert any(i["title"] == "Per-model version listing" for i in report.infos)
@@ -149,9 +150,9 @@ def test_mlflow2_server_without_logged_models_is_detected_once():
 
     with ScriptedServer(answer) as server:
         report = Report()
-        crawler = MlflowCrawler(HttpBackend(server.url, server.url, FAST),
-                                CrawlSettings(include_runs=False, include_logged_models=True), report)
-        versions = [r for r in crawler.crawl() if isinstance(r, VersionRecord)]
+        with MlflowCrawler(HttpBackend(server.url, server.url, FAST),
+                           CrawlSettings(include_runs=False, include_logged_models=True), report) as crawler:
+            versions = [r for r in crawler.crawl(crawler.list_catalog()) if isinstance(r, VersionRecord)]
         calls = [r["path"] for r in server.requests if "logged-models" in r["path"]]
     assert [v.version.name for v in versions] == ["a", "b"] and all(v.logged_model is None for v in versions)
     assert [i["title"] for i in report.infos].count("No logged models") == 1

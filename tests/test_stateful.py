@@ -262,7 +262,7 @@ def test_a_corrupt_state_file_is_a_clear_failure_not_a_traceback(server, tmp_pat
 def test_incremental_safety_threshold_counts_per_kind():
     from connector.mapping.common import MappingContext
     from connector.state.store import PipelineState
-    from connector.stateful import ChangeTracker
+    from connector.tracking.tracker import ChangeTracker
 
     known = {f"urn:li:dataProcessInstance:{i:032x}": "f" for i in range(5000)}
     known.update({group_urn(f"m{i}"): "f" for i in range(100)})

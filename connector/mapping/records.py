@@ -16,6 +16,7 @@ from connector.mapping.features import map_features
 from connector.mapping.registry import (
     STAGES, map_logged_model, map_model_group, map_model_version, map_stage_tags, training_inputs,
 )
+from connector.source.entities import ModelVersion, RegisteredModel
 from connector.source.records import (
     ExperimentRecord, LoggedModelRecord, ModelGroupRecord, RunRecord, VersionRecord,
 )
@@ -49,20 +50,15 @@ def stage_tag_entities() -> Iterator[MappedEntity]:
         yield MappedEntity(proposal.entity_urn, fingerprint(stage), (proposal,))
 
 
-def version_urn(ctx: MappingContext, name: str, version: str) -> str:
-    return urns.model_urn(name, version, ctx.model_name_separator, ctx.env)
-
-
 def run_fingerprint(record: RunRecord) -> str:
     return fingerprint(record.run, record.experiment.name,
                        [(v.name, v.version) for v in record.produced_versions])
 
 
-def version_fingerprint(record: VersionRecord) -> str:
+def version_fingerprint(version: ModelVersion, model: RegisteredModel, is_latest: bool) -> str:
     """The registry's data only: a version's run data changes are caught through the run."""
     # the model's aliases (deprecation's replacement) and tags (model cards) shape versions too
-    return fingerprint(record.version, record.model.name, record.version.run_id, record.is_latest,
-                       record.model.aliases, record.model.tags)
+    return fingerprint(version, model.name, version.run_id, is_latest, model.aliases, model.tags)
 
 
 def _feature_entities(ctx, namespace: str, columns, run, logged, seen_shared: set):
@@ -79,12 +75,12 @@ def _feature_entities(ctx, namespace: str, columns, run, logged, seen_shared: se
     return tuple(urns_), entities
 
 
-def version_entities(ctx: MappingContext, record: VersionRecord, run, seen_shared: set) -> Iterator[MappedEntity]:
-    """A version (with `run` as its source run), the deployments its rules give it, and the
-    features of its signature."""
+def version_entities(ctx: MappingContext, record: VersionRecord, seen_shared: set) -> Iterator[MappedEntity]:
+    """A version, the features of its signature and the deployments its rules give it."""
+    run = record.run
     feature_urns, features = _feature_entities(ctx, record.model.name, record.signature_inputs, run,
                                                record.logged_model, seen_shared)
-    yield _entity(version_fingerprint(record), map_model_version(
+    yield _entity(version_fingerprint(record.version, record.model, record.is_latest), map_model_version(
         ctx, record.version, record.model, run, logged_model=record.logged_model,
         is_latest=record.is_latest, feature_urns=feature_urns))
     yield from features
@@ -112,7 +108,7 @@ def entities_of(ctx: MappingContext, record, seen_shared: set) -> Iterator[Mappe
         yield _entity(fingerprint(record.model, [(v.version, v.run_id) for v in record.versions]),
                       map_model_group(ctx, record.model, record.versions))
     elif isinstance(record, VersionRecord):
-        yield from version_entities(ctx, record, record.run, seen_shared)
+        yield from version_entities(ctx, record, seen_shared)
     elif isinstance(record, LoggedModelRecord):
         lm = record.logged_model
         feature_urns, features = _feature_entities(ctx, lm.name, lm.signature_inputs, None, lm, seen_shared)

@@ -17,14 +17,15 @@ from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, platform_instance_aspect, status
 from connector.mapping.deployments import deployment_platform_instance
 from connector.mapping.experiments import experiment_browse_path
-from connector.pipeline import new_run_id
 from connector.recipe import Recipe, RecipeError, SinkSection, error_location, expand_env, load_recipe
 from connector.sdk.merge import add_edges, merge_aspect, normalise_restli
 from connector.sdk.models import (
     DeploymentProperties, DeploymentStatus, ExperimentProperties, ModelGroupProperties, ModelProperties,
     RunProperties, RunResult, TrainingRunProperties,
 )
-from connector.sinks import Sink, SinkError, SinkResult, build_sink
+from connector.report import new_run_id
+from connector.settings import build_sink
+from connector.sinks.base import Sink, SinkError, SinkResult
 from connector.sinks.gms_client import GmsClient
 
 

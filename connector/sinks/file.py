@@ -24,9 +24,11 @@ def file_record(proposal: Mcp, system_metadata: dict) -> dict:
 
 class FileSink:
     name = "file"
+    delivers_as_it_goes = False  # the file appears whole at commit
 
     def __init__(self, filename: str):
         self.path = Path(filename)
+        self.output = str(self.path)
         self._tmp = None
         self._count = 0
 
@@ -60,6 +62,16 @@ class FileSink:
         json.dump(file_record(proposal, system_metadata), self._tmp, ensure_ascii=False,
                   allow_nan=False)
         self._count += 1
+
+    def flush(self) -> None:
+        if self._tmp is not None:
+            self._tmp.flush()
+
+    def dead_letter_unsent(self, proposal: Mcp, system_metadata: dict, reason: str) -> None:
+        pass  # a file sink fails whole: nothing of it is published, the caller's input stays
+
+    def resending(self, filename: str) -> None:
+        pass
 
     def commit(self) -> SinkResult:
         if self._tmp is None:

@@ -5,23 +5,18 @@
     GET  {server}/config
 
 with MCP's aspect as {"value": "<aspect JSON>", "contentType": "application/json"}.
+Retries, deadlines and sessions are the shared HTTP layer's (connector/http.py).
 """
 from __future__ import annotations
 
 import json
-import random
-import time
 from dataclasses import dataclass, field
 from typing import Optional
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote
 
-import requests
-
+from connector.http import Answer, HttpClient, HttpSettings, ResponseTooLarge, RetriesExhausted
 from connector.mapping.common import Mcp
 from connector.sinks.base import to_wire
-from connector.source.http_backend import redact_url
-
-RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 
 class GmsAuthError(Exception):
@@ -51,23 +46,22 @@ def rest_record(proposal: Mcp, system_metadata: dict) -> dict:
     return record
 
 
-@dataclass
+@dataclass(frozen=True)
 class GmsSettings:
     server: str
     token: Optional[str] = None
-    timeout_sec: float = 30.0
-    max_retries: int = 5
-    retry_backoff_sec: float = 1.0
-    max_backoff_sec: float = 30.0
-    verify: object = True
+    http: HttpSettings = field(default_factory=HttpSettings)
     extra_headers: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # never the token
+        return f"GmsSettings(server={self.server!r})"
 
-def _server_message(response: requests.Response) -> str:
+
+def _server_message(answer: Answer) -> str:
     try:
-        body = response.json()
+        body = answer.json()
     except ValueError:
-        return response.text[:500] or response.reason
+        return answer.text(500) or f"HTTP {answer.status}"
     if isinstance(body, dict):
         return str(body.get("message") or body.get("exceptionClass") or body)[:500]
     return str(body)[:500]
@@ -76,66 +70,39 @@ def _server_message(response: requests.Response) -> str:
 class GmsClient:
     def __init__(self, settings: GmsSettings):
         self.settings = settings
-        self.server = redact_url(settings.server.rstrip("/"))
-        self._session = requests.Session()
-        self._session.verify = settings.verify
-        self._session.headers.update({
-            "Content-Type": "application/json",
-            "X-RestLi-Protocol-Version": "2.0.0",
-            **settings.extra_headers,
-        })
-        if settings.token:
-            self._session.headers["Authorization"] = f"Bearer {settings.token}"
-        else:  # user:password@ in the server URL: basic auth (the URL in messages stays redacted)
-            parts = urlsplit(settings.server)
-            if parts.username:
-                self._session.auth = (unquote(parts.username), unquote(parts.password or ""))
-        self.requests_made = 0
-        self.retries_made = 0
+        self._http = HttpClient(settings.server, settings.http, token=settings.token, headers={
+            "Content-Type": "application/json", "X-RestLi-Protocol-Version": "2.0.0", **settings.extra_headers})
+        self.server = self._http.base_url
 
     def __repr__(self) -> str:  # never the token
         return f"GmsClient({self.server!r})"
 
-    def _request(self, method: str, path: str, body: Optional[bytes] = None) -> requests.Response:
-        url = f"{self.server}{path}"
-        attempt = 0
-        while True:
-            self.requests_made += 1
-            wait = None
-            try:
-                response = self._session.request(method, url, data=body, timeout=self.settings.timeout_sec)
-            except requests.exceptions.RequestException as exc:
-                problem = type(exc).__name__
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                if status in (401, 403):
-                    raise GmsAuthError(f"token rejected by {self.server} (HTTP {status})")
-                if status not in RETRY_STATUSES:
-                    return response
-                problem = f"HTTP {status}"
-                retry_after = response.headers.get("Retry-After")
-                if retry_after and retry_after.replace(".", "", 1).isdigit():
-                    wait = float(retry_after)
-            attempt += 1
-            if attempt > self.settings.max_retries:
-                raise GmsUnavailable(f"{self.server} did not take proposals ({problem}, "
-                                     f"after {attempt} attempts)")
-            if wait is None:
-                wait = min(self.settings.max_backoff_sec,
-                           self.settings.retry_backoff_sec * 2 ** (attempt - 1)) * (0.5 + random.random())
-            self.retries_made += 1
-            time.sleep(wait)
+    @property
+    def requests_made(self) -> int:
+        return self._http.requests_made
+
+    @property
+    def retries_made(self) -> int:
+        return self._http.retries_made
+
+    def _request(self, method: str, path: str, body: Optional[bytes] = None) -> Answer:
+        try:
+            answer = self._http.request(method, path, data=body)
+        except RetriesExhausted as exc:
+            raise GmsUnavailable(f"{self.server} did not take proposals ({exc})") from None
+        except ResponseTooLarge as exc:
+            raise GmsRejected(0, f"{self.server}{path}: {exc}") from None
+        if answer.status in (401, 403):
+            raise GmsAuthError(f"token rejected by {self.server} (HTTP {answer.status})")
+        return answer
 
     def _post(self, path: str, payload: dict, batch: bool = False) -> None:
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        response = self._request("POST", path, body)
-        if response.status_code < 400:
+        answer = self._request("POST", path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+        if answer.status < 400:
             return
-        if batch and response.status_code == 404:
+        if batch and answer.status == 404:
             raise BatchEndpointMissing()
-        raise GmsRejected(response.status_code, _server_message(response))
+        raise GmsRejected(answer.status, _server_message(answer))
 
     def send_batch(self, records: list[dict]) -> None:
         self._post("/aspects?action=ingestProposalBatch", {"proposals": records, "async": "false"}, batch=True)
@@ -144,26 +111,27 @@ class GmsClient:
         self._post("/aspects?action=ingestProposal", {"proposal": record, "async": "false"})
 
     def config(self) -> dict:
-        response = self._request("GET", "/config")
-        if response.status_code >= 400:
-            raise GmsRejected(response.status_code, _server_message(response))
+        answer = self._request("GET", "/config")
+        if answer.status >= 400:
+            raise GmsRejected(answer.status, _server_message(answer))
         try:
-            return response.json()
-        except ValueError as exc:
-            raise GmsRejected(response.status_code, f"{self.server}/config is not JSON") from exc
+            data = answer.json()
+        except ValueError:
+            raise GmsRejected(answer.status, f"{self.server}/config is not JSON") from None
+        if not isinstance(data, dict):
+            raise GmsRejected(answer.status, f"{self.server}/config is not a JSON object")
+        return data
 
     def get_aspect(self, urn: str, aspect_name: str) -> Optional[dict]:
         """The current value of one aspect (GMS read API), or None when it has none."""
-        from urllib.parse import quote
-
-        response = self._request("GET", f"/aspects/{quote(urn, safe='')}?aspect={aspect_name}&version=0")
-        if response.status_code == 404:
+        answer = self._request("GET", f"/aspects/{quote(urn, safe='')}?aspect={aspect_name}&version=0")
+        if answer.status == 404:
             return None
-        if response.status_code >= 400:
-            raise GmsRejected(response.status_code, _server_message(response))
-        value = response.json().get("aspect", {})
+        if answer.status >= 400:
+            raise GmsRejected(answer.status, _server_message(answer))
+        value = answer.json().get("aspect", {})
         # Rest.li answers {"aspect": {"com.linkedin.ml.metadata.MLModelProperties": {...}}}
         return next(iter(value.values()), None) if value else None
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()

@@ -8,6 +8,7 @@ ones are still delivered and only the bad ones are dead-lettered, with the serve
 from __future__ import annotations
 
 import json
+import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class _Batch:
 
 class RestSink:
     name = "datahub-rest"
+    output = None
+    delivers_as_it_goes = True
 
     def __init__(self, settings: GmsSettings, *, max_batch_size: int = 200,
                  max_batch_bytes: int = 14 * 1024 * 1024, max_in_flight: int = 4,
@@ -173,6 +176,12 @@ class RestSink:
     def dead_letter_unsent(self, proposal: Mcp, system_metadata: dict, reason: str) -> None:
         """A proposal the caller could no longer write (the sink failed): keep it with the rest."""
         self.dead_letters.add(file_record(proposal, system_metadata), reason)
+
+    def resending(self, filename: str) -> None:
+        """Sending the dead letters themselves: what stays undelivered replaces the file."""
+        path = self.dead_letters.path
+        if path.exists() and os.path.exists(filename) and os.path.samefile(path, filename):
+            self.dead_letters.replace_existing = True
 
     # -- ending --------------------------------------------------------------
     def _finish(self) -> SinkResult:

@@ -23,7 +23,7 @@ def _float(value: Any) -> float:
     return float(value)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Experiment:
     experiment_id: str
     name: str
@@ -46,7 +46,7 @@ class Experiment:
         )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class LoggedDataset:
     name: str
     digest: str = ""
@@ -77,7 +77,7 @@ class LoggedDataset:
         return str(table) if table else None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class DatasetInput:
     dataset: LoggedDataset
     tags: dict[str, str] = field(default_factory=dict)
@@ -87,7 +87,7 @@ class DatasetInput:
         return self.tags.get("mlflow.data.context")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Run:
     run_id: str
     experiment_id: str
@@ -135,7 +135,7 @@ class Run:
         )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ModelVersion:
     name: str
     version: str
@@ -184,7 +184,7 @@ class ModelVersion:
         )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RegisteredModel:
     name: str
     creation_timestamp: Optional[int] = None
@@ -208,7 +208,7 @@ class RegisteredModel:
         )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class LoggedMetric:
     key: str
     value: float
@@ -217,7 +217,7 @@ class LoggedMetric:
     run_id: str = ""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class LoggedModel:
     """An MLflow 3 LoggedModel: params and metrics logged against a model (and a dataset)."""
     model_id: str

@@ -1,10 +1,27 @@
-"""What a crawl yields, and the plans and settings that shape it."""
+"""What a crawl yields (complete, immutable records), and the plain-data settings and plans that
+shape it. A record carries everything mapping needs: a version record holds its run, its
+LoggedModel and its signature when it is yielded."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+import re
+from dataclasses import dataclass
+from typing import Optional, Protocol, Union
 
 from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
+
+
+@dataclass(frozen=True)
+class NameFilter:
+    """Regexes matched from the start of a name (re.match); deny wins over allow."""
+    allow: tuple[str, ...] = (".*",)
+    deny: tuple[str, ...] = ()
+    ignore_case: bool = False
+
+    def allows(self, name: str) -> bool:
+        flags = re.IGNORECASE if self.ignore_case else 0
+        if any(re.match(p, name, flags) for p in self.deny):
+            return False
+        return any(re.match(p, name, flags) for p in self.allow)
 
 
 @dataclass(frozen=True)
@@ -16,84 +33,95 @@ class CrawlSettings:
     include_deleted: bool = False
     runs_page_size: int = 1000
     max_workers: int = 4
-    experiment_allowed: callable = lambda name: True
-    model_allowed: callable = lambda name: True
+    experiments: NameFilter = NameFilter()
+    models: NameFilter = NameFilter()
 
 
-@dataclass(slots=True)
+# -- records -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
 class ExperimentRecord:
     experiment: Experiment
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     run: Run
     experiment: Experiment
-    produced_versions: list[ModelVersion] = field(default_factory=list)
+    produced_versions: tuple[ModelVersion, ...] = ()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ModelGroupRecord:
     model: RegisteredModel
-    versions: list[ModelVersion]
+    versions: tuple[ModelVersion, ...]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class VersionRecord:
     version: ModelVersion
     model: RegisteredModel
-    run: Optional[Run]
-    run_pending: bool = False  # incremental crawls: the run exists but was not read (resolve_runs)
-    is_latest: bool = False    # the highest version of its registered model
+    run: Optional[Run]                          # None: no run, or the run no longer exists
+    is_latest: bool = False                     # the highest version of its registered model
     logged_model: Optional[LoggedModel] = None  # MLflow 3: the LoggedModel it registers
-    signature_inputs: Optional[list] = None      # include_signatures: the model's input columns
+    signature_inputs: Optional[tuple] = None    # include_signatures: the model's input columns
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class LoggedModelRecord:
     """include_logged_models: a LoggedModel no registry version points at."""
     logged_model: LoggedModel
     experiment: Experiment
 
 
-@dataclass(slots=True)
-class DeletedRunRecord:
-    """Incremental crawls: a run MLflow now lists as deleted."""
-    run_id: str
-    experiment_id: str
+CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, LoggedModelRecord]
 
 
-@dataclass(slots=True)
+# -- what the crawl tells as it goes, besides records -----------------------------------------
+@dataclass(frozen=True)
 class RunsPageDone:
-    """Full crawls: every run of a page has been yielded. With batch_done, the whole batch of
-    experiments is done; otherwise runs up to `start_time` (and `ids_at_start_time` at it) are."""
-    experiment_ids: list
+    """Resumable crawls: every run of a page has been yielded. With batch_done, the whole batch
+    of experiments is done; otherwise runs up to `start_time` (and `ids_at_start_time` at it) are."""
+    experiment_ids: tuple[str, ...]
     start_time: Optional[int]
-    ids_at_start_time: list
+    ids_at_start_time: tuple[str, ...]
     batch_done: bool = False
 
 
-CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, DeletedRunRecord,
-                    RunsPageDone, LoggedModelRecord]
+class CrawlObserver(Protocol):
+    def seen(self, kind: str, count: int = 1) -> None: ...
+    def warning(self, title: str, message: str) -> None: ...
+    def info(self, title: str, message: str) -> None: ...
+    def runs_page_done(self, page: RunsPageDone) -> None: ...
+    def run_deleted(self, run_id: str) -> None: ...
+
+
+# -- plans: plain data -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class FullPlan:
+    """Everything; with `resumable`, runs oldest first with a RunsPageDone after each page."""
+    resumable: bool = False
 
 
 @dataclass(frozen=True)
 class ResumePlan:
     """Go on with a full crawl that stopped: skip finished experiment batches, and in the batch
     that was under way, runs before `start_time` or listed in `ids_at_start_time`."""
-    done_experiments: frozenset = frozenset()
-    current_experiment_ids: tuple = ()
+    done_experiments: frozenset[str] = frozenset()
+    current_experiment_ids: tuple[str, ...] = ()
     start_time: int = 0
-    ids_at_start_time: tuple = ()
+    ids_at_start_time: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class IncrementalPlan:
     """Read only what may have changed since a checkpoint. MLflow runs carry no update time:
-    new runs are found by start time, runs that were open at the checkpoint are read again."""
+    new runs are found by start time; runs open at the checkpoint, or newly linked to a version,
+    are read again by id; renamed experiments have all their runs read again (their container
+    changed). Versions are yielded when their registry data changed or their run was read."""
     runs_started_since: int
-    refetch_run_ids: frozenset = frozenset()
-    # versions whose run must be read again (a new version links its run to a new model)
-    refetch_run_of: Callable[[ModelVersion], bool] = lambda version: False
-    # experiments whose runs must all be read again (renamed: their runs' container changed)
-    refetch_runs_in: Callable[[Experiment], bool] = lambda experiment: False
+    refetch_run_ids: frozenset[str] = frozenset()
+    refetch_experiment_ids: frozenset[str] = frozenset()
+    changed_versions: frozenset[tuple[str, str]] = frozenset()  # (model name, version)
+
+
+CrawlPlan = Union[FullPlan, ResumePlan, IncrementalPlan]

@@ -1,0 +1,296 @@
+"""One HTTP layer for every server the connector talks to: MLflow's tracking server and registry,
+artifact reads through the tracking server, and the catalog server (GMS).
+
+- one retry policy: retryable statuses, exponential backoff with jitter under a cap, a
+  `Retry-After` (seconds or HTTP-date) honoured but never above the cap, and a total time budget;
+- a wall-clock deadline per attempt (connect, headers and the whole body), not only a socket read
+  timeout, so a server that drips its answer cannot hold a run;
+- a cap on the size of an answer;
+- one `requests.Session` per thread (sessions are not thread-safe), and a shared rate limit;
+- waits that end at once when the run is told to stop (`connector.stopping`).
+Callers classify what an answer means for their server (401 -> bad credentials, ...).
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+from urllib.parse import unquote
+
+import requests
+
+from connector import stopping
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_CHUNK = 64 * 1024
+
+
+_HOST = re.compile(r"^\[?[\w.:-]+\]?(:\d+)?$")
+
+
+def _userinfo_end(rest: str) -> int:
+    """Where the user:password@ part of a URL (after '://') ends, or -1. A password may hold
+    '/', '?', '#' or '@' unencoded (generated secrets do): then the '@' that ends it is not in
+    the authority urllib would see, and the host after it is what tells."""
+    authority_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, authority_end)
+    if at >= 0:
+        return at
+    at = rest.rfind("@")
+    if at < 0:
+        return -1
+    user, colon, password = rest[:at].partition(":")
+    host = re.split(r"[/?#]", rest[at + 1:], maxsplit=1)[0]
+    port_like = colon and re.match(r"^\d+(/|$)", password)
+    if not colon or port_like or not re.match(r"^[\w.%+-]*$", user) or not _HOST.match(host):
+        return -1
+    return at
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password@ part, for messages and logs."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    end = _userinfo_end(rest)
+    return url if end < 0 else f"{scheme}://{rest[end + 1:]}"
+
+
+def url_credentials(url: str) -> tuple[str, Optional[tuple[str, str]]]:
+    """(the URL without credentials, (user, password) percent-decoded, or None)."""
+    if "://" not in url:
+        return url, None
+    scheme, rest = url.split("://", 1)
+    end = _userinfo_end(rest)
+    if end < 0:
+        return url, None
+    user, _, password = rest[:end].partition(":")
+    return f"{scheme}://{rest[end + 1:]}", (unquote(user), unquote(password))
+
+
+def parse_retry_after(value: Optional[str]) -> Optional[float]:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent or malformed."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if parsed is None or parsed.tzinfo is None:
+            return None
+        return max(0.0, parsed.timestamp() - time.time())
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 3
+    backoff_sec: float = 0.5
+    max_backoff_sec: float = 30.0
+    budget_sec: float = 60.0  # all attempts of one request and the waits between them
+    retryable_statuses: frozenset = RETRYABLE_STATUSES
+
+    def delay(self, attempt: int, retry_after: Optional[float]) -> float:
+        """How long to wait before attempt number `attempt + 1` (attempt counts from 1)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_backoff_sec)
+        base = self.backoff_sec * (2 ** min(attempt - 1, 30))
+        return min(self.max_backoff_sec, base * (0.5 + random.random()))
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    timeout_sec: float = 30.0          # one socket read
+    connect_timeout_sec: float = 5.0
+    deadline_sec: float = 300.0        # one attempt, wall clock: connect, headers and the whole body
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_requests_per_second: Optional[float] = None
+    max_response_bytes: int = 512 * 1024 * 1024
+    verify: Any = True
+
+
+class TransportError(Exception):
+    """No (complete) answer: connection refused or reset, timeout, deadline passed."""
+
+
+class RetriesExhausted(Exception):
+    """Every attempt allowed by the policy failed; the message says how the last one did."""
+
+
+class ResponseTooLarge(Exception):
+    """An answer over the configured size cap: not read further."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else {}
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "no content type")
+
+    def text(self, limit: int = 500) -> str:
+        return self.body[:limit].decode("utf-8", errors="replace")
+
+
+class RateLimiter:
+    def __init__(self, per_second: Optional[float]):
+        self._interval = 1.0 / per_second if per_second else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if delay > 0:
+            stopping.sleep(delay)
+
+
+def _read_some(raw) -> bytes:
+    """What has arrived, up to a chunk, without waiting for a full chunk (a dripping server must
+    not hold a read past the deadline)."""
+    try:
+        return raw.read1(_CHUNK, decode_content=True)
+    except TypeError:  # a stand-in response (recorded traffic replayed) without urllib3's read1
+        return raw.read(_CHUNK)
+
+
+class HttpClient:
+    """Requests to one server (one base URL): auth, headers, retries, deadline, size cap, counting."""
+
+    def __init__(self, base_url: str, settings: HttpSettings, *, auth: Optional[tuple[str, str]] = None,
+                 token: Optional[str] = None, headers: Optional[dict] = None,
+                 limiter: Optional[RateLimiter] = None):
+        clean, url_auth = url_credentials(base_url.rstrip("/"))
+        self.base_url = clean  # credentials never appear in messages
+        self.settings = settings
+        self._headers = dict(headers or {})
+        if token:  # a bearer token wins over basic credentials
+            self._headers["Authorization"] = f"Bearer {token}"
+            self._auth = None
+        else:
+            self._auth = auth or url_auth
+        self._limiter = limiter or RateLimiter(settings.max_requests_per_second)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self.requests_made = 0
+        self.retries_made = 0
+
+    def __repr__(self) -> str:  # never credentials
+        return f"HttpClient({self.base_url!r})"
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.verify = self.settings.verify
+            session.headers.update(self._headers)
+            if self._auth is not None:
+                session.auth = self._auth
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _count(self, retry: bool = False) -> None:
+        with self._lock:
+            if retry:
+                self.retries_made += 1
+            else:
+                self.requests_made += 1
+
+    def request(self, method: str, path: str, *, params=None, json_body=None, data: Optional[bytes] = None,
+                retry: bool = True) -> Answer:
+        """The first answer that is not a retryable failure; RetriesExhausted when none came."""
+        policy = self.settings.retry
+        budget_ends = time.monotonic() + policy.budget_sec
+        attempt = 0
+        while True:
+            stopping.check()
+            self._limiter.wait()
+            self._count()
+            retry_after = None
+            try:
+                answer = self._once(method, f"{self.base_url}{path}", params, json_body, data)
+            except TransportError as exc:
+                problem = str(exc)
+            else:
+                if answer.status not in policy.retryable_statuses:
+                    return answer
+                problem = f"HTTP {answer.status}"
+                retry_after = parse_retry_after(answer.headers.get("retry-after"))
+            attempt += 1
+            wait = policy.delay(attempt, retry_after)
+            if not retry or attempt > policy.max_retries or time.monotonic() + wait > budget_ends:
+                raise RetriesExhausted(f"{problem}, after {attempt} attempt(s)")
+            self._count(retry=True)
+            stopping.sleep(wait)
+
+    def _once(self, method: str, url: str, params, json_body, data) -> Answer:
+        settings = self.settings
+        deadline = time.monotonic() + settings.deadline_sec
+        try:
+            response = self._session().request(
+                method, url, params=params, json=json_body, data=data, stream=True,
+                timeout=(settings.connect_timeout_sec, min(settings.timeout_sec, settings.deadline_sec)))
+        except requests.exceptions.RequestException as exc:
+            raise TransportError(type(exc).__name__) from None
+        try:
+            body = self._read_body(response, deadline)
+        finally:
+            response.close()
+        return Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()}, body)
+
+    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        cap = self.settings.max_response_bytes
+        if declared.isdigit() and int(declared) > cap:
+            raise ResponseTooLarge(f"answer of {int(declared):,} bytes is over the {cap:,}-byte cap")
+        chunks, size = [], 0
+        raw = response.raw
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
+                stopping.check()
+                chunk = _read_some(raw)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > cap:
+                    raise ResponseTooLarge(f"answer over the {cap:,}-byte cap")
+                chunks.append(chunk)
+        except (requests.exceptions.RequestException, OSError, ValueError) as exc:
+            raise TransportError(type(exc).__name__) from None
+        except Exception as exc:  # urllib3's own errors (ProtocolError, ReadTimeoutError, ...)
+            if type(exc).__module__.startswith("urllib3"):
+                raise TransportError(type(exc).__name__) from None
+            raise
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()

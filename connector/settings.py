@@ -1,0 +1,132 @@
+"""The recipe's models turned into what each part of the pipeline takes, in one place: the
+source's connection and crawl settings, the mapping context, the sink. Nothing below this module
+(source, mapping, sinks) imports the recipe."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from connector.http import HttpSettings, RetryPolicy, redact_url
+from connector.mapping.common import MappingContext
+from connector.mapping.deployments import DeploymentRule
+from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig, Recipe
+from connector.sinks.base import Sink, SinkError
+from connector.source.records import CrawlSettings, NameFilter
+
+
+def is_http(uri: str) -> bool:
+    return uri.lower().startswith(("http://", "https://"))
+
+
+def _secret(value) -> Optional[str]:
+    return value.get_secret_value() if value is not None else None
+
+
+@dataclass(frozen=True)
+class SourceConnection:
+    """Where MLflow is and how to reach it (credentials stay in this object, never in messages)."""
+    tracking_uri: str
+    registry_uri: str
+    http: HttpSettings
+    auth: Optional[tuple[str, str]] = None
+    token: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return f"SourceConnection({redact_url(self.tracking_uri)!r})"
+
+
+def source_connection(config: MlflowSourceConfig) -> SourceConnection:
+    """MLflow's own environment variables fill what the recipe leaves out."""
+    username = config.username or os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = _secret(config.password) or os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    token = _secret(config.token) or os.environ.get("MLFLOW_TRACKING_TOKEN")
+    verify: object = True
+    if config.disable_ssl_verification or os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        verify = False
+    elif config.ca_certificate_path or os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        verify = config.ca_certificate_path or os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    http = HttpSettings(
+        timeout_sec=config.timeout_sec,
+        deadline_sec=config.request_deadline_sec,
+        retry=RetryPolicy(max_retries=config.max_retries, backoff_sec=config.retry_backoff_sec,
+                          max_backoff_sec=config.max_backoff_sec, budget_sec=config.retry_budget_sec),
+        max_requests_per_second=config.max_requests_per_second,
+        max_response_bytes=config.max_response_mb * 1024 * 1024,
+        verify=verify,
+    )
+    tracking_uri = config.resolved_tracking_uri()
+    registry_uri = config.resolved_registry_uri()
+    return SourceConnection(tracking_uri, registry_uri if is_http(registry_uri) or not is_http(tracking_uri)
+                            else tracking_uri, http, (username, password or "") if username else None, token)
+
+
+def _name_filter(pattern: AllowDenyPattern) -> NameFilter:
+    return NameFilter(tuple(pattern.allow), tuple(pattern.deny), pattern.ignore_case)
+
+
+def crawl_settings(config: MlflowSourceConfig) -> CrawlSettings:
+    return CrawlSettings(
+        include_experiments=config.include_experiments, include_runs=config.include_runs,
+        include_deleted=config.include_deleted, include_logged_models=config.include_logged_models,
+        include_signatures=config.include_signatures, runs_page_size=config.runs_page_size,
+        max_workers=config.max_workers, experiments=_name_filter(config.experiment_pattern),
+        models=_name_filter(config.model_pattern))
+
+
+def external_base_url(config: MlflowSourceConfig) -> Optional[str]:
+    if config.base_external_url:
+        return config.base_external_url
+    uri = config.resolved_tracking_uri()
+    return redact_url(uri) if is_http(uri) else None
+
+
+def mapping_context(config: MlflowSourceConfig) -> MappingContext:
+    return MappingContext(
+        env=config.env,
+        platform_instance=config.platform_instance,
+        model_name_separator=config.model_name_separator,
+        base_external_url=external_base_url(config),
+        dataset_platform_mapping={k.lower(): v for k, v in config.dataset_platform_mapping.items()},
+        deployment_rules=tuple(
+            DeploymentRule(platform=r.platform, name_template=r.name_template, alias=r.alias,
+                           tag_key=r.tag.key if r.tag else None, tag_value=r.tag.value if r.tag else None,
+                           env=r.env, status=r.status, description=r.description)
+            for r in config.deployments),
+        model_card_tag_prefix=config.model_card_tag_prefix,
+        deprecation_tag=config.deprecation_tag,
+        champion_alias=config.champion_alias,
+    )
+
+
+def source_filters(config: MlflowSourceConfig) -> tuple:
+    """The source settings that decide which entities exist: a change means a full crawl."""
+    return (config.model_pattern.model_dump_json(), config.experiment_pattern.model_dump_json(),
+            config.include_experiments, config.include_runs, config.include_deleted,
+            config.include_logged_models, config.include_signatures)
+
+
+def gms_settings(c: DatahubRestSinkConfig, *, max_retries: Optional[int] = None):
+    from connector.sinks.gms_client import GmsSettings
+
+    verify = False if c.disable_ssl_verification else (c.ca_certificate_path or True)
+    http = HttpSettings(timeout_sec=c.timeout_sec, deadline_sec=c.request_deadline_sec, verify=verify,
+                        retry=RetryPolicy(max_retries=c.max_retries if max_retries is None else max_retries,
+                                          backoff_sec=c.retry_backoff_sec, max_backoff_sec=c.max_backoff_sec,
+                                          budget_sec=c.retry_budget_sec))
+    return GmsSettings(server=c.server, token=_secret(c.token), http=http, extra_headers=dict(c.extra_headers))
+
+
+def build_sink(section) -> Sink:
+    if section.type == "file":
+        from connector.sinks.file import FileSink
+
+        return FileSink(section.config.filename)
+    if section.type == "datahub-rest":
+        from connector.sinks.rest import RestSink
+
+        c = section.config
+        return RestSink(gms_settings(c), max_batch_size=c.max_batch_size, max_batch_bytes=c.max_batch_bytes,
+                        max_in_flight=c.max_in_flight, dead_letter_file=c.dead_letter_file)
+    raise SinkError(f"sink.type: unknown sink {section.type!r}")
+

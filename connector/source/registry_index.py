@@ -1,0 +1,128 @@
+"""The registry as one immutable index: registered models, their versions (with the aliases the
+model holds merged in), and the versions each run produced."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from connector.source.backend import Backend
+from connector.source.entities import Experiment, ModelVersion, RegisteredModel
+from connector.source.errors import MlflowApiError
+from connector.source.paging import Listing, paged
+from connector.source.records import CrawlObserver, NameFilter
+
+EXPERIMENTS_PAGE = 50000      # server maximum
+REGISTERED_MODELS_PAGE = 1000  # server maximum
+MODEL_VERSIONS_PAGE = 10000
+
+
+@dataclass(frozen=True)
+class RegistryIndex:
+    models: tuple[RegisteredModel, ...]                   # sorted by name
+    versions_by_model: dict[str, tuple[ModelVersion, ...]]  # sorted by version number
+    versions_by_run: dict[str, tuple[ModelVersion, ...]]
+
+    @property
+    def version_count(self) -> int:
+        return sum(len(v) for v in self.versions_by_model.values())
+
+    def all_versions(self):
+        for model in self.models:
+            for version in self.versions_by_model[model.name]:
+                yield model, version
+
+    def latest_version_number(self, name: str) -> Optional[int]:
+        return max((v.version_number for v in self.versions_by_model[name]), default=None)
+
+    @classmethod
+    def build(cls, models: list[RegisteredModel], by_model: dict[str, list[ModelVersion]]) -> "RegistryIndex":
+        complete: dict[str, tuple[ModelVersion, ...]] = {}
+        by_run: dict[str, list[ModelVersion]] = {}
+        for model in models:
+            aliases_by_version: dict[str, list[str]] = {}
+            for alias, version in model.aliases.items():
+                aliases_by_version.setdefault(version, []).append(alias)
+            versions = sorted((replace(v, aliases=sorted(set(v.aliases) | set(aliases_by_version.get(v.version, []))))
+                               for v in by_model[model.name]), key=lambda v: (v.version_number, v.version))
+            complete[model.name] = tuple(versions)
+            for v in versions:
+                if v.run_id:
+                    by_run.setdefault(v.run_id, []).append(v)
+        return cls(tuple(models), complete, {k: tuple(v) for k, v in by_run.items()})
+
+
+@dataclass(frozen=True)
+class CatalogListing:
+    """What a crawl lists whole before anything else: every experiment and the registry."""
+    experiments: tuple[Experiment, ...]
+    registry: RegistryIndex
+
+
+def _quote_filter_value(value: str) -> str:
+    return f'"{value}"' if "'" in value else f"'{value}'"
+
+
+class RegistryReader:
+    def __init__(self, backend: Backend, models: NameFilter, observer: CrawlObserver):
+        self.backend = backend
+        self.filter = models
+        self.observer = observer
+
+    def registered_models(self) -> list[RegisteredModel]:
+        listing = Listing("registered-models/search",
+                          lambda t: self.backend.search_registered_models(REGISTERED_MODELS_PAGE, t))
+        models = [m for m in (RegisteredModel.from_json(raw) for raw in paged(listing)) if self.filter.allows(m.name)]
+        return sorted(models, key=lambda m: m.name)
+
+    def all_versions(self) -> Optional[list[ModelVersion]]:
+        """Every version in one paged listing; None when the registry refuses that."""
+        listing = Listing("model-versions/search",
+                          lambda t: self.backend.search_model_versions("", MODEL_VERSIONS_PAGE, t))
+        try:
+            return [ModelVersion.from_json(raw) for raw in paged(listing)]
+        except MlflowApiError as exc:
+            # Unity Catalog (and some proxies) refuse a listing without a model name.
+            self.observer.info("Per-model version listing",
+                               f"the registry refused to list all versions at once ({exc.error_code or exc}); "
+                               "listing them model by model")
+            return None
+
+    def _versions_of(self, name: str) -> list[ModelVersion]:
+        flt = f"name = {_quote_filter_value(name)}"
+        listing = Listing(f"model-versions/search ({flt})",
+                          lambda t: self.backend.search_model_versions(flt, MODEL_VERSIONS_PAGE, t))
+        return [ModelVersion.from_json(raw) for raw in paged(listing)]
+
+    def index(self, models: list[RegisteredModel], listed: Optional[list[ModelVersion]]) -> RegistryIndex:
+        by_model: dict[str, list[ModelVersion]] = {m.name: [] for m in models}
+        if listed is not None:
+            for version in listed:
+                if version.name in by_model:
+                    by_model[version.name].append(version)
+        else:
+            for name in by_model:
+                by_model[name] = self._versions_of(name)
+        return RegistryIndex.build(models, by_model)
+
+
+def experiments(backend: Backend) -> list[Experiment]:
+    listing = Listing("experiments/search", lambda t: backend.search_experiments("ALL", EXPERIMENTS_PAGE, t))
+    return [Experiment.from_json(raw) for raw in paged(listing)]
+
+
+def list_catalog(backend: Backend, models: NameFilter, include_experiments: bool, observer: CrawlObserver,
+                 executor: Optional[ThreadPoolExecutor]) -> CatalogListing:
+    """Experiments and the registry; with an executor the registry's two listings run beside the
+    experiment listing."""
+    reader = RegistryReader(backend, models, observer)
+    if executor is None:  # one request at a time
+        found = reader.registered_models()
+        index = reader.index(found, reader.all_versions() if found else [])
+        listed = experiments(backend) if include_experiments else []
+    else:
+        models_future, versions_future = executor.submit(reader.registered_models), executor.submit(reader.all_versions)
+        listed = experiments(backend) if include_experiments else []
+        found = models_future.result()
+        index = reader.index(found, versions_future.result() if found else [])
+    return CatalogListing(tuple(listed), index)

@@ -1,0 +1,38 @@
+"""Which entities of the last checkpoint are gone, and whether removing them looks safe: a crawl
+that finds (almost) nothing is more likely broken than a registry that was emptied."""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from connector.mapping import urns
+from connector.tracking.changes import FULLY_LISTED
+
+
+def gone_entities(previous: dict[str, str], current: dict[str, str], seen_listed: set[str],
+                  incremental: bool, deleted: Iterable[str]) -> list[str]:
+    """An incremental crawl sees only what it lists whole (and the runs MLflow shows deleted);
+    a full crawl sees everything, so whatever it did not see is gone."""
+    removed = set(deleted)
+    if incremental:
+        removed.update(u for u in previous if u.startswith(FULLY_LISTED) and u not in seen_listed and u in current)
+    else:
+        removed.update(u for u in previous if u not in current)
+    return sorted(removed)
+
+
+def removal_refusal(removed: list[str], previous: dict[str, str], max_ratio: float,
+                    min_kind_size: int = 10) -> Optional[str]:
+    """Why this removal looks like a broken crawl (None when it does not): more than `max_ratio`
+    of all known entities, or of any kind with at least `min_kind_size` of them (an incremental
+    run can only remove what it lists whole, so a ratio over all entities would let it remove
+    every experiment and model when MLflow answers with nothing)."""
+    known = len(previous)
+    tail = "MLflow may have answered with nothing; no removal emitted and the checkpoint kept"
+    if known and len(removed) > max_ratio * known:
+        return f"would remove {len(removed)} of {known} entities (more than {max_ratio:.0%}): {tail}"
+    for kind in sorted({urns.entity_type(u) for u in removed}):
+        of_kind = sum(1 for u in previous if urns.entity_type(u) == kind)
+        gone = sum(1 for u in removed if urns.entity_type(u) == kind)
+        if of_kind >= min_kind_size and gone > max_ratio * of_kind:
+            return f"would remove {gone} of {of_kind} {kind} entities (more than {max_ratio:.0%}): {tail}"
+    return None

@@ -1,0 +1,197 @@
+"""The change tracker of one run: picks the mode, makes the crawl's plan, selects what to send
+from the stream of records (its one entry point, `select`), hears page boundaries and deleted
+runs from the crawl, and produces removals, cleared aspects and the state to save.
+
+Modes:
+- full: send everything; entities of the last checkpoint that are gone now get status removed.
+- incremental: send only entities whose MLflow data changed since the checkpoint (by fingerprint),
+  plus removals MLflow still shows (deleted runs) or that whole listings reveal (experiments,
+  registered models and versions are listed whole on every run: they are few).
+- resume: go on with a full crawl that stopped; what it already delivered (fingerprints saved
+  with its progress) is not sent again; removals as in a full crawl.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Optional
+
+from connector.mapping import urns
+from connector.mapping.common import MappingContext, Mcp, status
+from connector.mapping.records import MappedEntity, fingerprint, version_fingerprint
+from connector.source.records import (
+    CrawlPlan, ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, RunRecord, RunsPageDone, VersionRecord,
+)
+from connector.source.registry_index import CatalogListing
+from connector.state.store import PipelineState, compact, expand
+from connector.tracking.changes import ChangeDetector
+from connector.tracking.optional_aspects import OptionalAspects
+from connector.tracking.progress import BackfillProgress
+from connector.tracking.removals import gone_entities, removal_refusal
+
+_OPEN_STATUSES = {"RUNNING", "SCHEDULED"}
+
+
+def config_fingerprint(ctx: MappingContext, source_filters: tuple) -> str:
+    return fingerprint(repr(ctx), source_filters)
+
+
+def choose_mode(previous: PipelineState, want_incremental: bool, config_hash: str, resume: bool) -> str:
+    backfill = previous.backfill or {}
+    if resume and backfill.get("config_hash") == config_hash:
+        return "resume"
+    if want_incremental and previous.has_checkpoint and previous.config_hash == config_hash:
+        return "incremental"
+    return "full"
+
+
+class ChangeTracker:
+    def __init__(self, previous: PipelineState, mode: str, config_hash: str, lookback_sec: int,
+                 ctx: MappingContext):
+        self.previous = previous
+        self.mode = mode
+        self.config_hash = config_hash
+        self.lookback_ms = lookback_sec * 1000
+        self.ctx = ctx
+        self.started_at = int(time.time() * 1000)
+        self.experiments: dict[str, str] = {}  # experiment id -> container URN, this run
+        self.open_runs: set[str] = set()
+        self.max_start_time = 0
+        self.max_registry_update = 0
+        self.deleted: list[str] = []
+        self.removed: list[str] = []
+        self.progress = BackfillProgress()
+        baseline: dict[str, str] = {}
+        if mode == "resume":
+            backfill = previous.backfill or {}
+            baseline = expand(backfill.get("fingerprints") or {})
+            self.open_runs = set(backfill.get("open_runs") or [])
+            self.max_start_time = int(backfill.get("max_start_time") or 0)
+            self.progress = BackfillProgress.from_json(backfill.get("progress"))
+            self.started_at = int(backfill.get("started_at") or self.started_at)
+        elif mode == "incremental":
+            baseline = previous.fingerprints
+        self.changes = ChangeDetector(baseline, dict(baseline), emit_all=mode == "full")
+        self.optional = OptionalAspects(previous.optional_aspects)
+
+    @classmethod
+    def start(cls, previous: PipelineState, want_incremental: bool, config_hash: str, lookback_sec: int,
+              ctx: MappingContext, resume: bool = False) -> "ChangeTracker":
+        return cls(previous, choose_mode(previous, want_incremental, config_hash, resume), config_hash,
+                   lookback_sec, ctx)
+
+    @property
+    def incremental(self) -> bool:
+        return self.mode == "incremental"
+
+    # -- before the crawl ---------------------------------------------------------------------
+    def _container_urn(self, experiment) -> str:
+        return urns.experiment_urn(experiment.name, self.ctx.platform_instance)
+
+    def _version_urn(self, version) -> str:
+        return urns.model_urn(version.name, version.version, self.ctx.model_name_separator, self.ctx.env)
+
+    def plan(self, listing: CatalogListing, resumable: bool = False) -> CrawlPlan:
+        if self.mode == "resume":
+            return self.progress.resume_plan()
+        if not self.incremental:
+            return FullPlan(resumable=resumable)
+        known = self.previous.fingerprints
+        changed, new_version_runs = set(), set()
+        for model, version in listing.registry.all_versions():
+            urn = self._version_urn(version)
+            is_latest = version.version_number == listing.registry.latest_version_number(model.name)
+            if known.get(urn) != version_fingerprint(version, model, is_latest):
+                changed.add((version.name, version.version))
+            else:
+                self.changes.unchanged_but_listed(urn)
+            if urn not in known and version.run_id:
+                new_version_runs.add(version.run_id)  # its run gains an output edge
+        renamed = {e.experiment_id for e in listing.experiments
+                   if self.previous.experiments.get(e.experiment_id, self._container_urn(e)) != self._container_urn(e)}
+        since = int(self.previous.checkpoint.get("runs_started_until", 0)) - self.lookback_ms
+        return IncrementalPlan(runs_started_since=max(0, since),
+                               refetch_run_ids=frozenset(self.previous.open_runs) | frozenset(new_version_runs),
+                               refetch_experiment_ids=frozenset(renamed), changed_versions=frozenset(changed))
+
+    # -- the stream ---------------------------------------------------------------------------
+    def select(self, record, entities: Callable[[], Iterable[MappedEntity]]) -> list[MappedEntity]:
+        """The entities of `record` to send (`entities` maps it, called only when needed)."""
+        self._note(record)
+        if isinstance(record, VersionRecord):
+            first, *rest = entities() if self._version_wanted(record) else [None]
+            chosen = ([first] if first is not None else []) + [e for e in rest if self.changes.should_emit(e)]
+        else:
+            chosen = [e for e in entities() if self.changes.should_emit(e)]
+        for entity in chosen:
+            for proposal in entity.proposals:
+                self.optional.sent(proposal)
+        return chosen
+
+    def _note(self, record) -> None:
+        if isinstance(record, RunRecord):
+            run = record.run
+            if run.start_time:
+                self.max_start_time = max(self.max_start_time, run.start_time)
+            if run.status in _OPEN_STATUSES:
+                self.open_runs.add(run.run_id)
+        elif isinstance(record, ExperimentRecord):
+            self.experiments[record.experiment.experiment_id] = self._container_urn(record.experiment)
+        elif isinstance(record, ModelGroupRecord):
+            self.max_registry_update = max(self.max_registry_update, int(record.model.last_updated_timestamp or 0))
+
+    def _version_wanted(self, record: VersionRecord) -> bool:
+        version = record.version
+        run_urn = urns.run_urn(version.run_id) if version.run_id else ""
+        return self.changes.version_should_emit(self._version_urn(version), version_fingerprint(
+            version, record.model, record.is_latest), run_urn)
+
+    def runs_page_done(self, page: RunsPageDone) -> None:
+        self.progress = self.progress.after(page)
+
+    def run_deleted(self, run_id: str) -> None:
+        urn = urns.run_urn(run_id)
+        if self.changes.forget(urn):
+            self.deleted.append(urn)
+
+    # -- at the end ---------------------------------------------------------------------------
+    def finish_removals(self) -> None:
+        """Entities of the checkpoint that this run's view no longer has."""
+        self.removed = gone_entities(self.previous.fingerprints, self.changes.current, self.changes.seen_listed,
+                                     self.incremental, self.deleted)
+        for urn in self.removed:
+            self.changes.current.pop(urn, None)
+
+    def removal_refused(self, max_ratio: float, min_kind_size: int = 10) -> Optional[str]:
+        return removal_refusal(self.removed, self.previous.fingerprints, max_ratio, min_kind_size)
+
+    def removal_proposals(self) -> list[Mcp]:
+        return [Mcp(urn, "status", status(True)) for urn in self.removed]
+
+    def clearing_proposals(self) -> list[Mcp]:
+        return self.optional.clearing_proposals(set(self.removed))
+
+    def with_progress(self, run_id: str) -> PipelineState:
+        """The previous checkpoint, unchanged, plus this unfinished crawl's progress."""
+        backfill = {"run_id": run_id, "config_hash": self.config_hash, "progress": self.progress.to_json(),
+                    "fingerprints": compact(self.changes.current), "open_runs": sorted(self.open_runs),
+                    "max_start_time": self.max_start_time, "started_at": self.started_at}
+        p = self.previous
+        return PipelineState(checkpoint=p.checkpoint, open_runs=p.open_runs, config_hash=p.config_hash,
+                             fingerprints=p.fingerprints, backfill=backfill, optional_aspects=p.optional_aspects,
+                             experiments=p.experiments)
+
+    def new_state(self, run_id: str) -> PipelineState:
+        before = self.previous.checkpoint
+        checkpoint = {
+            "runs_started_until": max(int(before.get("runs_started_until", 0)), self.max_start_time),
+            "registry_updated_until": max(int(before.get("registry_updated_until", 0)), self.max_registry_update),
+            "finished_at": int(time.time() * 1000),
+            "started_at": self.started_at,
+            "run_id": run_id,
+            "mode": self.mode,
+        }
+        current = self.changes.current
+        experiments = {**self.previous.experiments, **self.experiments} if self.incremental else self.experiments
+        return PipelineState(checkpoint=checkpoint, open_runs=sorted(self.open_runs), config_hash=self.config_hash,
+                             fingerprints=dict(current), optional_aspects=self.optional.to_save(current),
+                             experiments=experiments)
