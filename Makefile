@@ -12,7 +12,7 @@ export DO_NOT_TRACK := true
 export DATAHUB_TELEMETRY_ENABLED := false
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: demo example test install install-server install-test cassettes bench clean
+.PHONY: demo example test lint install install-server install-test cassettes bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,12 @@ example: install
 	mkdir -p out
 	$(PY) -m examples.tutorial out/example.json
 
-test: install-test
-	$(PY) -m pytest -q -p no:cacheprovider
+test: install-test lint
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install-test
+	$(VENV)/bin/ruff check connector benchmarks examples
+	$(VENV)/bin/mypy
 
 cassettes: install-test
 	$(PY) -m tests.record_cassettes

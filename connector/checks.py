@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from connector.recipe import Recipe, RecipeError
+from connector.recipe import DatahubRestSinkConfig, Recipe, RecipeError
 from connector.settings import gms_settings, source_connection
 from connector.source.connect import open_backend
 from connector.source.errors import SourceError
@@ -47,6 +47,7 @@ def _check_gms(recipe: Recipe) -> tuple[str, bool, str]:
     from connector.sinks.gms_client import GmsAuthError, GmsClient, GmsRejected, GmsUnavailable
 
     # one retry: a check answers in seconds, it does not wait out an outage
+    assert isinstance(recipe.sink.config, DatahubRestSinkConfig)
     client = GmsClient(gms_settings(recipe.sink.config, max_retries=1))
     try:
         config = client.config()

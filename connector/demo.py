@@ -45,7 +45,7 @@ def seed(db_path: str) -> None:
         frame = pd.DataFrame({"feature_a": [rng.random() for _ in range(20)],
                               "feature_b": [rng.randint(0, 9) for _ in range(20)],
                               "label": [rng.random() > 0.5 for _ in range(20)]})
-        dataset = mlflow.data.from_pandas(frame, source=source, name=f"{name}-train")
+        dataset = mlflow.data.from_pandas(frame, source=source, name=f"{name}-train")  # type: ignore[attr-defined]
         runs_by_experiment[name] = []
         for i in range(4):
             with mlflow.start_run(experiment_id=exp_id, run_name=f"{name}-run-{i + 1}") as run:

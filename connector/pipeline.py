@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Callable, Iterator, Optional
 
 from connector import stopping
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 class _NullSink:
     name = "dry-run"
-    output = None
+    output: Optional[str] = None
     delivers_as_it_goes = False
 
     def write(self, proposal: Mcp, system_metadata: dict) -> None:
@@ -49,6 +50,9 @@ class _NullSink:
 
     def resending(self, filename: str) -> None:
         pass
+
+
+_NULL_SINK: Sink = _NullSink()
 
 
 class _CrawlEvents:
@@ -109,26 +113,28 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
             resume: bool, sink: Optional[Sink]) -> None:
     ctx = mapping_context(recipe.source.config)
     tracker, store = _start_tracker(recipe, ctx, report, resume)
-    sink = sink or (_NullSink() if dry_run else build_sink(recipe.sink))
-    report.sink = sink.name
+    target: Sink = sink or (_NULL_SINK if dry_run else build_sink(recipe.sink))
+    report.sink = target.name
     checkpoint = None
-    if tracker is not None and store is not None and tracker.mode in ("full", "resume") \
-            and sink.delivers_as_it_goes and not preview:
+    if tracker is not None and tracker.mode in ("full", "resume") and target.delivers_as_it_goes and not preview:
         def checkpoint():  # everything so far is delivered: a stopped crawl can resume from here
-            sink.flush()
+            target.flush()
             store.save(recipe.pipeline_name or "", tracker.with_progress(report.run_id))
-    result = _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_interval, checkpoint)
+    result = _crawl_and_deliver(recipe, ctx, tracker, target, report, preview, progress_interval, checkpoint)
     report.sink_result(result)
-    if tracker is None or store is None:
-        return
-    report.entities_removed = len(tracker.removed) if report.removals_emitted else 0
-    if report.ok and not dry_run and not preview:
-        new_state = tracker.new_state(report.run_id)
-        try:
-            store.save(recipe.pipeline_name or "", new_state)
-            report.checkpoint_after = new_state.checkpoint
-        except (StateError, OSError) as exc:
-            report.failure("State not saved", f"{store.path}: {exc}")
+    if tracker is not None:
+        report.entities_removed = len(tracker.removed) if report.removals_emitted else 0
+        if report.ok and not dry_run and not preview:
+            _save_state(recipe, store, tracker, report)
+
+
+def _save_state(recipe: Recipe, store: StateFile, tracker: ChangeTracker, report: Report) -> None:
+    new_state = tracker.new_state(report.run_id)
+    try:
+        store.save(recipe.pipeline_name or "", new_state)
+        report.checkpoint_after = new_state.checkpoint
+    except (StateError, OSError) as exc:
+        report.failure("State not saved", f"{store.path}: {exc}")
 
 
 def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report, resume: bool):
@@ -216,7 +222,7 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress_interval, resumab
         yield from entity.proposals
     for record in crawler.crawl(listing, plan):
         try:
-            chosen = _select(tracker, record, lambda: entities_of(ctx, record, seen_shared))
+            chosen = _select(tracker, record, partial(entities_of, ctx, record, seen_shared))
         except Exception as exc:  # one bad record must not sink the run
             report.failure("Mapping failed", f"{describe(record)}: {type(exc).__name__}: {exc}")
             continue

@@ -10,7 +10,7 @@ from typing import Optional
 from connector.http import HttpSettings, RetryPolicy, redact_url
 from connector.mapping.common import MappingContext
 from connector.mapping.deployments import DeploymentRule
-from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig, Recipe
+from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig
 from connector.sinks.base import Sink, SinkError
 from connector.source.records import CrawlSettings, NameFilter
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from connector.mapping.common import Mcp
 
-CLEARED_ASPECTS = {
+CLEARED_ASPECTS: dict[str, dict] = {
     "deprecation": {"deprecated": False, "note": "", "actor": "urn:li:corpuser:mlflow"},
     # (an empty {} aspect cannot be read back from a file by DataHub's tools: name the empty fields)
     "intendedUse": {"primaryUses": [], "primaryUsers": [], "outOfScopeUses": []},

@@ -53,7 +53,7 @@ def status(removed: bool = False) -> dict:
 def time_stamp(millis: Optional[int], user: Optional[str] = None) -> Optional[dict]:
     if millis is None:
         return None
-    stamp = {"time": int(millis)}
+    stamp: dict = {"time": int(millis)}
     if user:
         stamp["actor"] = urns.corpuser_urn(user)
     return stamp

@@ -58,7 +58,7 @@ def _columns(dataset: LoggedDataset) -> Optional[list[dict]]:
     colspec = schema.get("mlflow_colspec") if isinstance(schema, dict) else None
     if not isinstance(colspec, list):
         return None
-    fields = []
+    fields: list[dict] = []
     for i, col in enumerate(colspec):
         if not isinstance(col, dict):
             return None
@@ -66,7 +66,7 @@ def _columns(dataset: LoggedDataset) -> Optional[list[dict]]:
         fields.append({
             "fieldPath": str(col.get("name") or f"column_{i}"),
             "nullable": not col.get("required", True),
-            "type": {"type": {f"com.linkedin.schema.{_FIELD_TYPES.get(native, 'StringType')}": {}}},
+            "type": {"type": {f"com.linkedin.schema.{_FIELD_TYPES.get(str(native), 'StringType')}": {}}},
             "nativeDataType": native,
         })
     return fields

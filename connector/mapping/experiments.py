@@ -1,7 +1,7 @@
 """Experiments -> containers ("ML Experiment"), runs -> dataProcessInstances ("ML Training Run")."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from connector.mapping import urns
 from connector.mapping.common import (
@@ -49,7 +49,7 @@ def map_experiment(ctx: MappingContext, experiment: Experiment) -> Iterator[Mcp]
 
 
 def map_run(ctx: MappingContext, run: Run, experiment: Experiment,
-            produced_versions: list[ModelVersion]) -> Iterator[Mcp]:
+            produced_versions: Sequence[ModelVersion]) -> Iterator[Mcp]:
     urn = urns.run_urn(run.run_id)
     url = external_url(ctx, "experiments", run.experiment_id, "runs", run.run_id)
     custom = {k: v for k, v in run.tags.items()}

@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 from connector.mapping.common import Mcp, mcp
 
 # aspect -> {tag suffix: (field path, kind)}
-_CARD = {
+_CARD: dict[str, dict] = {
     "intendedUse": {
         "intended_use.primary_uses": (("primaryUses",), "list"),
         "intended_use.primary_users": (("primaryUsers",), "users"),

@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass
 from typing import Iterator
 
-from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.datasets import dataset_urn_for, map_dataset
 from connector.mapping.deployments import deployments_for_version, map_deployment

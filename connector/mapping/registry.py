@@ -1,7 +1,7 @@
 """Registered models -> mlModelGroup, model versions -> mlModel, stages -> tags."""
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from connector.mapping import urns
 from connector.mapping.common import (
@@ -35,7 +35,7 @@ def _model_version_urn(ctx: MappingContext, version: ModelVersion) -> str:
     return urns.model_urn(version.name, version.version, ctx.model_name_separator, ctx.env)
 
 
-def map_model_group(ctx: MappingContext, model: RegisteredModel, versions: list[ModelVersion]) -> Iterator[Mcp]:
+def map_model_group(ctx: MappingContext, model: RegisteredModel, versions: Sequence[ModelVersion]) -> Iterator[Mcp]:
     urn = urns.model_group_urn(model.name, ctx.env)
     training_jobs = list(dict.fromkeys(urns.run_urn(v.run_id) for v in versions if v.run_id))
     latest = max(versions, key=lambda v: v.version_number).version if versions else None
@@ -86,7 +86,8 @@ def _metrics_and_evaluations(ctx: MappingContext, run: Optional[Run], logged: Op
     listed = metrics(values)
     for m in sorted(evaluated, key=lambda m: (m.key, m.dataset_name)):
         listed.append({"name": m.key, "value": metric_value(m.value),
-                       "description": f"on dataset {m.dataset_name}" + (f" ({m.dataset_digest})" if m.dataset_digest else "")})
+                       "description": f"on dataset {m.dataset_name}"
+                       + (f" ({m.dataset_digest})" if m.dataset_digest else "")})
     datasets = list(dict.fromkeys(urns.dataset_urn(urns.PLATFORM, m.dataset_name, ctx.env) for m in evaluated))
     return listed, datasets
 
@@ -133,7 +134,7 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
         # Always written when rules exist: a version that lost its alias loses the link.
         props["deployments"] = [d.urn for d in deployments_for_version(ctx.deployment_rules, version, ctx.env)]
     yield mcp(urn, "mlModelProperties", props)
-    version_props = {
+    version_props: dict = {
         "versionSet": urns.version_set_urn(model.name),
         "version": {"versionTag": version.version},
         "sortId": str(version.version_number).zfill(10),

@@ -158,7 +158,7 @@ class CatalogClient:
             self._event(urn, {
                 "timestampMillis": end, "status": "COMPLETE", "attempt": 1,
                 "result": {"type": result.value, "nativeResultType": urns.PLATFORM},
-                "durationMillis": max(0, end - start),
+                "durationMillis": max(0, end - (start if start is not None else end)),
             })
         self._platform_and_status(urn)
         return urn

@@ -11,6 +11,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional, TextIO
 
 from connector.mapping.common import Mcp
 from connector.sinks.base import SinkError, SinkResult, to_wire
@@ -28,8 +29,9 @@ class FileSink:
 
     def __init__(self, filename: str):
         self.path = Path(filename)
-        self.output = str(self.path)
-        self._tmp = None
+        self.output: Optional[str] = str(self.path)
+        self._tmp: Optional[TextIO] = None
+        self._tmp_name = ""
         self._count = 0
 
     def _remove_stale_temp_files(self) -> None:
@@ -55,12 +57,16 @@ class FileSink:
         self._tmp_name = tmp_name
         self._tmp.write("[")
 
-    def write(self, proposal: Mcp, system_metadata: dict) -> None:
+    def _file(self) -> TextIO:
         if self._tmp is None:
             self._open()
-        self._tmp.write(",\n" if self._count else "\n")
-        json.dump(file_record(proposal, system_metadata), self._tmp, ensure_ascii=False,
-                  allow_nan=False)
+        assert self._tmp is not None
+        return self._tmp
+
+    def write(self, proposal: Mcp, system_metadata: dict) -> None:
+        tmp = self._file()
+        tmp.write(",\n" if self._count else "\n")
+        json.dump(file_record(proposal, system_metadata), tmp, ensure_ascii=False, allow_nan=False)
         self._count += 1
 
     def flush(self) -> None:
@@ -74,12 +80,11 @@ class FileSink:
         pass
 
     def commit(self) -> SinkResult:
-        if self._tmp is None:
-            self._open()
-        self._tmp.write("\n]\n" if self._count else "]\n")
-        self._tmp.flush()
-        os.fsync(self._tmp.fileno())
-        self._tmp.close()
+        tmp = self._file()
+        tmp.write("\n]\n" if self._count else "]\n")
+        tmp.flush()
+        os.fsync(tmp.fileno())
+        tmp.close()
         os.replace(self._tmp_name, self.path)
         self._tmp = None
         return SinkResult(delivered=self._count)

@@ -12,6 +12,7 @@ import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Optional
 
 from connector.mapping.common import Mcp
 from connector.sinks.base import SinkError, SinkResult
@@ -39,7 +40,7 @@ class _Batch:
 
 class RestSink:
     name = "datahub-rest"
-    output = None
+    output: Optional[str] = None
     delivers_as_it_goes = True
 
     def __init__(self, settings: GmsSettings, *, max_batch_size: int = 200,

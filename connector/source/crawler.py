@@ -27,6 +27,7 @@ from connector.source.runs import FullRuns, IncrementalRuns, ResumableRuns, RunR
 from connector.source.signatures import SignatureReader, model_location
 
 RunStrategy = Union[FullRuns, ResumableRuns, IncrementalRuns]
+_FULL = FullPlan()
 
 
 class MlflowCrawler:
@@ -69,7 +70,7 @@ class MlflowCrawler:
         return self.settings.experiments.allows(experiment.name)
 
     # -- the crawl --------------------------------------------------------------------------
-    def crawl(self, listing: CatalogListing, plan: CrawlPlan = FullPlan()) -> Iterator[CrawlRecord]:
+    def crawl(self, listing: CatalogListing, plan: CrawlPlan = _FULL) -> Iterator[CrawlRecord]:
         included = [e for e in listing.experiments if self._included(e)]
         kept_runs: dict[str, Run] = {}  # runs some version points at
         if self.settings.include_experiments:
@@ -163,24 +164,33 @@ class MlflowCrawler:
         """Fill `logged` with the LoggedModels the versions register; yield the unregistered ones
         of included experiments when include_logged_models is on. An incremental crawl that does
         not want those lists only the experiments of the versions it yields."""
+        if not isinstance(plan, IncrementalPlan) or self.settings.include_logged_models:
+            yield from self._all_logged_models(listing, included, logged)
+            return
         wanted = {v.model_id for _, v in versions if v.model_id}
-        listed_whole = not isinstance(plan, IncrementalPlan) or self.settings.include_logged_models
-        if listed_whole:
-            wanted = {v.model_id for _, v in listing.registry.all_versions() if v.model_id}
-            if not wanted and not self.settings.include_logged_models:
-                return
-            by_id = {e.experiment_id: e for e in included}
-            ids = [e.experiment_id for e in listing.experiments] or list(by_id)
-            for lm in self._logged_models.list(ids, self._executor):
-                self.observer.seen("logged_models")
-                if lm.model_id in wanted:
-                    logged[lm.model_id] = lm
-                elif self.settings.include_logged_models and not lm.registered and lm.experiment_id in by_id:
-                    if self.settings.include_signatures:
-                        lm = replace(lm, signature_inputs=self._signatures.get(lm.artifact_uri))
-                    yield LoggedModelRecord(lm, by_id[lm.experiment_id])
-        elif wanted:
+        if wanted:
             experiment_ids = sorted({runs[v.run_id].experiment_id for _, v in versions if v.run_id in runs}
                                     or set(self._all_experiment_ids(listing)))
             logged.update((lm.model_id, lm) for lm in self._logged_models.list(experiment_ids, self._executor)
                           if lm.model_id in wanted)
+
+    def _all_logged_models(self, listing: CatalogListing, included: list[Experiment],
+                           logged: dict[str, LoggedModel]) -> Iterator[LoggedModelRecord]:
+        wanted = {v.model_id for _, v in listing.registry.all_versions() if v.model_id}
+        unregistered_too = self.settings.include_logged_models
+        if not wanted and not unregistered_too:
+            return
+        by_id = {e.experiment_id: e for e in included}
+        for lm in self._logged_models.list([e.experiment_id for e in listing.experiments] or list(by_id),
+                                           self._executor):
+            self.observer.seen("logged_models")
+            if lm.model_id in wanted:
+                logged[lm.model_id] = lm
+            elif unregistered_too and not lm.registered and lm.experiment_id in by_id:
+                yield LoggedModelRecord(self._with_signature(lm), by_id[lm.experiment_id])
+
+    def _with_signature(self, lm: LoggedModel) -> LoggedModel:
+        if not self.settings.include_signatures:
+            return lm
+        signature = self._signatures.get(lm.artifact_uri)
+        return replace(lm, signature_inputs=list(signature) if signature is not None else None)

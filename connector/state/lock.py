@@ -10,6 +10,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Optional
 
 
 class LockHeld(Exception):
@@ -20,7 +21,7 @@ class PipelineLock:
     def __init__(self, state_path: str | Path, pipeline: str):
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in pipeline)
         self.path = Path(f"{state_path}.{safe}.lock")
-        self._fd = None
+        self._fd: Optional[int] = None
 
     def acquire(self) -> None:
         try:

@@ -118,8 +118,10 @@ class ChangeTracker:
         """The entities of `record` to send (`entities` maps it, called only when needed)."""
         self._note(record)
         if isinstance(record, VersionRecord):
-            first, *rest = entities() if self._version_wanted(record) else [None]
-            chosen = ([first] if first is not None else []) + [e for e in rest if self.changes.should_emit(e)]
+            if not self._version_wanted(record):
+                return []
+            version, *shared = entities()  # its features and deployments are shared: sent when changed
+            chosen = [version] + [e for e in shared if self.changes.should_emit(e)]
         else:
             chosen = [e for e in entities() if self.changes.should_emit(e)]
         for entity in chosen:
