@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 
 import click
 
+from connector import stopping
 from connector.recipe import RecipeError, load_recipe
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_RECIPE, EXIT_LOCKED = 0, 1, 2, 3
@@ -21,18 +23,25 @@ def _load(path: str):
         sys.exit(EXIT_BAD_RECIPE)
 
 
-def _interrupt_on_sigterm() -> None:
-    """A cron timeout sends SIGTERM: stop like Ctrl-C, so the sink keeps what it holds."""
+def _stop_on_signals() -> None:
+    """SIGTERM (a cron timeout, `kill`) and Ctrl-C stop the run within seconds, in every phase: the
+    first signal interrupts what the main thread waits for and tells every other wait to end; the
+    run then dead-letters what was not delivered, prints and writes its report, and exits 1."""
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        first = not stopping.requested()
+        reason = f"stopped by {signal.Signals(signum).name}"
+        stopping.request_stop(reason)
+        if first:
+            raise stopping.Stopped(reason)
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 @click.group()
 @click.version_option(package_name="mlflow-catalog-connector")
 def main() -> None:
     """Put what an MLflow tracking server and model registry hold into a data catalog."""
-    _interrupt_on_sigterm()
+    _stop_on_signals()
 
 
 @main.command()
@@ -40,23 +49,33 @@ def main() -> None:
               help="Recipe YAML.")
 @click.option("--dry-run", is_flag=True, help="Crawl and map, write nothing.")
 @click.option("--preview", type=click.IntRange(min=1), default=None,
-              help="Stop after N proposals.")
+              help="Stop after N proposals, printed to standard output (the recipe's sink is not touched).")
+@click.option("--preview-file", type=click.Path(dir_okay=False), default=None,
+              help="With --preview: write the proposals to this file instead of standard output.")
 @click.option("--report-file", type=click.Path(dir_okay=False), default=None,
               help="Also write the report as JSON here.")
 @click.option("--full", "force_full", is_flag=True,
               help="A full crawl even when the recipe says incremental (e.g. a nightly run).")
 @click.option("--resume", is_flag=True,
               help="Go on with an interrupted full crawl from its last checkpoint (needs a state section).")
-def ingest(recipe_path: str, dry_run: bool, preview, report_file, force_full: bool, resume: bool) -> None:
+def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, force_full: bool,
+           resume: bool) -> None:
     """Crawl MLflow and deliver every proposal to the recipe's sink."""
     from connector.pipeline import run_ingest
+    from connector.sinks.file import FileSink, StdoutSink
     from connector.state.lock import LockHeld
 
     recipe = _load(recipe_path)
     if force_full:
         recipe.source.config.incremental = False
+    if preview_file and not preview:
+        click.echo("error: --preview-file needs --preview N", err=True)
+        sys.exit(EXIT_BAD_RECIPE)
+    sink = None
+    if preview:  # never the recipe's output: a preview must not replace a complete file
+        sink = FileSink(preview_file) if preview_file else StdoutSink(sys.stdout)
     try:
-        report = run_ingest(recipe, dry_run=dry_run, preview=preview, resume=resume)
+        report = run_ingest(recipe, dry_run=dry_run, preview=preview, resume=resume, sink=sink)
     except RecipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_RECIPE)
@@ -64,11 +83,11 @@ def ingest(recipe_path: str, dry_run: bool, preview, report_file, force_full: bo
         click.echo(f"pipeline {recipe.pipeline_name!r} is already running: {exc}; not starting "
                    f"a second run", err=True)
         sys.exit(EXIT_LOCKED)
-    _finish(report, report_file)
+    _finish(report, report_file, sys.stderr if preview and not preview_file else sys.stdout)
 
 
-def _finish(report, report_file) -> None:
-    report.render(sys.stdout)
+def _finish(report, report_file, out=None) -> None:
+    report.render(out or sys.stdout)
     if report_file:
         try:
             Path(report_file).parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +97,12 @@ def _finish(report, report_file) -> None:
             sys.exit(EXIT_FAILURES)
     for failure in report.failures[:5]:
         click.echo(f"error: {failure['title']}: {failure['message']}", err=True)
-    sys.exit(EXIT_OK if report.ok else EXIT_FAILURES)
+    code = EXIT_OK if report.ok else EXIT_FAILURES
+    if stopping.requested():  # worker threads may still sit in a socket read: do not wait for them
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @main.command()

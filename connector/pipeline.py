@@ -18,6 +18,7 @@ from connector.recipe import Recipe
 from connector.report import Progress, Report, new_run_id
 from connector.settings import build_sink, crawl_settings, mapping_context, source_connection, source_filters
 from connector.sinks.base import Sink, SinkError, SinkResult
+from connector.sinks.file import PLACEHOLDERS
 from connector.source.connect import open_backend
 from connector.source.crawler import MlflowCrawler
 from connector.source.errors import SourceError
@@ -102,6 +103,8 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
         _ingest(recipe, report, dry_run, preview, progress_interval, resume, sink)
     except StateError as exc:
         report.failure("StateError", str(exc))
+    except (KeyboardInterrupt, stopping.Stopped):
+        report.failure("Interrupted", "stopped before the end; nothing of this run's checkpoint was saved")
     finally:
         if lock is not None:
             lock.release()
@@ -113,7 +116,8 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
             resume: bool, sink: Optional[Sink]) -> None:
     ctx = mapping_context(recipe.source.config)
     tracker, store = _start_tracker(recipe, ctx, report, resume)
-    target: Sink = sink or (_NULL_SINK if dry_run else build_sink(recipe.sink))
+    target: Sink = sink or (_NULL_SINK if dry_run else build_sink(recipe.sink, report.run_id, recipe.pipeline_name))
+    _warn_about_replaced_files(recipe, tracker, target, report)
     report.sink = target.name
     checkpoint = None
     if tracker is not None and tracker.mode in ("full", "resume") and target.delivers_as_it_goes and not preview:
@@ -126,6 +130,15 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
         report.entities_removed = len(tracker.removed) if report.removals_emitted else 0
         if report.ok and not dry_run and not preview:
             _save_state(recipe, store, tracker, report)
+
+
+def _warn_about_replaced_files(recipe: Recipe, tracker: Optional[ChangeTracker], sink: Sink, report: Report) -> None:
+    if tracker is None or not tracker.incremental or recipe.sink.type != "file":
+        return
+    if not any("{" + p + "}" in recipe.sink.config.filename for p in PLACEHOLDERS):
+        report.warning("Incremental file output", f"{recipe.sink.config.filename} is replaced by each run with only "
+                       "that run's changes and removals; put {timestamp} or {run_id} in the filename so that each "
+                       "run keeps a file of its own")
 
 
 def _save_state(recipe: Recipe, store: StateFile, tracker: ChangeTracker, report: Report) -> None:
@@ -185,12 +198,24 @@ def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_int
     crawled = time.monotonic()
     report.crawl_sec = round(crawled - started, 3)
     try:
+        return _end_delivery(sink, report)
+    finally:
+        report.final_delivery_sec = round(time.monotonic() - crawled, 3)
+
+
+def _end_delivery(sink: Sink, report: Report) -> SinkResult:
+    """Commit only a run that went well: a failed run never replaces the sink's previous output
+    (a REST sink still delivers, or dead-letters, what it was given: nothing is lost)."""
+    if report.failure_count:
+        return sink.abort()
+    try:
         result = sink.commit()
     except (SinkError, OSError) as exc:
         report.failure("Sink failed", str(exc))
         return sink.abort()
-    finally:
-        report.final_delivery_sec = round(time.monotonic() - crawled, 3)
+    except (KeyboardInterrupt, stopping.Stopped):
+        report.failure("Interrupted", "stopped during the final delivery; what was not delivered is dead-lettered")
+        return sink.abort()
     report.output = sink.output
     return result
 

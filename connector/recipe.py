@@ -175,7 +175,17 @@ class MlflowSource(_Strict):
 
 
 class FileSinkConfig(_Strict):
-    filename: str
+    filename: str = Field(description="may hold {run_id}, {timestamp}, {pipeline_name}: a file per run")
+
+    @field_validator("filename")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        try:
+            value.format(run_id="r", timestamp="t", pipeline_name="p")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"bad placeholder in {value!r} ({type(exc).__name__}: {exc}); "
+                             "known: {run_id} {timestamp} {pipeline_name}") from None
+        return value
 
 
 class FileSink(_Strict):

@@ -81,6 +81,9 @@ class Report:
     def sink_result(self, result) -> None:
         """What the sink delivered and kept (a connector.sinks.base.SinkResult)."""
         self.delivered = result.delivered
+        if result.error:
+            self.dead_lettered = result.failed
+            self.failure("Sink failed", result.error)
         if result.dead_letter_file:
             self.dead_lettered = result.failed
             self.dead_letter_file = result.dead_letter_file

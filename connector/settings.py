@@ -117,11 +117,11 @@ def gms_settings(c: DatahubRestSinkConfig, *, max_retries: Optional[int] = None)
     return GmsSettings(server=c.server, token=_secret(c.token), http=http, extra_headers=dict(c.extra_headers))
 
 
-def build_sink(section) -> Sink:
+def build_sink(section, run_id: str = "", pipeline_name: Optional[str] = None) -> Sink:
     if section.type == "file":
-        from connector.sinks.file import FileSink
+        from connector.sinks.file import FileSink, expand_filename
 
-        return FileSink(section.config.filename)
+        return FileSink(expand_filename(section.config.filename, run_id, pipeline_name or ""))
     if section.type == "datahub-rest":
         from connector.sinks.rest import RestSink
 

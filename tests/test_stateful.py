@@ -105,14 +105,15 @@ def test_incremental_emits_exactly_what_changed_and_removes_what_is_gone(server,
 
 
 def test_safety_threshold_refuses_mass_removal(server, tmp_path_factory, tmp_path):
-    assert run_ingest(recipe(server, tmp_path, "full.json", incremental=False)).ok
+    assert run_ingest(recipe(server, tmp_path, "out.json", incremental=False)).ok
     state_before = (tmp_path / "state.json").read_text()
+    output_before = (tmp_path / "out.json").read_bytes()
     with mlflow_server(tmp_path_factory.mktemp("mlflow-empty")) as empty:
-        report = run_ingest(recipe(empty, tmp_path, "empty.json", incremental=False))
+        report = run_ingest(recipe(empty, tmp_path, "out.json", incremental=False))
     assert not report.ok
     assert any(f["title"] == "Stale-entity removal refused" for f in report.failures)
-    records = json.loads((tmp_path / "empty.json").read_text())
-    assert not any(r["aspectName"] == "status" and r["aspect"]["json"]["removed"] for r in records)
+    assert (tmp_path / "out.json").read_bytes() == output_before  # a failed run never replaces good output
+    assert not list(tmp_path.glob(".out.json.*.tmp"))
     assert (tmp_path / "state.json").read_text() == state_before  # the checkpoint did not advance
 
 

@@ -17,6 +17,7 @@ class SinkResult:
     failed: int = 0
     dead_letter_file: Optional[str] = None
     messages: list[str] = field(default_factory=list)  # what went wrong, for the report
+    error: Optional[str] = None  # the sink itself failed (e.g. dead letters not written)
 
 
 def to_wire(proposal: Mcp, system_metadata: dict) -> dict:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+
+from connector.atomic import write_atomically
 import threading
 from pathlib import Path
 from typing import Optional
@@ -50,22 +52,14 @@ class DeadLetters:
         with self._lock:
             if not self._records:
                 if self.replace_existing and self.path.exists():  # all of it was delivered
-                    self.path.write_text("[]\n", encoding="utf-8")
+                    write_atomically(self.path, "[]\n")
                     self.reasons_path.unlink(missing_ok=True)
                 return None
             if self._earlier is None:
                 self._earlier = self._load_earlier()
             earlier_records, earlier_reasons = self._earlier
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            for target, text in (
-                (self.path, json.dumps(earlier_records + self._records, ensure_ascii=False, indent=1) + "\n"),
-                (self.reasons_path, earlier_reasons + "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                                              for r in self._reasons)),
-            ):
-                tmp = target.with_name(f".{target.name}.tmp")
-                with open(tmp, "w", encoding="utf-8") as f:
-                    f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, target)
+            write_atomically(self.path, json.dumps(earlier_records + self._records, ensure_ascii=False,
+                                                   indent=1) + "\n")
+            write_atomically(self.reasons_path, earlier_reasons + "".join(
+                json.dumps(r, ensure_ascii=False) + "\n" for r in self._reasons))
             return str(self.path)

@@ -1,20 +1,23 @@
 """File sink: one JSON array of MCPs, the format DataHub's file sink writes and
 `datahub ingest` / `datahub check metadata-file` read.
 
-Proposals stream into a temporary file beside the target, renamed over it only
-on commit, so a crash never leaves a half-written file.
+Proposals stream into a temporary file beside the target, renamed over it only when the run
+succeeded: a crash or a failed run never replaces the previous good file. The filename may hold
+`{run_id}`, `{timestamp}` and `{pipeline_name}`, so that each run writes a file of its own (an
+incremental run's file holds only its changes and removals: a fixed name would lose the last
+run's removals for a consumer that loads files).
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
-from pathlib import Path
-from typing import Optional, TextIO
+from typing import Optional
 
+from connector.atomic import AtomicFile, remove_stale_temp_files
 from connector.mapping.common import Mcp
 from connector.sinks.base import SinkError, SinkResult, to_wire
+
+PLACEHOLDERS = ("run_id", "timestamp", "pipeline_name")
 
 
 def file_record(proposal: Mcp, system_metadata: dict) -> dict:
@@ -23,55 +26,39 @@ def file_record(proposal: Mcp, system_metadata: dict) -> dict:
     return record
 
 
+def expand_filename(template: str, run_id: str = "", pipeline_name: str = "") -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return template.format(run_id=run_id, timestamp=stamp, pipeline_name=pipeline_name or "mlflow")
+
+
 class FileSink:
     name = "file"
     delivers_as_it_goes = False  # the file appears whole at commit
 
     def __init__(self, filename: str):
-        self.path = Path(filename)
-        self.output: Optional[str] = str(self.path)
-        self._tmp: Optional[TextIO] = None
-        self._tmp_name = ""
+        self.output: Optional[str] = filename
+        self._atomic: Optional[AtomicFile] = None
         self._count = 0
 
-    def _remove_stale_temp_files(self) -> None:
-        """Temp files of runs killed before their rename (kill -9 leaves them); an hour old at least,
-        so a concurrent run's file is left alone."""
-        cutoff = time.time() - 3600
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+    def _file(self):
+        if self._atomic is None:
             try:
-                if stale.stat().st_mtime < cutoff:
-                    stale.unlink()
-            except OSError:
-                pass
-
-    def _open(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._remove_stale_temp_files()
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                            dir=self.path.parent)
-        except OSError as exc:
-            raise SinkError(f"file sink cannot write to {self.path.parent}: {exc.strerror}") from exc
-        self._tmp = os.fdopen(fd, "w", encoding="utf-8")
-        self._tmp_name = tmp_name
-        self._tmp.write("[")
-
-    def _file(self) -> TextIO:
-        if self._tmp is None:
-            self._open()
-        assert self._tmp is not None
-        return self._tmp
+                remove_stale_temp_files(self.output or "")
+                self._atomic = AtomicFile(self.output or "")
+            except OSError as exc:
+                raise SinkError(f"file sink cannot write {self.output}: {exc.strerror or exc}") from None
+            self._atomic.file.write("[")
+        return self._atomic.file
 
     def write(self, proposal: Mcp, system_metadata: dict) -> None:
-        tmp = self._file()
-        tmp.write(",\n" if self._count else "\n")
-        json.dump(file_record(proposal, system_metadata), tmp, ensure_ascii=False, allow_nan=False)
+        out = self._file()
+        out.write(",\n" if self._count else "\n")
+        json.dump(file_record(proposal, system_metadata), out, ensure_ascii=False, allow_nan=False)
         self._count += 1
 
     def flush(self) -> None:
-        if self._tmp is not None:
-            self._tmp.flush()
+        if self._atomic is not None:
+            self._atomic.file.flush()
 
     def dead_letter_unsent(self, proposal: Mcp, system_metadata: dict, reason: str) -> None:
         pass  # a file sink fails whole: nothing of it is published, the caller's input stays
@@ -80,22 +67,49 @@ class FileSink:
         pass
 
     def commit(self) -> SinkResult:
-        tmp = self._file()
-        tmp.write("\n]\n" if self._count else "]\n")
-        tmp.flush()
-        os.fsync(tmp.fileno())
-        tmp.close()
-        os.replace(self._tmp_name, self.path)
-        self._tmp = None
+        out = self._file()
+        out.write("\n]\n" if self._count else "]\n")
+        assert self._atomic is not None
+        try:
+            self._atomic.commit()
+        except OSError as exc:
+            raise SinkError(f"file sink cannot write {self.output}: {exc.strerror or exc}") from None
+        finally:
+            self._atomic = None
         return SinkResult(delivered=self._count)
 
     def abort(self) -> SinkResult:
-        if self._tmp is not None:
-            self._tmp.close()
-            os.unlink(self._tmp_name)
-            self._tmp = None
+        if self._atomic is not None:
+            self._atomic.discard()
+            self._atomic = None
         return SinkResult(delivered=0, failed=self._count,
-                          messages=[f"nothing written to {self.path}: the run did not finish"])
+                          messages=[f"nothing written to {self.output}: the run did not succeed; "
+                                    "the previous file, if any, is unchanged"])
+
+
+class StdoutSink(FileSink):
+    """--preview: the proposals to standard output, in the file sink's format."""
+    name = "stdout"
+
+    def __init__(self, stream) -> None:
+        super().__init__("<stdout>")
+        self.output = None
+        self._stream = stream
+
+    def _file(self):
+        if not self._count and not getattr(self, "_started", False):
+            self._started = True
+            self._stream.write("[")
+        return self._stream
+
+    def commit(self) -> SinkResult:
+        self._file()
+        self._stream.write("\n]\n" if self._count else "]\n")
+        self._stream.flush()
+        return SinkResult(delivered=self._count)
+
+    def abort(self) -> SinkResult:
+        return self.commit()
 
 
 def read_proposals(filename: str) -> list[dict]:

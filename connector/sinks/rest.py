@@ -4,16 +4,20 @@ crawl goes on, retried, and nothing lost (what is not delivered ends in the dead
 Per-entity order is kept: a batch waits for any in-flight batch holding one of its entities.
 A batch the server rejects is split in halves until the bad proposals are found, so the good
 ones are still delivered and only the bad ones are dead-lettered, with the server's message.
+Every proposal is settled exactly once, delivered or dead-lettered: delivered + dead-lettered
+= proposals written, whatever happens (a split batch then an outage, a stop mid-delivery).
 """
 from __future__ import annotations
 
 import json
 import os
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Optional
 
+from connector import stopping
 from connector.mapping.common import Mcp
 from connector.sinks.base import SinkError, SinkResult
 from connector.sinks.dead_letter import DeadLetters
@@ -22,13 +26,17 @@ from connector.sinks.gms_client import (
     BatchEndpointMissing, GmsAuthError, GmsClient, GmsRejected, GmsSettings, GmsUnavailable, rest_record,
 )
 
+STOP_GRACE_SEC = 3.0  # on a stop, how long batches already on the wire may take to be answered
+_POLL_SEC = 0.2
 
-@dataclass
+
+@dataclass(eq=False)
 class _Item:
     proposal: Mcp
     system_metadata: dict
     wire: dict
     size: int
+    settled: bool = False
 
 
 @dataclass
@@ -57,23 +65,41 @@ class RestSink:
         self._batch = _Batch()
         self._lock = threading.Lock()
         self._use_batch_endpoint = True
-        self._fatal: Exception | None = None
+        self._fatal: Optional[Exception] = None
         self.delivered = 0
+        self.written = 0
         self.rejections: list[str] = []
+        self._result: Optional[SinkResult] = None
 
     def __repr__(self) -> str:
         return f"RestSink({self.server!r})"
 
-    # -- accepting proposals -------------------------------------------------
+    # -- settling: each item once, delivered or dead-lettered -------------------------------
+    def _delivered(self, items: list[_Item]) -> None:
+        with self._lock:
+            fresh = [i for i in items if not i.settled]
+            for item in fresh:
+                item.settled = True
+            self.delivered += len(fresh)
+
+    def _dead_letter(self, items: list[_Item], reason: str) -> None:
+        with self._lock:
+            fresh = [i for i in items if not i.settled]
+            for item in fresh:
+                item.settled = True
+        for item in fresh:
+            self.dead_letters.add(file_record(item.proposal, item.system_metadata), reason)
+
+    # -- accepting proposals -------------------------------------------------------------------
     def write(self, proposal: Mcp, system_metadata: dict) -> None:
         wire = rest_record(proposal, system_metadata)
         item = _Item(proposal, system_metadata, wire, len(json.dumps(wire, ensure_ascii=False).encode("utf-8")))
+        self.written += 1
         if self._fatal is not None:
             self._dead_letter([item], f"not sent: {self._fatal}")
             raise SinkError(str(self._fatal))
         full = self._batch
-        if full.items and (len(full.items) >= self.max_batch_size
-                           or full.size + item.size > self.max_batch_bytes):
+        if full.items and (len(full.items) >= self.max_batch_size or full.size + item.size > self.max_batch_bytes):
             self._batch = _Batch()
         self._batch.items.append(item)
         self._batch.size += item.size
@@ -81,39 +107,40 @@ class RestSink:
         if full is not self._batch:
             self._submit(full)
 
+    def _wait(self, futures: list, return_when: str) -> None:
+        """Wait for futures, noticing a stop request within a fraction of a second."""
+        while futures:
+            done, pending = wait(futures, timeout=_POLL_SEC, return_when=return_when)
+            if done and return_when == FIRST_COMPLETED or not pending:
+                return
+            stopping.check()
+
     def _submit(self, batch: _Batch) -> None:
         # keep per-entity order, and at most max_in_flight batches (bounded memory)
         try:
             while True:
-                self._collect(block=False)
+                self._collect()
                 blockers = [f for f, b in self._in_flight.items() if b.urns & batch.urns]
                 if blockers:
-                    wait(blockers)
+                    self._wait(blockers, "ALL_COMPLETED")
                     continue
                 if len(self._in_flight) >= self._max_in_flight:
-                    wait(list(self._in_flight), return_when=FIRST_COMPLETED)
+                    self._wait(list(self._in_flight), FIRST_COMPLETED)
                     continue
                 break
         except BaseException:  # interrupted while waiting (Ctrl-C, SIGTERM): keep the batch
-            self._dead_letter(batch.items, "not sent: the run was interrupted")
+            self._dead_letter(batch.items, "not sent: the run was stopped")
             raise
         if self._fatal is not None:
             self._dead_letter(batch.items, f"not sent: {self._fatal}")
             raise SinkError(str(self._fatal))
         self._in_flight[self._executor.submit(self._deliver, batch.items)] = batch
 
-    def _collect(self, block: bool) -> None:
-        if block and self._in_flight:
-            wait(list(self._in_flight))
+    def _collect(self) -> None:
         for future in [f for f in self._in_flight if f.done()]:
             del self._in_flight[future]
-            future.result()  # _deliver never raises; a bug would surface here
 
-    # -- delivering ----------------------------------------------------------
-    def _dead_letter(self, items: list[_Item], reason: str) -> None:
-        for item in items:
-            self.dead_letters.add(file_record(item.proposal, item.system_metadata), reason)
-
+    # -- delivering (worker threads) ---------------------------------------------------------------
     def _deliver(self, items: list[_Item]) -> None:
         """Deliver or dead-letter every item; never raises."""
         if self._fatal is not None:
@@ -125,7 +152,9 @@ class RestSink:
             with self._lock:
                 self._fatal = self._fatal or exc
             self._dead_letter(items, str(exc))
-        except Exception as exc:  # pragma: no cover - keep the promise of "nothing lost"
+        except stopping.Stopped:
+            self._dead_letter(items, "not sent: the run was stopped")
+        except Exception as exc:  # keep the promise of "nothing lost"
             self._dead_letter(items, f"{type(exc).__name__}: {exc}")
 
     def _send(self, items: list[_Item]) -> None:
@@ -143,7 +172,7 @@ class RestSink:
                 self._send(items[middle:])
                 return
             else:
-                self._count(len(items))
+                self._delivered(items)
                 return
         for item in items:
             try:
@@ -151,31 +180,30 @@ class RestSink:
             except GmsRejected as exc:
                 self._reject(item, exc)
             else:
-                self._count(1)
+                self._delivered([item])
 
     def _reject(self, item: _Item, exc: GmsRejected) -> None:
         reason = f"rejected by {self.server}: {exc}"
-        self.dead_letters.add(file_record(item.proposal, item.system_metadata), reason)
+        self._dead_letter([item], reason)
         with self._lock:
             if len(self.rejections) < 100:
                 self.rejections.append(f"{item.proposal.entity_urn} {item.proposal.aspect_name}: {reason}")
 
-    def _count(self, n: int) -> None:
-        with self._lock:
-            self.delivered += n
-
+    # -- checkpoints and the end -------------------------------------------------------------------
     def flush(self) -> None:
         """Return once everything written so far is delivered or dead-lettered (on disk)."""
         if self._batch.items:
             batch, self._batch = self._batch, _Batch()
             self._submit(batch)
-        self._collect(block=True)
-        self.dead_letters.write()
+        self._wait(list(self._in_flight), "ALL_COMPLETED")
+        self._collect()
+        self._write_dead_letters()
         if self._fatal is not None:
             raise SinkError(str(self._fatal))
 
     def dead_letter_unsent(self, proposal: Mcp, system_metadata: dict, reason: str) -> None:
         """A proposal the caller could no longer write (the sink failed): keep it with the rest."""
+        self.written += 1
         self.dead_letters.add(file_record(proposal, system_metadata), reason)
 
     def resending(self, filename: str) -> None:
@@ -184,25 +212,65 @@ class RestSink:
         if path.exists() and os.path.exists(filename) and os.path.samefile(path, filename):
             self.dead_letters.replace_existing = True
 
-    # -- ending --------------------------------------------------------------
+    def _write_dead_letters(self) -> Optional[str]:
+        try:
+            return self.dead_letters.write()
+        except OSError as exc:
+            raise SinkError(self._dead_letters_lost(exc)) from None
+
+    def _dead_letters_lost(self, exc: OSError) -> str:
+        return (f"dead-letter file {self.dead_letters.path} cannot be written ({exc.strerror or exc}): "
+                f"{len(self.dead_letters)} proposal(s) not delivered are not on disk")
+
+    def _drain(self) -> bool:
+        """Deliver what is pending; False when a stop cut that short."""
+        try:
+            if self._batch.items:
+                batch, self._batch = self._batch, _Batch()
+                if self._fatal is not None:
+                    self._dead_letter(batch.items, f"not sent: {self._fatal}")
+                else:
+                    try:
+                        self._submit(batch)  # behind in-flight batches of the same entities
+                    except SinkError:
+                        pass  # _submit dead-lettered the batch
+            self._wait(list(self._in_flight), "ALL_COMPLETED")
+            return True
+        except (stopping.Stopped, KeyboardInterrupt):
+            return False
+
+    def _abandon(self) -> None:
+        """A stop: batches on the wire get a short grace, then whatever is unsettled is dead-lettered
+        (delivery unknown: re-sending an UPSERT is harmless)."""
+        stopping.request_stop("stopped")
+        wait(list(self._in_flight), timeout=STOP_GRACE_SEC)
+        for batch in [self._batch, *self._in_flight.values()]:
+            self._dead_letter(batch.items, "not sent, or its delivery unknown: the run was stopped")
+        self._batch = _Batch()
+        self._in_flight.clear()
+
     def _finish(self) -> SinkResult:
-        if self._batch.items:
-            batch, self._batch = self._batch, _Batch()
-            if self._fatal is not None:
-                self._dead_letter(batch.items, f"not sent: {self._fatal}")
-            else:
-                try:
-                    self._submit(batch)  # behind in-flight batches of the same entities
-                except SinkError:
-                    pass  # _submit dead-lettered the batch
-        self._collect(block=True)
-        self._executor.shutdown(wait=True)
+        if self._result is None:
+            self._result = self._end()
+        return self._result
+
+    def _end(self) -> SinkResult:
+        started = time.monotonic()
+        stopped = stopping.requested() or not self._drain()
+        if stopped:
+            self._abandon()
+        self._executor.shutdown(wait=not stopped, cancel_futures=True)
         self.client.close()
-        result = SinkResult(delivered=self.delivered, failed=len(self.dead_letters),
-                            dead_letter_file=self.dead_letters.write())
+        result = SinkResult(delivered=self.delivered, failed=len(self.dead_letters))
         result.messages.extend(self.rejections)
         if self._fatal is not None:
             result.messages.insert(0, str(self._fatal))
+        if stopped:
+            result.messages.insert(0, f"stopped during delivery ({time.monotonic() - started:.1f} s in)")
+        try:
+            result.dead_letter_file = self.dead_letters.write()
+        except OSError as exc:
+            result.error = self._dead_letters_lost(exc)
         return result
 
     def commit(self) -> SinkResult:

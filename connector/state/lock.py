@@ -6,21 +6,45 @@ process is simply taken over by the next run; the pid written inside only serves
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 
 class LockHeld(Exception):
     """Another live process runs this pipeline."""
 
 
+def lock_name(pipeline: str) -> str:
+    """A file-name-safe key for a pipeline name; names that differ never share one
+    (`team/a` and `team_a` differ by a hash of the exact name)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in pipeline)
+    if safe == pipeline and pipeline:
+        return safe
+    return f"{safe}-{hashlib.blake2b(pipeline.encode('utf-8'), digest_size=4).hexdigest()}"
+
+
+@contextmanager
+def state_file_lock(state_path: str | Path) -> Iterator[None]:
+    """Serialise read-modify-write of a state file several pipelines share."""
+    path = Path(f"{state_path}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 class PipelineLock:
     def __init__(self, state_path: str | Path, pipeline: str):
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in pipeline)
-        self.path = Path(f"{state_path}.{safe}.lock")
+        self.path = Path(f"{state_path}.{lock_name(pipeline)}.lock")
         self._fd: Optional[int] = None
 
     def acquire(self) -> None:

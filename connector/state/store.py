@@ -15,11 +15,11 @@ Written atomically (temp file + rename): a crash leaves the previous state intac
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from connector.atomic import write_atomically
 
 _PREFIXES = (
     "urn:li:dataProcessInstance:", "urn:li:container:", "urn:li:mlModel:(urn:li:dataPlatform:mlflow,",
@@ -97,19 +97,12 @@ class StateFile:
         return PipelineState.from_json(entry) if entry else PipelineState()
 
     def save(self, pipeline: str, state: PipelineState) -> None:
-        data = self._read_all()
-        data["pipelines"][pipeline] = state.to_json()
+        from connector.state.lock import state_file_lock
+
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with state_file_lock(self.path):  # other pipelines may save into the same file
+                data = self._read_all()
+                data["pipelines"][pipeline] = state.to_json()
+                write_atomically(self.path, json.dumps(data, separators=(",", ":")))
         except OSError as exc:
-            raise StateError(f"state file {self.path} cannot be written: {exc.strerror}") from exc
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            raise StateError(f"state file {self.path} cannot be written: {exc.strerror or exc}") from None

@@ -35,11 +35,25 @@ def config_fingerprint(ctx: MappingContext, source_filters: tuple) -> str:
     return fingerprint(repr(ctx), source_filters)
 
 
-def choose_mode(previous: PipelineState, want_incremental: bool, config_hash: str, resume: bool) -> str:
+CLOCK_SKEW_MS = 5 * 60 * 1000  # a checkpoint further ahead of our clock than this is not believed
+
+
+def checkpoint_in_future(previous: PipelineState, now_ms: int) -> bool:
+    """A checkpoint past now (an older version let a run dated 2100 move it): an incremental crawl
+    from it would never see a new run again."""
+    checkpoint = previous.checkpoint
+    return max(int(checkpoint.get("runs_started_until", 0) or 0),
+               int(checkpoint.get("registry_updated_until", 0) or 0)) > now_ms + CLOCK_SKEW_MS
+
+
+def choose_mode(previous: PipelineState, want_incremental: bool, config_hash: str, resume: bool,
+                now_ms: Optional[int] = None) -> str:
     backfill = previous.backfill or {}
     if resume and backfill.get("config_hash") == config_hash:
         return "resume"
-    if want_incremental and previous.has_checkpoint and previous.config_hash == config_hash:
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    if want_incremental and previous.has_checkpoint and previous.config_hash == config_hash \
+            and not checkpoint_in_future(previous, now_ms):
         return "incremental"
     return "full"
 
@@ -182,11 +196,17 @@ class ChangeTracker:
                              fingerprints=p.fingerprints, backfill=backfill, optional_aspects=p.optional_aspects,
                              experiments=p.experiments)
 
+    def _high_water_mark(self, key: str, seen: int) -> int:
+        """Never past the time this crawl started (a run dated 2100 cannot blind the next runs);
+        a full crawl takes what it saw, an incremental one keeps the checkpoint's if higher."""
+        if self.mode == "incremental":
+            seen = max(int(self.previous.checkpoint.get(key, 0) or 0), seen)
+        return min(seen, self.started_at)
+
     def new_state(self, run_id: str) -> PipelineState:
-        before = self.previous.checkpoint
         checkpoint = {
-            "runs_started_until": max(int(before.get("runs_started_until", 0)), self.max_start_time),
-            "registry_updated_until": max(int(before.get("registry_updated_until", 0)), self.max_registry_update),
+            "runs_started_until": self._high_water_mark("runs_started_until", self.max_start_time),
+            "registry_updated_until": self._high_water_mark("registry_updated_until", self.max_registry_update),
             "finished_at": int(time.time() * 1000),
             "started_at": self.started_at,
             "run_id": run_id,

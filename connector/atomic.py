@@ -1,0 +1,72 @@
+"""Files that appear whole or not at all: written to a temporary file beside the target, synced,
+then renamed over it. A crash, a full disk or a stop leaves the previous file as it was and no
+temporary file behind. The file gets the permissions the umask gives (not mkstemp's 0600): a
+catalog tool running as another user must be able to read what we write."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TextIO
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class AtomicFile:
+    def __init__(self, target: str | Path):
+        self.target = Path(target)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent)
+        self.temp = Path(name)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            self.file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
+        except BaseException:
+            os.close(fd)
+            self.temp.unlink(missing_ok=True)
+            raise
+
+    def commit(self) -> None:
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.temp, self.target)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        self.temp.unlink(missing_ok=True)
+
+
+def write_atomically(target: str | Path, text: str) -> None:
+    atomic = AtomicFile(target)
+    try:
+        atomic.file.write(text)
+    except BaseException:
+        atomic.discard()
+        raise
+    atomic.commit()
+
+
+def remove_stale_temp_files(target: str | Path, older_than_sec: float = 3600) -> None:
+    """Temp files of runs killed before their rename (kill -9 leaves them); an hour old at least,
+    so a concurrent run's file is left alone."""
+    target = Path(target)
+    cutoff = time.time() - older_than_sec
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except OSError:
+            pass
