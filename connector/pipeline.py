@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 
 from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.records import (
-    describe, entities_of, stage_tag_entities, version_entities, version_fingerprint, version_urn,
+    MappingMemory, describe, entities_of, stage_tag_entities, version_entities, version_fingerprint, version_urn,
 )
 from connector.mapping.deployments import DeploymentRule
 from connector.recipe import Recipe
@@ -54,6 +54,7 @@ def mapping_context(recipe: Recipe) -> MappingContext:
         model_card_tag_prefix=config.model_card_tag_prefix,
         deprecation_tag=config.deprecation_tag,
         champion_alias=config.champion_alias,
+        dataset_urn=config.dataset_urn,
     )
 
 
@@ -210,7 +211,7 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress, checkpoint=None)
     then removals. With a tracker, unchanged entities are left out of incremental runs. Each
     proposal yielded is in the sink before this generator goes on, so `checkpoint` (called after
     each page of runs) sees everything before it written."""
-    seen_datasets: set[str] = set()
+    seen_datasets = MappingMemory()  # shared entities emitted so far, and the mapping's warnings
     pending_versions: list[VersionRecord] = []
 
     def wanted(entity) -> bool:
@@ -252,6 +253,8 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress, checkpoint=None)
         except Exception as exc:  # one bad record must not sink the run
             report.failure("Mapping failed", f"{describe(record)}: {type(exc).__name__}: {exc}")
             continue
+        for title, message in seen_datasets.take_warnings():
+            report.warning(title, message)
         yield from batch
         progress.tick()
     if pending_versions:

@@ -16,6 +16,12 @@ from connector.mapping.common import Mcp
 from connector.sinks.base import SinkError, SinkResult, to_wire
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
 def file_record(proposal: Mcp, system_metadata: dict) -> dict:
     record = to_wire(proposal, system_metadata)
     record["aspect"] = {"json": proposal.aspect}
@@ -49,6 +55,7 @@ class FileSink:
                                             dir=self.path.parent)
         except OSError as exc:
             raise SinkError(f"file sink cannot write to {self.path.parent}: {exc.strerror}") from exc
+        os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes it 0600: give it the mode open() would
         self._tmp = os.fdopen(fd, "w", encoding="utf-8")
         self._tmp_name = tmp_name
         self._tmp.write("[")

@@ -30,6 +30,8 @@ class RunRecord:
     run: Run
     experiment: Experiment
     produced_versions: list[ModelVersion] = field(default_factory=list)
+    # include_logged_models: the run's LoggedModels (those no version registers become its outputs)
+    logged_models: list[LoggedModel] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -54,6 +56,7 @@ class LoggedModelRecord:
     """include_logged_models: a LoggedModel no registry version points at."""
     logged_model: LoggedModel
     experiment: Experiment
+    run: Optional[Run] = None  # its source run: params, training data and metrics to de-duplicate
 
 
 @dataclass(slots=True)
