@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Optional
 from connector import stopping
 from connector.http import redact_url
 from connector.mapping.common import MappingContext, Mcp
-from connector.mapping.records import MappedEntity, describe, entities_of, stage_tag_entities
+from connector.mapping.records import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.recipe import Recipe
 from connector.report import Progress, Report, new_run_id
 from connector.settings import build_sink, crawl_settings, mapping_context, source_connection, source_filters
@@ -242,15 +242,17 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress_interval, resumab
     progress = Progress(report, progress_interval)
     listing = crawler.list_catalog()
     plan = tracker.plan(listing, resumable) if tracker is not None else FullPlan()
-    seen_shared: set[str] = set()
+    memory = MappingMemory()  # shared entities emitted so far, and the mapping's warnings
     for entity in _select(tracker, None, stage_tag_entities):
         yield from entity.proposals
     for record in crawler.crawl(listing, plan):
         try:
-            chosen = _select(tracker, record, partial(entities_of, ctx, record, seen_shared))
+            chosen = _select(tracker, record, partial(entities_of, ctx, record, memory))
         except Exception as exc:  # one bad record must not sink the run
             report.failure("Mapping failed", f"{describe(record)}: {type(exc).__name__}: {exc}")
             continue
+        for title, message in memory.take_warnings():
+            report.warning(title, message)
         for entity in chosen:
             yield from entity.proposals
         progress.tick()

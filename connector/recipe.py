@@ -128,6 +128,9 @@ class MlflowSourceConfig(_Strict):
     deprecation_tag: str = "deprecated"
     champion_alias: str = "champion"
     dataset_platform_mapping: dict[str, str] = Field(default_factory=dict)
+    dataset_urn: Literal["source", "name"] = Field(
+        "source", description="source: a dataset is its name and source (NAME@ID); name: its name alone, "
+                              "as DataHub's own MLflow source keys it (datasets of one name merge)")
     deployments: list[DeploymentRuleConfig] = Field(
         default_factory=list, description="registry aliases / version tags -> mlModelDeployment entities")
     timeout_sec: float = Field(30.0, gt=0)

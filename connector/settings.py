@@ -96,6 +96,7 @@ def mapping_context(config: MlflowSourceConfig) -> MappingContext:
         model_card_tag_prefix=config.model_card_tag_prefix,
         deprecation_tag=config.deprecation_tag,
         champion_alias=config.champion_alias,
+        dataset_urn=config.dataset_urn,
     )
 
 

@@ -19,6 +19,15 @@ def seeded_server(tmp_path_factory):
         yield url, seeded, root / "mlflow.db"
 
 
+@pytest.fixture(scope="session")
+def team_server(tmp_path_factory):
+    """A real MLflow server (artifacts proxied) seeded the way a team does it (tests/team_seeding.py)."""
+    from tests.team_seeding import seed_team
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-team"), proxy_artifacts=True) as url:
+        yield seed_team(url)
+
+
 @pytest.fixture
 def write_recipe(tmp_path):
     def write(text: str, name: str = "recipe.yml") -> Path:

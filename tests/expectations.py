@@ -26,6 +26,14 @@ def group_urn(name):
     return f"urn:li:mlModelGroup:(urn:li:dataPlatform:mlflow,{name},PROD)"
 
 
+def dataset_urn(name, source_type, location):
+    """A logged dataset: NAME@ first 12 hex digits of GUID({source_type, location})."""
+    source_id = _guid({"source_type": source_type, "location": location})[:12]
+    return f"urn:li:dataset:(urn:li:dataPlatform:mlflow,{name}@{source_id},PROD)"
+
+
+CHURN_TRAIN = dataset_urn("churn_train", "s3", "s3://ml-data/churn/train.parquet")
+CHURN_EVAL = dataset_urn("churn_eval", "gs", "gs://ml-data/churn/eval.parquet")
 ODD_ENC = "fraud%2Cv2 %28beta%29"
 
 
@@ -37,7 +45,6 @@ def expected_urns(seeded) -> set:
         group_urn("churn_model"), group_urn(ODD_ENC),
         model_urn("churn_model", 1), model_urn("churn_model", 2), model_urn("churn_model", 3),
         model_urn(ODD_ENC, 1), model_urn(ODD_ENC, 2),
-        "urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_train,PROD)",
-        "urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_eval,PROD)",
+        CHURN_TRAIN, CHURN_EVAL,
         *(f"urn:li:tag:mlflow_{s}" for s in ("production", "staging", "archived", "none")),
     }

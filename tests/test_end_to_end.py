@@ -8,7 +8,7 @@ import pytest
 
 from tests.catalog_validation import validate_file
 from tests.expectations import (
-    ODD_ENC, _guid, exp_urn, expected_urns, group_urn, model_urn, run_urn,
+    CHURN_EVAL, CHURN_TRAIN, ODD_ENC, _guid, exp_urn, expected_urns, group_urn, model_urn, run_urn,
 )
 from tests.seeding import LONG_PARAM, ODD_EXPERIMENT, ODD_MODEL
 
@@ -77,7 +77,7 @@ def test_aspects_per_entity(full_ingest):
         "mlModelProperties", "versionProperties", "globalTags", "dataPlatformInstance", "ownership", "status",
         "mlModelTrainingData"}
     assert a[model_urn("churn_model", 1)]["mlModelTrainingData"] == {
-        "trainingData": [{"dataset": "urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_train,PROD)"}]}
+        "trainingData": [{"dataset": CHURN_TRAIN}]}
     assert set(a[model_urn(ODD_ENC, 2)]) == {  # no run: no owner known
         "mlModelProperties", "versionProperties", "globalTags", "dataPlatformInstance", "status"}
     assert set(a[group_urn("churn_model")]) == {"mlModelGroupProperties", "dataPlatformInstance", "status"}
@@ -87,7 +87,7 @@ def test_aspects_per_entity(full_ingest):
         "dataProcessInstanceProperties", "subTypes", "container", "mlTrainingRunProperties",
         "dataProcessInstanceRunEvent", "dataProcessInstanceInput", "dataProcessInstanceOutput",
         "dataPlatformInstance", "status"}
-    assert set(a["urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_train,PROD)"]) == {
+    assert set(a[CHURN_TRAIN]) == {
         "datasetProperties", "schemaMetadata", "upstreamLineage", "dataPlatformInstance", "status"}
 
 
@@ -146,8 +146,8 @@ def test_runs(full_ingest):
     assert [e["destinationUrn"] for e in baseline["dataProcessInstanceOutput"]["outputEdges"]] == [
         model_urn("churn_model", 1), model_urn("churn_model", 2)]
     assert [e["destinationUrn"] for e in baseline["dataProcessInstanceInput"]["inputEdges"]] == [
-        "urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_train,PROD)",
-        "urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_eval,PROD)"]
+        CHURN_TRAIN,
+        CHURN_EVAL]
     assert baseline["dataProcessInstanceProperties"]["name"] == "baseline"
     assert baseline["mlTrainingRunProperties"]["id"] == r["baseline"]
     tuned = a[run_urn(r["tuned"])]["dataProcessInstanceRunEvent"]
@@ -172,11 +172,11 @@ def test_experiments_and_datasets(full_ingest):
     assert churn["containerProperties"]["description"] == "Churn models"
     assert churn["containerProperties"]["customProperties"]["team"] == "growth"
     assert a[exp_urn(ODD_EXPERIMENT)]["containerProperties"]["name"] == ODD_EXPERIMENT
-    train = a["urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_train,PROD)"]
+    train = a[CHURN_TRAIN]
     assert [f["fieldPath"] for f in train["schemaMetadata"]["fields"]] == ["age", "income", "churned"]
     assert train["upstreamLineage"]["upstreams"][0]["dataset"] == \
         "urn:li:dataset:(urn:li:dataPlatform:s3,ml-data/churn/train.parquet,PROD)"
-    evaluation = a["urn:li:dataset:(urn:li:dataPlatform:mlflow,churn_eval,PROD)"]
+    evaluation = a[CHURN_EVAL]
     assert evaluation["upstreamLineage"]["upstreams"][0]["dataset"] == \
         "urn:li:dataset:(urn:li:dataPlatform:gcs,ml-data/churn/eval.parquet,PROD)"
 

@@ -6,13 +6,13 @@ import pytest
 from connector.pipeline import run_ingest
 from connector.recipe import parse_recipe
 from tests.catalog_validation import validate_file
-from tests.expectations import group_urn, model_urn, run_urn
+from tests.expectations import dataset_urn, group_urn, model_urn, run_urn
 from tests.mlflow_server import mlflow_server
 from tests.seeding_mlflow3 import seed_mlflow3
 
 pytestmark = pytest.mark.server
-TRAIN = "urn:li:dataset:(urn:li:dataPlatform:mlflow,credit-train,PROD)"
-HOLDOUT = "urn:li:dataset:(urn:li:dataPlatform:mlflow,credit-holdout,PROD)"
+TRAIN = dataset_urn("credit-train", "s3", "s3://credit/train.parquet")
+HOLDOUT = dataset_urn("credit-holdout", "s3", "s3://credit/holdout.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_version_carries_logged_model_data_features_and_datasets(mlflow3, tmp_pa
     metrics = {(m["name"], m.get("description")) : m["value"] for m in props["trainingMetrics"]}
     assert metrics[("auc", f"on dataset credit-holdout ({_digest(a, HOLDOUT)})")] == "0.81"
     assert metrics[("train_loss", None)] == "0.3"
-    assert props["customProperties"]["model_id"] == facts[1][1]
+    assert props["customProperties"]["mlflow#model_id"] == facts[1][1]
     assert props["trainingJobs"] == [run_urn(facts[1][0])]
     assert v2["mlModelEvaluationData"] == {"evaluationData": [{"dataset": HOLDOUT}]}
     assert v2["mlModelTrainingData"] == {"trainingData": [{"dataset": TRAIN}]}
@@ -88,9 +88,17 @@ def test_unregistered_logged_models_on_request(mlflow3, tmp_path):
     assert not any(f"scorer_{facts[i][1]}" in u for i in (0, 1) for u in a)  # registered ones are versions
     props = a[unregistered]["mlModelProperties"]
     assert props["trainingJobs"] == [run_urn(facts[2][0])]
-    assert props["customProperties"]["artifact_uri"].startswith("mlflow-artifacts:/")  # proxied store
-    assert a[unregistered]["mlModelEvaluationData"] == {"evaluationData": [{"dataset": HOLDOUT}]}
+    assert props["customProperties"]["mlflow#artifact_uri"].startswith("mlflow-artifacts:/")  # proxied store
     assert a[unregistered]["container"]["container"].startswith("urn:li:container:")
+    # the crawl hands over its run: training data, the evaluation dataset by source, the run's output
+    assert a[unregistered]["mlModelTrainingData"] == {"trainingData": [{"dataset": TRAIN}]}
+    assert a[unregistered]["mlModelEvaluationData"] == {"evaluationData": [{"dataset": HOLDOUT}]}
+    outputs = a[run_urn(facts[2][0])]["dataProcessInstanceOutput"]["outputEdges"]
+    assert [e["destinationUrn"] for e in outputs] == [unregistered]
+    # keyed by name (DataHub's way) the evaluation dataset is the name-only URN
+    by_name, _ = ingest(url, tmp_path, include_logged_models=True, dataset_urn="name")
+    assert by_name[unregistered]["mlModelEvaluationData"] == {
+        "evaluationData": [{"dataset": "urn:li:dataset:(urn:li:dataPlatform:mlflow,credit-holdout,PROD)"}]}
 
 
 def test_incremental_run_keeps_unregistered_logged_models(mlflow3, tmp_path):

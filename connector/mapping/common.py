@@ -8,6 +8,11 @@ from urllib.parse import quote
 
 from connector.mapping import urns
 
+UNKNOWN_USER = "unknown"  # what MLflow writes when it cannot tell who ran something
+# Built-in custom properties are keyed `mlflow#NAME`: `#` cannot appear in an MLflow tag key,
+# so a user tag `status` or `experiment_id` is never overwritten by a built-in value.
+BUILTIN_PREFIX = "mlflow#"
+
 
 @dataclass(frozen=True, slots=True)
 class Mcp:
@@ -33,6 +38,7 @@ class MappingContext:
     model_card_tag_prefix: str = "card."
     deprecation_tag: str = "deprecated"
     champion_alias: str = "champion"
+    dataset_urn: str = "source"  # "source": datasets keyed by name and source; "name": by name (DataHub's source)
 
 
 def mcp(urn: str, aspect_name: str, aspect: dict) -> Mcp:
@@ -63,11 +69,17 @@ def audit_stamp(millis: Optional[int], user: Optional[str] = None) -> dict:
     return {"time": int(millis or 0), "actor": urns.corpuser_urn(user) if user else "urn:li:corpuser:unknown"}
 
 
+def known_user(user: Optional[str]) -> Optional[str]:
+    """The user, or None for none or MLflow's placeholder `unknown` (not a person)."""
+    return user if user and user != UNKNOWN_USER else None
+
+
 def ownership(user: Optional[str], millis: Optional[int]) -> Optional[dict]:
-    if not user:
+    person = known_user(user)
+    if person is None:
         return None
     return {
-        "owners": [{"owner": urns.corpuser_urn(user), "type": "TECHNICAL_OWNER"}],
+        "owners": [{"owner": urns.corpuser_urn(person), "type": "TECHNICAL_OWNER"}],
         "ownerTypes": {},
         "lastModified": audit_stamp(millis, user),
     }
@@ -94,8 +106,26 @@ def sorted_props(props: dict[str, str]) -> dict[str, str]:
     return {k: str(v) for k, v in sorted(props.items())}
 
 
+def custom_properties(tags: dict[str, str], builtins: dict) -> dict[str, str]:
+    """User tags as they are (empty values too), with the non-empty built-in values beside them."""
+    props = dict(tags)
+    props.update({f"{BUILTIN_PREFIX}{k}": v for k, v in builtins.items() if v})
+    return sorted_props(props)
+
+
 def drop_none(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
+
+
+def logged_model_name(ctx: MappingContext, name: str, model_id: str) -> str:
+    """An unregistered LoggedModel's name in the catalog: NAME_MODELID. The model id (m-...) keeps
+    it apart from versions (NAME_<number>) and from other LoggedModels of the same NAME; its
+    features use it as their namespace for the same reason."""
+    return f"{name}{ctx.model_name_separator}{model_id}"
+
+
+def logged_model_urn(ctx: MappingContext, name: str, model_id: str) -> str:
+    return urns.plain_model_urn(logged_model_name(ctx, name, model_id), ctx.env)
 
 
 def external_url(ctx: MappingContext, *parts: str) -> Optional[str]:

@@ -1,5 +1,10 @@
 """Datasets a run logged with log_input -> dataset entities on the mlflow platform,
-each with an upstream to the dataset where the data lives (s3, gcs, ...)."""
+each with an upstream to the dataset where the data lives (s3, gcs, redshift, ...).
+
+A dataset is identified by its name *and* its source (MLflow names are not unique: every
+unnamed dataset is called `dataset`), so two datasets named `train` from different places are
+two entities, and a retrain on the same source (new data, new digest) is the same one.
+`dataset_urn: name` keys them by name alone, as DataHub's own MLflow source does."""
 from __future__ import annotations
 
 import json
@@ -8,6 +13,7 @@ from urllib.parse import urlsplit
 
 from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, mcp, platform_instance_aspect, sorted_props, status
+from connector.mapping.platforms import DATAHUB_PLATFORMS, SOURCE_TYPE_PLATFORMS
 from connector.source.entities import DatasetInput, LoggedDataset
 
 # MLflow colspec types -> the catalog's schema field types
@@ -17,16 +23,32 @@ _FIELD_TYPES = {
     "binary": "BytesType", "datetime": "TimeType", "array": "ArrayType",
     "object": "RecordType", "map": "MapType",
 }
-# MLflow dataset source types -> catalog platforms, unless the recipe says otherwise
-DEFAULT_PLATFORMS = {"s3": "s3", "gs": "gcs", "gcs": "gcs", "abfss": "abs", "wasbs": "abs",
-                     "hdfs": "hdfs", "delta_table": "delta-lake", "hugging_face": "huggingface",
-                     "bigquery": "bigquery", "snowflake": "snowflake", "databricks": "databricks"}
 _LOCAL_SOURCES = {"local", "code", ""}
+SOURCE_ID_LENGTH = 12  # hex digits of the source's GUID in a dataset URN
+
+
+def dataset_source_key(dataset: LoggedDataset) -> dict:
+    """What identifies a dataset beside its name: where its data lives; for data nothing
+    locates (built in code), its source description and content digest."""
+    location = dataset.source_table or dataset.source_uri
+    if location:
+        return {"source_type": dataset.source_type, "location": location}
+    return {"source_type": dataset.source_type, "source": dataset.source, "digest": dataset.digest}
+
+
+def dataset_source_label(dataset: LoggedDataset) -> str:
+    """The dataset's source in words, for warnings."""
+    location = dataset.source_table or dataset.source_uri
+    return location or f"{dataset.source_type or 'unknown'} source {dataset.source or '-'} (digest {dataset.digest})"
 
 
 def dataset_urn_for(ctx: MappingContext, dataset: LoggedDataset) -> str:
-    """The run's input: the dataset as MLflow knows it, on the mlflow platform."""
-    return urns.dataset_urn(urns.PLATFORM, dataset.name, ctx.env)
+    """The run's input on the mlflow platform: NAME@ID with ID from its source, or NAME alone
+    (`dataset_urn: name`)."""
+    if ctx.dataset_urn == "name":
+        return urns.dataset_urn(urns.PLATFORM, dataset.name, ctx.env)
+    source_id = urns.guid(dataset_source_key(dataset))[:SOURCE_ID_LENGTH]
+    return urns.dataset_urn(urns.PLATFORM, f"{dataset.name}@{source_id}", ctx.env)
 
 
 def upstream_platform(ctx: MappingContext, source_type: str) -> Optional[str]:
@@ -35,7 +57,9 @@ def upstream_platform(ctx: MappingContext, source_type: str) -> Optional[str]:
         return ctx.dataset_platform_mapping[source_type]
     if source_type in _LOCAL_SOURCES:
         return None
-    return DEFAULT_PLATFORMS.get(source_type)
+    if source_type in SOURCE_TYPE_PLATFORMS:
+        return SOURCE_TYPE_PLATFORMS[source_type]
+    return source_type if source_type in DATAHUB_PLATFORMS else None
 
 
 def _upstream_name(dataset: LoggedDataset) -> str:
@@ -61,7 +85,7 @@ def _columns(dataset: LoggedDataset) -> Optional[list[dict]]:
     fields: list[dict] = []
     for i, col in enumerate(colspec):
         if not isinstance(col, dict):
-            return None
+            continue  # a malformed column: the others are still the schema
         native = col.get("type") if isinstance(col.get("type"), str) else json.dumps(col.get("type"))
         fields.append({
             "fieldPath": str(col.get("name") or f"column_{i}"),
@@ -69,7 +93,7 @@ def _columns(dataset: LoggedDataset) -> Optional[list[dict]]:
             "type": {"type": {f"com.linkedin.schema.{_FIELD_TYPES.get(str(native), 'StringType')}": {}}},
             "nativeDataType": native,
         })
-    return fields
+    return fields or None
 
 
 def map_dataset(ctx: MappingContext, dataset_input: DatasetInput) -> Iterator[Mcp]:

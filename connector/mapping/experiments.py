@@ -5,13 +5,14 @@ from typing import Iterator, Sequence
 
 from connector.mapping import urns
 from connector.mapping.common import (
-    MappingContext, Mcp, audit_stamp, drop_none, external_url, hyper_params, mcp,
-    metrics, platform_instance_aspect, sorted_props, status, time_stamp,
+    MappingContext, Mcp, audit_stamp, custom_properties, drop_none, external_url, hyper_params,
+    logged_model_urn, mcp, metrics, platform_instance_aspect, status, time_stamp,
 )
 from connector.mapping.datasets import dataset_urn_for
-from connector.source.entities import Experiment, ModelVersion, Run
+from connector.source.entities import Experiment, LoggedModel, ModelVersion, Run
 
 NOTE_TAG = "mlflow.note.content"
+PARENT_RUN_TAG = "mlflow.parentRunId"
 _RESULTS = {"FINISHED": "SUCCESS", "FAILED": "FAILURE"}  # KILLED and the rest: SKIPPED
 _ENDED = {"FINISHED", "FAILED", "KILLED"}
 
@@ -30,14 +31,18 @@ def experiment_browse_path(ctx: MappingContext) -> dict:
 
 def map_experiment(ctx: MappingContext, experiment: Experiment) -> Iterator[Mcp]:
     urn = experiment_container_urn(ctx, experiment)
-    custom = {k: v for k, v in experiment.tags.items() if k != NOTE_TAG}
-    custom.update({"experiment_id": experiment.experiment_id,
-                   "artifacts_location": experiment.artifact_location,
-                   "lifecycle_stage": experiment.lifecycle_stage})
+    # the container key's fields first, as DataHub's containers carry them; the tags go over them
+    key = {"platform": urns.platform_urn(), "id": experiment.name}
+    if ctx.platform_instance:
+        key["instance"] = ctx.platform_instance
+    tags = {**key, **{k: v for k, v in experiment.tags.items() if k != NOTE_TAG}}
+    custom = custom_properties(tags, {"experiment_id": experiment.experiment_id,
+                                      "artifacts_location": experiment.artifact_location,
+                                      "lifecycle_stage": experiment.lifecycle_stage})
     yield mcp(urn, "containerProperties", drop_none({
         "name": experiment.name,
         "description": experiment.tags.get(NOTE_TAG) or None,
-        "customProperties": sorted_props({k: v for k, v in custom.items() if v}),
+        "customProperties": custom,
         "externalUrl": external_url(ctx, "experiments", experiment.experiment_id),
         "created": time_stamp(experiment.creation_time),
         "lastModified": time_stamp(experiment.last_update_time),
@@ -48,18 +53,28 @@ def map_experiment(ctx: MappingContext, experiment: Experiment) -> Iterator[Mcp]
     yield mcp(urn, "status", status(experiment.lifecycle_stage == "deleted"))
 
 
+def run_outputs(ctx: MappingContext, produced_versions: Sequence[ModelVersion],
+                logged_models: list[LoggedModel]) -> list[str]:
+    """The models a run produced: the versions registered from it, and its LoggedModels no
+    version registers (those the crawler hands over, with include_logged_models)."""
+    outputs = [urns.model_urn(v.name, v.version, ctx.model_name_separator, ctx.env) for v in produced_versions]
+    registered = {v.model_id for v in produced_versions if v.model_id}
+    outputs += [logged_model_urn(ctx, lm.name, lm.model_id) for lm in logged_models
+                if lm.model_id not in registered]
+    return list(dict.fromkeys(outputs))
+
+
 def map_run(ctx: MappingContext, run: Run, experiment: Experiment,
-            produced_versions: Sequence[ModelVersion]) -> Iterator[Mcp]:
+            produced_versions: Sequence[ModelVersion], logged_models: Sequence[LoggedModel] = ()) -> Iterator[Mcp]:
     urn = urns.run_urn(run.run_id)
     url = external_url(ctx, "experiments", run.experiment_id, "runs", run.run_id)
-    custom = {k: v for k, v in run.tags.items()}
-    custom.update({"status": run.status, "experiment_id": run.experiment_id,
-                   "lifecycle_stage": run.lifecycle_stage})
+    custom = custom_properties(run.tags, {"status": run.status, "experiment_id": run.experiment_id,
+                                          "lifecycle_stage": run.lifecycle_stage})
     yield mcp(urn, "dataProcessInstanceProperties", drop_none({
         "name": run.run_name or run.run_id,
         "created": audit_stamp(run.start_time, run.user_id),
         "externalUrl": url,
-        "customProperties": sorted_props({k: v for k, v in custom.items() if v}),
+        "customProperties": custom,
         "type": "BATCH_AD_HOC",
     }))
     yield mcp(urn, "subTypes", {"typeNames": ["ML Training Run"]})
@@ -91,12 +106,15 @@ def map_run(ctx: MappingContext, run: Run, experiment: Experiment,
         yield mcp(urn, "dataProcessInstanceInput", {
             "inputs": inputs, "inputEdges": [{"destinationUrn": u} for u in inputs],
         })
-    if produced_versions:
-        outputs = [urns.model_urn(v.name, v.version, ctx.model_name_separator, ctx.env)
-                   for v in produced_versions]
+    outputs = run_outputs(ctx, produced_versions, list(logged_models))
+    if outputs:
         yield mcp(urn, "dataProcessInstanceOutput", {
             "outputs": outputs, "outputEdges": [{"destinationUrn": u} for u in outputs],
         })
+    parent = run.tags.get(PARENT_RUN_TAG)
+    if parent:  # a nested run: linked to the run it is part of
+        yield mcp(urn, "dataProcessInstanceRelationships", {
+            "upstreamInstances": [], "parentInstance": urns.run_urn(parent)})
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
     # dataProcessInstance takes no ownership aspect: the run's user is the `created` actor
     # and the owner of the model versions it produced.

@@ -18,6 +18,11 @@ def feature_urn(namespace: str, column: dict) -> str:
     return urns.feature_urn(namespace, str(column["name"]))
 
 
+def named_columns(columns: list) -> list[dict]:
+    """The columns that can be features (a dict with a name); a malformed one drops only itself."""
+    return [c for c in columns or [] if isinstance(c, dict) and str(c.get("name") or "").strip()]
+
+
 def _columns_of(dataset_input: DatasetInput) -> set[str]:
     try:
         schema = json.loads(dataset_input.dataset.schema) if dataset_input.dataset.schema else {}
@@ -31,13 +36,13 @@ def map_features(ctx: MappingContext, namespace: str, columns: list,
                  training_inputs: list[DatasetInput]) -> Iterator[tuple[str, list[Mcp]]]:
     """(feature URN, its proposals) for each signature column."""
     holders = [(dataset_urn_for(ctx, i.dataset), _columns_of(i)) for i in training_inputs]
-    for column in columns:
+    for column in named_columns(columns):
         name = str(column["name"])
         native = column.get("type") if isinstance(column.get("type"), str) else "object"
         urn = feature_urn(namespace, column)
         props = {
             "customProperties": {"mlflow_type": native, "required": str(column.get("required", True)).lower()},
-            "dataType": _DATA_TYPES.get(native, "UNKNOWN"),
+            "dataType": _DATA_TYPES.get(str(native), "UNKNOWN"),
             "sources": [d for d, names in holders if name in names],
         }
         yield urn, [mcp(urn, "mlFeatureProperties", props),

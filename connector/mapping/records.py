@@ -7,13 +7,14 @@ import json
 from dataclasses import dataclass
 from typing import Iterator
 
-from connector.mapping.common import MappingContext, Mcp
-from connector.mapping.datasets import dataset_urn_for, map_dataset
+from connector.mapping.common import MappingContext, Mcp, logged_model_name
+from connector.mapping.datasets import dataset_source_key, dataset_source_label, dataset_urn_for, map_dataset
 from connector.mapping.deployments import deployments_for_version, map_deployment
 from connector.mapping.experiments import map_experiment, map_run
 from connector.mapping.features import map_features
+from connector.mapping.memory import MappingMemory
 from connector.mapping.registry import (
-    STAGES, map_logged_model, map_model_group, map_model_version, map_stage_tags, training_inputs,
+    STAGES, map_logged_model, map_model_group, map_model_version, map_stage_tag, training_inputs,
 )
 from connector.source.entities import ModelVersion, RegisteredModel
 from connector.source.records import (
@@ -45,13 +46,14 @@ def _entity(fp: str, proposals) -> MappedEntity:
 
 
 def stage_tag_entities() -> Iterator[MappedEntity]:
-    for proposal, stage in zip(map_stage_tags(), STAGES, strict=True):
-        yield MappedEntity(proposal.entity_urn, fingerprint(stage), (proposal,))
+    for stage in STAGES:
+        yield _entity(fingerprint(stage), map_stage_tag(*stage))
 
 
 def run_fingerprint(record: RunRecord) -> str:
     return fingerprint(record.run, record.experiment.name,
-                       [(v.name, v.version) for v in record.produced_versions])
+                       [(v.name, v.version) for v in record.produced_versions],
+                       [(lm.name, lm.model_id) for lm in record.logged_models])
 
 
 def version_fingerprint(version: ModelVersion, model: RegisteredModel, is_latest: bool) -> str:
@@ -60,58 +62,65 @@ def version_fingerprint(version: ModelVersion, model: RegisteredModel, is_latest
     return fingerprint(version, model.name, version.run_id, is_latest, model.aliases, model.tags)
 
 
-def _feature_entities(ctx, namespace: str, columns, run, logged, seen_shared: set):
+def _feature_entities(ctx, namespace: str, columns, run, logged, memory: MappingMemory):
     """(feature URNs, entities not yet emitted this run) for a model's signature columns."""
     if not columns:
         return (), []
     urns_, entities = [], []
     for urn, proposals in map_features(ctx, namespace, columns, training_inputs(run, logged)):
         urns_.append(urn)
-        if urn not in seen_shared:
-            seen_shared.add(urn)
+        if memory.first_emission(urn):
             entities.append(MappedEntity(urn, fingerprint([(p.aspect_name, p.aspect) for p in proposals]),
                                          tuple(proposals)))
     return tuple(urns_), entities
 
 
-def version_entities(ctx: MappingContext, record: VersionRecord, seen_shared: set) -> Iterator[MappedEntity]:
+def version_entities(ctx: MappingContext, record: VersionRecord, memory: MappingMemory) -> Iterator[MappedEntity]:
     """A version, the features of its signature and the deployments its rules give it."""
     run = record.run
     feature_urns, features = _feature_entities(ctx, record.model.name, record.signature_inputs, run,
-                                               record.logged_model, seen_shared)
+                                               record.logged_model, memory)
     yield _entity(version_fingerprint(record.version, record.model, record.is_latest), map_model_version(
         ctx, record.version, record.model, run, logged_model=record.logged_model,
         is_latest=record.is_latest, feature_urns=feature_urns))
     yield from features
     for deployment in deployments_for_version(ctx.deployment_rules, record.version, ctx.env):
-        if deployment.urn not in seen_shared:
-            seen_shared.add(deployment.urn)
+        if memory.first_emission(deployment.urn):
             yield _entity(fingerprint(deployment.platform, deployment.properties),
                           map_deployment(deployment.urn, deployment.platform, deployment.properties))
 
 
-def entities_of(ctx: MappingContext, record, seen_shared: set) -> Iterator[MappedEntity]:
-    """The catalog entities of one crawled record; `seen_shared` keeps entities several records
-    share (datasets, deployments) to one emission per run."""
+def dataset_entities(ctx: MappingContext, run, memory: MappingMemory) -> Iterator[MappedEntity]:
+    """The run's input datasets not yet emitted this crawl (two different datasets under one
+    URN, possible with `dataset_urn: name`, leave a warning in `memory`)."""
+    for dataset_input in run.dataset_inputs:
+        dataset = dataset_input.dataset
+        urn = dataset_urn_for(ctx, dataset)
+        memory.saw_dataset(urn, fingerprint(dataset_source_key(dataset)), dataset_source_label(dataset))
+        if memory.first_emission(urn):
+            yield _entity(fingerprint(dataset), map_dataset(ctx, dataset_input))
+
+
+def entities_of(ctx: MappingContext, record, memory: MappingMemory) -> Iterator[MappedEntity]:
+    """The catalog entities of one crawled record; `memory` keeps entities several records
+    share (datasets, features, deployments) to one emission per crawl, and collects warnings."""
     if isinstance(record, ExperimentRecord):
         yield _entity(fingerprint(record.experiment), map_experiment(ctx, record.experiment))
     elif isinstance(record, RunRecord):
-        for dataset_input in record.run.dataset_inputs:
-            urn = dataset_urn_for(ctx, dataset_input.dataset)
-            if urn not in seen_shared:
-                seen_shared.add(urn)
-                yield _entity(fingerprint(dataset_input.dataset), map_dataset(ctx, dataset_input))
-        yield _entity(run_fingerprint(record),
-                      map_run(ctx, record.run, record.experiment, record.produced_versions))
+        yield from dataset_entities(ctx, record.run, memory)
+        yield _entity(run_fingerprint(record), map_run(ctx, record.run, record.experiment,
+                                                       record.produced_versions, record.logged_models))
     elif isinstance(record, ModelGroupRecord):
         yield _entity(fingerprint(record.model, [(v.version, v.run_id) for v in record.versions]),
                       map_model_group(ctx, record.model, record.versions))
     elif isinstance(record, VersionRecord):
-        yield from version_entities(ctx, record, seen_shared)
+        yield from version_entities(ctx, record, memory)
     elif isinstance(record, LoggedModelRecord):
-        lm = record.logged_model
-        feature_urns, features = _feature_entities(ctx, lm.name, lm.signature_inputs, None, lm, seen_shared)
-        yield _entity(fingerprint(lm), map_logged_model(ctx, lm, record.experiment, None, feature_urns))
+        lm, run = record.logged_model, record.run
+        # its features under its own name (NAME_MODELID): the usual name `model` would mix experiments
+        feature_urns, features = _feature_entities(ctx, logged_model_name(ctx, lm.name, lm.model_id),
+                                                   lm.signature_inputs, run, lm, memory)
+        yield _entity(fingerprint(lm, run), map_logged_model(ctx, lm, record.experiment, run, feature_urns))
         yield from features
 
 
@@ -127,4 +136,4 @@ def describe(record) -> str:
     return f"model version {record.version.name!r} v{record.version.version}"
 
 
-__all__ = ["MappedEntity", "entities_of", "stage_tag_entities", "describe"]
+__all__ = ["MappedEntity", "MappingMemory", "entities_of", "stage_tag_entities", "describe"]

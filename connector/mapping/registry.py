@@ -5,8 +5,9 @@ from typing import Iterator, Optional, Sequence
 
 from connector.mapping import urns
 from connector.mapping.common import (
-    MappingContext, Mcp, drop_none, external_url, hyper_params, mcp, metric_value, metrics,
-    ownership, platform_instance_aspect, sorted_props, status, time_stamp,
+    MappingContext, Mcp, custom_properties, drop_none, external_url, hyper_params, known_user,
+    logged_model_name, mcp, metric_value, metrics, ownership, platform_instance_aspect, sorted_props,
+    status, time_stamp,
 )
 from connector.mapping.deployments import deployments_for_version
 from connector.mapping.datasets import dataset_urn_for
@@ -16,6 +17,7 @@ from connector.mapping.model_cards import (
 )
 from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
 
+MLFLOW_ACTOR = "mlflow"  # the actor of what MLflow states with nobody known behind it
 STAGES = (
     ("Production", "Production Stage for an ML model in MLflow Model Registry", "#308613"),
     ("Staging", "Staging Stage for an ML model in MLflow Model Registry", "#FACB66"),
@@ -24,11 +26,15 @@ STAGES = (
 )
 
 
+def map_stage_tag(stage: str, description: str, color: str) -> Iterator[Mcp]:
+    name = urns.stage_tag_name(stage)
+    yield mcp(urns.tag_urn(name), "tagProperties", {"name": name, "description": description, "colorHex": color})
+    yield mcp(urns.tag_urn(name), "status", status())
+
+
 def map_stage_tags() -> Iterator[Mcp]:
-    for stage, description, color in STAGES:
-        name = urns.stage_tag_name(stage)
-        yield mcp(urns.tag_urn(name), "tagProperties",
-                  {"name": name, "description": description, "colorHex": color})
+    for stage in STAGES:
+        yield from map_stage_tag(*stage)
 
 
 def _model_version_urn(ctx: MappingContext, version: ModelVersion) -> str:
@@ -43,7 +49,7 @@ def map_model_group(ctx: MappingContext, model: RegisteredModel, versions: Seque
         "name": model.name,
         "description": model.description or None,
         "customProperties": sorted_props(without_card_tags(ctx.model_card_tag_prefix, model.tags)),
-        "created": time_stamp(model.creation_timestamp, model.user_id),
+        "created": time_stamp(model.creation_timestamp, known_user(model.user_id)),
         "lastModified": time_stamp(model.last_updated_timestamp),
         "version": {"versionTag": latest} if latest else None,
         "trainingJobs": training_jobs,
@@ -56,9 +62,13 @@ def map_model_group(ctx: MappingContext, model: RegisteredModel, versions: Seque
         yield mcp(urn, "ownership", owner)
     note = deprecation_note(model.tags, ctx.deprecation_tag)
     if note:
-        actor = urns.corpuser_urn(model.user_id) if model.user_id else "urn:li:corpuser:mlflow"
+        actor = urns.corpuser_urn(known_user(model.user_id) or MLFLOW_ACTOR)
         yield mcp(urn, "deprecation", deprecation(note, actor, None))
     yield mcp(urn, "status", status())
+
+
+def _evaluated_keys(logged: Optional[LoggedModel]) -> set:
+    return {(m.dataset_name, m.dataset_digest) for m in logged.metrics if m.dataset_name} if logged else set()
 
 
 def training_inputs(run: Optional[Run], logged: Optional[LoggedModel] = None) -> list:
@@ -66,30 +76,48 @@ def training_inputs(run: Optional[Run], logged: Optional[LoggedModel] = None) ->
     LoggedModel metric was measured on (MLflow 3 logs evaluation datasets as inputs too)."""
     if run is None:
         return []
-    evaluated = {m.dataset_name for m in logged.metrics if m.dataset_name} if logged else set()
+    evaluated = _evaluated_keys(logged)
     return [i for i in run.dataset_inputs
-            if (i.context or "training").lower() in ("training", "train") and i.dataset.name not in evaluated]
+            if (i.context or "training").lower() in ("training", "train")
+            and (i.dataset.name, i.dataset.digest) not in evaluated]
+
+
+def _evaluation_dataset_urn(ctx: MappingContext, run: Optional[Run], metric) -> Optional[str]:
+    """The dataset a metric was measured on: the run's input of that name and digest (MLflow 3
+    logs it as an input). A metric names no source: by name alone only under `dataset_urn: name`."""
+    inputs = run.dataset_inputs if run else []
+    wanted = (metric.dataset_name, metric.dataset_digest)
+    for matches in ([i for i in inputs if (i.dataset.name, i.dataset.digest) == wanted],
+                    [i for i in inputs if i.dataset.name == metric.dataset_name]):
+        if len({dataset_urn_for(ctx, i.dataset) for i in matches}) == 1:
+            return dataset_urn_for(ctx, matches[0].dataset)
+    return urns.dataset_urn(urns.PLATFORM, metric.dataset_name, ctx.env) if ctx.dataset_urn == "name" else None
+
+
+def _model_metrics(logged: Optional[LoggedModel]) -> list:
+    """The LoggedModel's metrics, one per (key, dataset): the last one listed."""
+    latest = {(m.key, m.dataset_name, m.dataset_digest): m for m in logged.metrics} if logged else {}
+    return list(latest.values())
 
 
 def _metrics_and_evaluations(ctx: MappingContext, run: Optional[Run], logged: Optional[LoggedModel]):
-    """Training metrics (the run's, then the LoggedModel's) and the datasets a metric was
-    measured on (MLflow 3 metrics logged with a dataset)."""
+    """Training metrics and the datasets a metric was measured on. Each MLflow metric once: a
+    metric logged against the model (MLflow 3 `log_metric(..., model_id=, dataset=)`) is also in
+    its run's metrics; the model's entry, described with its dataset, is the one listed."""
     if run is None and logged is None:
         return None, []
-    values = dict(run.metrics) if run else {}
-    evaluated = []
-    for metric in logged.metrics if logged else []:
-        if metric.dataset_name:
-            evaluated.append(metric)
-        else:
-            values[metric.key] = metric.value
+    model_metrics = _model_metrics(logged)
+    from_run = {m.key for m in model_metrics if run is None or m.run_id in ("", run.run_id)}
+    values = {k: v for k, v in (run.metrics if run else {}).items() if k not in from_run}
+    values.update({m.key: m.value for m in model_metrics if not m.dataset_name})
     listed = metrics(values)
-    for m in sorted(evaluated, key=lambda m: (m.key, m.dataset_name)):
+    evaluated = sorted((m for m in model_metrics if m.dataset_name), key=lambda m: (m.key, m.dataset_name))
+    for m in evaluated:
         listed.append({"name": m.key, "value": metric_value(m.value),
                        "description": f"on dataset {m.dataset_name}"
                        + (f" ({m.dataset_digest})" if m.dataset_digest else "")})
-    datasets = list(dict.fromkeys(urns.dataset_urn(urns.PLATFORM, m.dataset_name, ctx.env) for m in evaluated))
-    return listed, datasets
+    datasets = [_evaluation_dataset_urn(ctx, run, m) for m in evaluated]
+    return listed, list(dict.fromkeys(d for d in datasets if d))
 
 
 def _ml_data_aspects(ctx: MappingContext, urn: str, run: Optional[Run], logged: Optional[LoggedModel],
@@ -107,18 +135,17 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
     urn = _model_version_urn(ctx, version)
     prefix = ctx.model_card_tag_prefix
     own_tags = without_card_tags(prefix, version.tags)
-    custom = dict(own_tags)
-    custom.update({k: v for k, v in {
+    custom = custom_properties(own_tags, {
         "source": version.source, "status": version.status, "run_id": version.run_id,
         "current_stage": version.current_stage, "model_id": version.model_id,
-    }.items() if v})
-    owner_id = version.user_id or (run.user_id if run else "")
+    })
+    owner_id = known_user(version.user_id) or known_user(run.user_id if run else "")
     params = {**(run.params if run else {}), **(logged_model.params if logged_model else {})}
     training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged_model)
     props = drop_none({
         "name": f"{version.name}{ctx.model_name_separator}{version.version}",
         "description": version.description or None,
-        "customProperties": sorted_props(custom),
+        "customProperties": custom,
         "externalUrl": external_url(ctx, "models", version.name, "versions", version.version),
         "created": time_stamp(version.creation_timestamp, owner_id),
         "lastModified": time_stamp(version.last_updated_timestamp),
@@ -136,7 +163,10 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
     yield mcp(urn, "mlModelProperties", props)
     version_props: dict = {
         "versionSet": urns.version_set_urn(model.name),
-        "version": {"versionTag": version.version},
+        "version": {"versionTag": version.version, "metadataAttribution": {
+            "time": int(version.creation_timestamp or 0),
+            "actor": urns.corpuser_urn(owner_id or MLFLOW_ACTOR),
+            "sourceDetail": {"source": urns.PLATFORM}}},
         "sortId": str(version.version_number).zfill(10),
         "aliases": [{"versionTag": alias} for alias in version.aliases],
     }
@@ -156,8 +186,7 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
         champion = model.aliases.get(ctx.champion_alias)
         replacement = (urns.model_urn(model.name, champion, ctx.model_name_separator, ctx.env)
                        if champion and champion != version.version else None)
-        actor = urns.corpuser_urn(owner_id) if owner_id else "urn:li:corpuser:mlflow"
-        yield mcp(urn, "deprecation", deprecation(note, actor, replacement))
+        yield mcp(urn, "deprecation", deprecation(note, urns.corpuser_urn(owner_id or MLFLOW_ACTOR), replacement))
     yield mcp(urn, "status", status())
 
 
@@ -165,18 +194,18 @@ def map_logged_model(ctx: MappingContext, logged: LoggedModel, experiment: Exper
                      run: Optional[Run] = None, feature_urns: tuple = ()) -> Iterator[Mcp]:
     """An MLflow 3 LoggedModel no registry version points at (include_logged_models). Its name
     ends with its model id (m-...), so it cannot collide with a version (NAME_<number>)."""
-    name = f"{logged.name}{ctx.model_name_separator}{logged.model_id}"
+    name = logged_model_name(ctx, logged.name, logged.model_id)
     urn = urns.plain_model_urn(name, ctx.env)
     training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged)
-    custom = {k: v for k, v in logged.tags.items() if not k.startswith("mlflow.")}
-    custom.update({k: v for k, v in {"model_id": logged.model_id, "status": logged.status,
-                                     "model_type": logged.model_type, "artifact_uri": logged.artifact_uri,
-                                     "source_run_id": logged.source_run_id}.items() if v})
+    custom = custom_properties({k: v for k, v in logged.tags.items() if not k.startswith("mlflow.")}, {
+        "model_id": logged.model_id, "status": logged.status, "model_type": logged.model_type,
+        "artifact_uri": logged.artifact_uri, "source_run_id": logged.source_run_id})
+    user = known_user(logged.tags.get("mlflow.user"))
     yield mcp(urn, "mlModelProperties", drop_none({
         "name": name,
-        "customProperties": sorted_props(custom),
+        "customProperties": custom,
         "externalUrl": external_url(ctx, "experiments", logged.experiment_id, "models", logged.model_id),
-        "created": time_stamp(logged.creation_timestamp, logged.tags.get("mlflow.user")),
+        "created": time_stamp(logged.creation_timestamp, user),
         "lastModified": time_stamp(logged.last_updated_timestamp),
         "hyperParams": hyper_params({**(run.params if run else {}), **logged.params}),
         "trainingMetrics": training_metrics,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -18,6 +18,7 @@ from connector.mapping.common import MappingContext, Mcp, platform_instance_aspe
 from connector.mapping.deployments import deployment_platform_instance
 from connector.mapping.experiments import experiment_browse_path
 from connector.recipe import Recipe, RecipeError, SinkSection, error_location, expand_env, load_recipe
+from connector.sdk.foreign import properties_aspect
 from connector.sdk.merge import add_edges, merge_aspect, normalise_restli
 from connector.sdk.models import (
     DeploymentProperties, DeploymentStatus, ExperimentProperties, ModelGroupProperties, ModelProperties,
@@ -39,7 +40,11 @@ def _expect(urn: str, entity: str, argument: str) -> None:
 
 
 class CatalogClient:
-    """Create and link ML entities. Use as a context manager, or call close() at the end."""
+    """Create and link ML entities. Use as a context manager, or call close() at the end.
+
+    Every `properties` argument takes this SDK's typed model (connector.sdk.models) or DataHub's
+    own aspect class (`models.MLModelPropertiesClass(...)`, ...); results and statuses take our
+    enums, DataHub's (`RunResultType.FAILURE`) or their names."""
 
     def __init__(self, sink: Sink, *, env: str = "PROD", platform_instance: Optional[str] = None,
                  pipeline_name: Optional[str] = None):
@@ -97,21 +102,23 @@ class CatalogClient:
         return urns.deployment_urn(platform, name, env or self.ctx.env)
 
     # -- entities ----------------------------------------------------------------
-    def create_model_group(self, group_id: str, properties: Optional[ModelGroupProperties] = None) -> str:
+    def create_model_group(self, group_id: str, properties: Union[ModelGroupProperties, Any, None] = None) -> str:
         urn = self.model_group_urn(group_id)
-        change = properties.to_aspect() if properties else {}
+        change = properties_aspect(properties, "mlModelGroupProperties", "properties", ModelGroupProperties,
+                                   lambda p: p.to_aspect()) or {}
         self._merge(urn, "mlModelGroupProperties", change, defaults={"name": group_id})
         self._platform_and_status(urn)
         return urn
 
     def create_model(self, model_id: str, version: Union[str, int], alias: Optional[str] = None,
-                     properties: Optional[ModelProperties] = None,
+                     properties: Union[ModelProperties, Any, None] = None,
                      version_set: Optional[str] = None) -> str:
         """A model (one version). Models sharing `version_set` (default: model_id) are versions
         of one another, like the versions of a registered model."""
         urn = self.model_urn(model_id)
         version = str(version)
-        change = properties.to_aspect() if properties else {}
+        change = properties_aspect(properties, "mlModelProperties", "properties", ModelProperties,
+                                   lambda p: p.to_aspect()) or {}
         change["version"] = {"versionTag": version}
         self._merge(urn, "mlModelProperties", change, defaults={"name": model_id})
         current = self._current(urn, "versionProperties") or {}
@@ -128,17 +135,18 @@ class CatalogClient:
         self._platform_and_status(urn)
         return urn
 
-    def create_experiment(self, experiment_id: str, properties: Optional[ExperimentProperties] = None) -> str:
+    def create_experiment(self, experiment_id: str, properties: Union[ExperimentProperties, Any, None] = None) -> str:
         urn = self.experiment_urn(experiment_id)
-        change = (properties or ExperimentProperties()).to_aspect(default_name=experiment_id)
-        self._merge(urn, "containerProperties", change)
+        change = properties_aspect(properties or ExperimentProperties(), "containerProperties", "properties",
+                                   ExperimentProperties, lambda p: p.to_aspect(default_name=experiment_id))
+        self._merge(urn, "containerProperties", change, defaults={"name": experiment_id})
         self._put(urn, "subTypes", {"typeNames": ["ML Experiment"]})
         self._put(urn, "browsePathsV2", experiment_browse_path(self.ctx))
         self._platform_and_status(urn)
         return urn
 
-    def create_training_run(self, run_id: str, properties: Optional[RunProperties] = None,
-                            training_run_properties: Optional[TrainingRunProperties] = None,
+    def create_training_run(self, run_id: str, properties: Union[RunProperties, Any, None] = None,
+                            training_run_properties: Union[TrainingRunProperties, Any, None] = None,
                             run_result: Union[RunResult, str, None] = None,
                             start_timestamp: Optional[int] = None,
                             end_timestamp: Optional[int] = None) -> str:
@@ -146,11 +154,15 @@ class CatalogClient:
         urn = self.run_urn(run_id)
         result = RunResult(run_result) if run_result is not None else None
         start = start_timestamp if start_timestamp is not None else (_now() if result else None)
-        props = (properties or RunProperties()).to_aspect(default_name=run_id, default_time=start or _now())
-        self._merge(urn, "dataProcessInstanceProperties", props)
+        props = properties_aspect(properties or RunProperties(), "dataProcessInstanceProperties", "properties",
+                                  RunProperties, lambda p: p.to_aspect(default_name=run_id,
+                                                                       default_time=start or _now()))
+        self._merge(urn, "dataProcessInstanceProperties", props, defaults={"name": run_id, "type": "BATCH_AD_HOC"})
         self._put(urn, "subTypes", {"typeNames": ["ML Training Run"]})
-        training = (training_run_properties or TrainingRunProperties()).to_aspect(default_id=run_id)
-        self._merge(urn, "mlTrainingRunProperties", training)
+        training = properties_aspect(training_run_properties or TrainingRunProperties(), "mlTrainingRunProperties",
+                                     "training_run_properties", TrainingRunProperties,
+                                     lambda p: p.to_aspect(default_id=run_id))
+        self._merge(urn, "mlTrainingRunProperties", training, defaults={"id": run_id})
         if start is not None:
             self._event(urn, {"timestampMillis": start, "status": "STARTED", "attempt": 1})
         if result:
@@ -164,11 +176,13 @@ class CatalogClient:
         return urn
 
     def create_deployment(self, name: str, platform: str, env: Optional[str] = None,
-                          properties: Optional[DeploymentProperties] = None,
+                          properties: Union[DeploymentProperties, Any, None] = None,
                           platform_instance: Optional[str] = None) -> str:
         """A model deployment (an endpoint serving a model) on `platform` (sagemaker, kserve, ...)."""
         urn = self.deployment_urn(platform, name, env)
-        self._merge(urn, "mlModelDeploymentProperties", properties.to_aspect() if properties else {})
+        change = properties_aspect(properties, "mlModelDeploymentProperties", "properties", DeploymentProperties,
+                                   lambda p: p.to_aspect()) or {}
+        self._merge(urn, "mlModelDeploymentProperties", change)
         self._put(urn, "dataPlatformInstance", deployment_platform_instance(platform, platform_instance))
         self._put(urn, "status", status())
         return urn
@@ -266,8 +280,8 @@ class CatalogClient:
         if self._reader is not None:
             self.sink.write(Mcp(urn, aspect_name, value), self._system_metadata())
 
-    def _merge(self, urn: str, aspect_name: str, change: dict, defaults: Optional[dict] = None) -> None:
-        merged = merge_aspect(aspect_name, self._current(urn, aspect_name), change)
+    def _merge(self, urn: str, aspect_name: str, change: Optional[dict], defaults: Optional[dict] = None) -> None:
+        merged = merge_aspect(aspect_name, self._current(urn, aspect_name), change or {})
         for key, value in (defaults or {}).items():
             merged.setdefault(key, value)
         self._put(urn, aspect_name, merged)

@@ -43,12 +43,15 @@ def read_mlmodel(uri: str, backend) -> dict:
 
 
 def signature_inputs(mlmodel: dict) -> Optional[list]:
-    """The signature's input columns ([{name, type, required}]), or None (no or tensor signature)."""
-    inputs = (mlmodel.get("signature") or {}).get("inputs")
+    """The signature's named input columns ([{name, type, required}]), or None (no signature, a
+    tensor signature, none named). An unnamed or malformed column is left out, not the others."""
+    signature = mlmodel.get("signature")
+    inputs = signature.get("inputs") if isinstance(signature, dict) else None
     try:
         columns = json.loads(inputs) if isinstance(inputs, str) else inputs
     except ValueError:
         return None
-    if not isinstance(columns, list) or not all(isinstance(c, dict) and "name" in c for c in columns):
+    if not isinstance(columns, list):
         return None
-    return columns
+    named = [c for c in columns if isinstance(c, dict) and isinstance(c.get("name"), str) and c["name"].strip()]
+    return named or None

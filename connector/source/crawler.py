@@ -17,7 +17,7 @@ from typing import Iterator, Optional, Union
 
 from connector.source.backend import Backend
 from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
-from connector.source.logged_models import LoggedModelReader
+from connector.source.logged_models import LoggedModelIndex, LoggedModelReader
 from connector.source.records import (
     CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, ExperimentRecord, FullPlan, IncrementalPlan,
     LoggedModelRecord, ModelGroupRecord, ResumePlan, RunRecord, VersionRecord,
@@ -72,14 +72,15 @@ class MlflowCrawler:
     # -- the crawl --------------------------------------------------------------------------
     def crawl(self, listing: CatalogListing, plan: CrawlPlan = _FULL) -> Iterator[CrawlRecord]:
         included = [e for e in listing.experiments if self._included(e)]
-        kept_runs: dict[str, Run] = {}  # runs some version points at
+        logged = self._listed_logged_models(listing, included, plan)
+        kept_runs: dict[str, Run] = {}  # runs some version or unregistered LoggedModel points at
         if self.settings.include_experiments:
             self.observer.seen("experiments", len(included))
             for experiment in included:
                 yield ExperimentRecord(experiment)
             if self.settings.include_runs and included:
-                yield from self._run_records(listing, included, plan, kept_runs)
-        yield from self._registry_records(listing, included, plan, kept_runs)
+                yield from self._run_records(listing, included, plan, logged, kept_runs)
+        yield from self._registry_records(listing, included, plan, logged, kept_runs)
 
     def _run_strategy(self, listing: CatalogListing, included_ids: list[str], plan: CrawlPlan) -> RunStrategy:
         if isinstance(plan, IncrementalPlan):
@@ -92,15 +93,58 @@ class MlflowCrawler:
         return FullRuns(included_ids, self._view_type)
 
     def _run_records(self, listing: CatalogListing, included: list[Experiment], plan: CrawlPlan,
-                     kept_runs: dict[str, Run]) -> Iterator[RunRecord]:
+                     logged: LoggedModelIndex, kept_runs: dict[str, Run]) -> Iterator[RunRecord]:
         by_id = {e.experiment_id: e for e in included}
         strategy = self._run_strategy(listing, list(by_id), plan)
         for run in strategy.runs(self._runs, self.observer):
             self.observer.seen("runs")
             produced = listing.registry.versions_by_run.get(run.run_id, ())
-            if produced:
+            models = logged.by_run.get(run.run_id, ())
+            if produced or models:
                 kept_runs[run.run_id] = run
-            yield RunRecord(run, by_id[run.experiment_id], produced)
+            yield RunRecord(run, by_id[run.experiment_id], produced, models)
+
+    # -- LoggedModels -------------------------------------------------------------------------
+    def _listed_logged_models(self, listing: CatalogListing, included: list[Experiment],
+                              plan: CrawlPlan) -> LoggedModelIndex:
+        """Every LoggedModel, listed before the runs (a run names the unregistered ones it made),
+        unless an incremental crawl does not want the unregistered ones: then only those its
+        changed versions register are looked up, after the runs."""
+        if isinstance(plan, IncrementalPlan) and not self.settings.include_logged_models:
+            return LoggedModelIndex()
+        wanted = {v.model_id for _, v in listing.registry.all_versions() if v.model_id}
+        unregistered_too = self.settings.include_logged_models
+        if not wanted and not unregistered_too:
+            return LoggedModelIndex()
+        by_id = {e.experiment_id: e for e in included}
+        registered: dict[str, LoggedModel] = {}
+        unregistered: list[LoggedModel] = []
+        for lm in self._logged_models.list([e.experiment_id for e in listing.experiments] or list(by_id),
+                                           self._executor):
+            self.observer.seen("logged_models")
+            if lm.model_id in wanted:
+                registered[lm.model_id] = lm
+            elif unregistered_too and not lm.registered and lm.experiment_id in by_id:
+                unregistered.append(lm)
+        return LoggedModelIndex.build(registered, unregistered)
+
+    def _registered_logged_models(self, listing: CatalogListing, versions: list, runs: dict[str, Run],
+                                  plan: CrawlPlan, logged: LoggedModelIndex) -> dict[str, LoggedModel]:
+        if not isinstance(plan, IncrementalPlan) or self.settings.include_logged_models:
+            return logged.registered
+        wanted = {v.model_id for _, v in versions if v.model_id}
+        if not wanted:
+            return {}
+        experiment_ids = sorted({runs[v.run_id].experiment_id for _, v in versions if v.run_id in runs}
+                                or set(self._all_experiment_ids(listing)))
+        return {lm.model_id: lm for lm in self._logged_models.list(experiment_ids, self._executor)
+                if lm.model_id in wanted}
+
+    def _with_signature(self, lm: LoggedModel) -> LoggedModel:
+        if not self.settings.include_signatures:
+            return lm
+        signature = self._signatures.get(lm.artifact_uri)
+        return replace(lm, signature_inputs=list(signature) if signature is not None else None)
 
     # -- registry -----------------------------------------------------------------------------
     def _versions_to_yield(self, registry: RegistryIndex, plan: CrawlPlan,
@@ -115,30 +159,34 @@ class MlflowCrawler:
     def _all_experiment_ids(self, listing: CatalogListing) -> list[str]:
         return [e.experiment_id for e in (listing.experiments or experiments(self.backend))]
 
-    def _source_runs(self, listing: CatalogListing, versions: list, plan: CrawlPlan,
+    def _source_runs(self, listing: CatalogListing, versions: list, logged: LoggedModelIndex, plan: CrawlPlan,
                      kept_runs: dict[str, Run]) -> dict[str, Run]:
-        """The runs of these versions: kept from the crawl, the rest looked up in bulk."""
+        """The runs of these versions and unregistered LoggedModels: kept from the crawl, the rest
+        looked up in bulk."""
         runs = dict(kept_runs)
-        missing = {v.run_id for _, v in versions if v.run_id} - set(runs)
+        version_runs = {v.run_id for _, v in versions if v.run_id}
+        missing = (version_runs | {lm.source_run_id for lm in logged.unregistered if lm.source_run_id}) - set(runs)
         if not missing:
             return runs
         runs.update(self._runs.lookup(missing, self._all_experiment_ids(listing)))
         if not isinstance(plan, IncrementalPlan):
-            for run_id in sorted(missing - set(runs)):
+            for run_id in sorted((missing & version_runs) - set(runs)):
                 names = ", ".join(f"{v.name} v{v.version}" for v in listing.registry.versions_by_run[run_id])
                 self.observer.warning("Source run not found", f"run {run_id} of {names} no longer exists in MLflow")
         return runs
 
     def _registry_records(self, listing: CatalogListing, included: list[Experiment], plan: CrawlPlan,
-                          kept_runs: dict[str, Run]) -> Iterator[CrawlRecord]:
+                          logged: LoggedModelIndex, kept_runs: dict[str, Run]) -> Iterator[CrawlRecord]:
         registry = listing.registry
         versions = self._versions_to_yield(registry, plan, kept_runs)
-        runs = self._source_runs(listing, versions, plan, kept_runs)
-        logged: dict[str, LoggedModel] = {}
-        yield from self._logged_model_records(listing, included, versions, runs, plan, logged)
+        runs = self._source_runs(listing, versions, logged, plan, kept_runs)
+        registered = self._registered_logged_models(listing, versions, runs, plan, logged)
+        by_id = {e.experiment_id: e for e in included}
+        for lm in logged.unregistered:
+            yield LoggedModelRecord(self._with_signature(lm), by_id[lm.experiment_id], runs.get(lm.source_run_id))
         if self.settings.include_signatures:  # start every read now; they run while versions are mapped
             for _, v in versions:
-                self._signatures.start(model_location(v, logged.get(v.model_id or ""), runs.get(v.run_id)))
+                self._signatures.start(model_location(v, registered.get(v.model_id or ""), runs.get(v.run_id)))
         if not registry.models:
             self.observer.warning("Empty registry", "0 registered models found in the model registry")
         to_yield: dict[str, list[ModelVersion]] = {}
@@ -149,7 +197,7 @@ class MlflowCrawler:
             latest = registry.latest_version_number(model.name)
             for version in to_yield.get(model.name, ()):
                 yield self._version_record(model, version, runs.get(version.run_id),
-                                           logged.get(version.model_id or ""), latest)
+                                           registered.get(version.model_id or ""), latest)
 
     def _version_record(self, model: RegisteredModel, version: ModelVersion, run: Optional[Run],
                         logged_model: Optional[LoggedModel], latest: Optional[int]) -> VersionRecord:
@@ -157,40 +205,3 @@ class MlflowCrawler:
                      if self.settings.include_signatures else None)
         return VersionRecord(version, model, run, is_latest=version.version_number == latest,
                              logged_model=logged_model, signature_inputs=signature)
-
-    def _logged_model_records(self, listing: CatalogListing, included: list[Experiment], versions: list,
-                              runs: dict[str, Run], plan: CrawlPlan,
-                              logged: dict[str, LoggedModel]) -> Iterator[LoggedModelRecord]:
-        """Fill `logged` with the LoggedModels the versions register; yield the unregistered ones
-        of included experiments when include_logged_models is on. An incremental crawl that does
-        not want those lists only the experiments of the versions it yields."""
-        if not isinstance(plan, IncrementalPlan) or self.settings.include_logged_models:
-            yield from self._all_logged_models(listing, included, logged)
-            return
-        wanted = {v.model_id for _, v in versions if v.model_id}
-        if wanted:
-            experiment_ids = sorted({runs[v.run_id].experiment_id for _, v in versions if v.run_id in runs}
-                                    or set(self._all_experiment_ids(listing)))
-            logged.update((lm.model_id, lm) for lm in self._logged_models.list(experiment_ids, self._executor)
-                          if lm.model_id in wanted)
-
-    def _all_logged_models(self, listing: CatalogListing, included: list[Experiment],
-                           logged: dict[str, LoggedModel]) -> Iterator[LoggedModelRecord]:
-        wanted = {v.model_id for _, v in listing.registry.all_versions() if v.model_id}
-        unregistered_too = self.settings.include_logged_models
-        if not wanted and not unregistered_too:
-            return
-        by_id = {e.experiment_id: e for e in included}
-        for lm in self._logged_models.list([e.experiment_id for e in listing.experiments] or list(by_id),
-                                           self._executor):
-            self.observer.seen("logged_models")
-            if lm.model_id in wanted:
-                logged[lm.model_id] = lm
-            elif unregistered_too and not lm.registered and lm.experiment_id in by_id:
-                yield LoggedModelRecord(self._with_signature(lm), by_id[lm.experiment_id])
-
-    def _with_signature(self, lm: LoggedModel) -> LoggedModel:
-        if not self.settings.include_signatures:
-            return lm
-        signature = self._signatures.get(lm.artifact_uri)
-        return replace(lm, signature_inputs=list(signature) if signature is not None else None)

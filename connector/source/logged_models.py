@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from connector.source.backend import Backend
@@ -12,6 +13,21 @@ from connector.source.records import CrawlObserver
 from connector.source.runs import _batches
 
 LOGGED_MODELS_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class LoggedModelIndex:
+    registered: dict[str, LoggedModel] = field(default_factory=dict)  # by model id: those versions register
+    unregistered: tuple[LoggedModel, ...] = ()  # include_logged_models: those no version registers
+    by_run: dict[str, tuple[LoggedModel, ...]] = field(default_factory=dict)  # unregistered, by source run
+
+    @classmethod
+    def build(cls, registered: dict[str, LoggedModel], unregistered: list[LoggedModel]) -> "LoggedModelIndex":
+        by_run: dict[str, list[LoggedModel]] = {}
+        for lm in unregistered:
+            if lm.source_run_id:
+                by_run.setdefault(lm.source_run_id, []).append(lm)
+        return cls(registered, tuple(unregistered), {k: tuple(v) for k, v in by_run.items()})
 
 
 class LoggedModelReader:

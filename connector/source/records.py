@@ -48,6 +48,8 @@ class RunRecord:
     run: Run
     experiment: Experiment
     produced_versions: tuple[ModelVersion, ...] = ()
+    # include_logged_models: the run's LoggedModels no version registers (they become its outputs)
+    logged_models: tuple[LoggedModel, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,7 @@ class LoggedModelRecord:
     """include_logged_models: a LoggedModel no registry version points at."""
     logged_model: LoggedModel
     experiment: Experiment
+    run: Optional[Run] = None  # its source run: params, training data and metrics to de-duplicate
 
 
 CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, LoggedModelRecord]

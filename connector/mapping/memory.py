@@ -1,0 +1,33 @@
+"""What mapping one crawl remembers from record to record, in memory only (mapping stays pure):
+the shared entities already emitted, and the source behind each dataset URN, so that two
+different datasets meeting under one URN become a warning for the report."""
+from __future__ import annotations
+
+
+class MappingMemory:
+    def __init__(self) -> None:
+        self._emitted: set[str] = set()
+        self._dataset_sources: dict[str, tuple[str, str]] = {}  # dataset URN -> (identity, label) first seen
+        self._warned: set[tuple[str, str]] = set()
+        self._warnings: list[tuple[str, str]] = []
+
+    def first_emission(self, urn: str) -> bool:
+        """True the first time a shared entity (dataset, feature, deployment) is met this crawl."""
+        if urn in self._emitted:
+            return False
+        self._emitted.add(urn)
+        return True
+
+    def saw_dataset(self, urn: str, identity: str, label: str) -> None:
+        """`identity` tells datasets apart (their source); `label` says it in words."""
+        first_identity, first_label = self._dataset_sources.setdefault(urn, (identity, label))
+        if first_identity != identity and (urn, identity) not in self._warned:
+            self._warned.add((urn, identity))
+            self._warnings.append(("Datasets merged under one name", (
+                f"{urn} stands for two different datasets ({first_label} and {label}); it describes "
+                "the first one. With `dataset_urn: source` (the default) they are kept apart")))
+
+    def take_warnings(self) -> list[tuple[str, str]]:
+        """The (title, message) warnings since the last call."""
+        taken, self._warnings = self._warnings, []
+        return taken
