@@ -306,12 +306,13 @@ def _proposal_from_record(record: dict) -> tuple[Mcp, Optional[dict]]:
     return Mcp(record["entityUrn"], record["aspectName"], value), record.get("systemMetadata")
 
 
-def run_send(recipe: Recipe, filename: str) -> Report:
-    """Re-send a file of proposals (a dead-letter file, or a file sink's output) through the recipe's sink."""
+def run_send(recipe: Recipe, filename: str, records: Optional[list] = None) -> Report:
+    """Re-send a file of proposals (a dead-letter file, or a file sink's output) through the recipe's sink.
+    `records`: the file's records, already read and checked (the CLI does, to exit 2 on a bad file)."""
     report = Report(pipeline_name=recipe.pipeline_name or "", run_id=new_run_id(recipe.pipeline_name),
                     source=filename)
     try:
-        records = read_proposals(filename)
+        records = read_proposals(filename) if records is None else records
         pairs = []
         for index, record in enumerate(records):
             try:

@@ -13,13 +13,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from typing import Optional
-from urllib.parse import unquote, urlsplit
 
 import requests
 
 from connector.mapping.common import Mcp
 from connector.sinks.base import to_wire
-from connector.source.http_backend import redact_url
+from connector.secrets import redact_url, url_credentials
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
@@ -87,9 +86,7 @@ class GmsClient:
         if settings.token:
             self._session.headers["Authorization"] = f"Bearer {settings.token}"
         else:  # user:password@ in the server URL: basic auth (the URL in messages stays redacted)
-            parts = urlsplit(settings.server)
-            if parts.username:
-                self._session.auth = (unquote(parts.username), unquote(parts.password or ""))
+            self._session.auth = url_credentials(settings.server)  # percent-decoded (connector.secrets)
         self.requests_made = 0
         self.retries_made = 0
 

@@ -13,25 +13,14 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from connector.secrets import redact_url, url_credentials  # noqa: F401 (redact_url: re-exported)
 from connector.source.errors import MlflowApiError, SourceAuthError, SourceUnreachable
 
 API = "/api/2.0/mlflow"
 RETRY_STATUSES = {429, 500, 502, 503, 504}
-
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password@ part, for messages and logs."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=host))
 
 
 @dataclass(frozen=True)
@@ -77,9 +66,8 @@ class HttpSession:
     """One base URL's requests: auth, retries with backoff and jitter, counting."""
 
     def __init__(self, base_url: str, settings: HttpSettings, auth=None, token: Optional[str] = None):
-        parts = urlsplit(base_url.rstrip("/"))
-        if parts.username and auth is None:
-            auth = (parts.username, parts.password or "")
+        if auth is None:  # user:password@ in the URL, percent-decoded as for GMS (connector.secrets)
+            auth = url_credentials(base_url)
         self.base_url = redact_url(base_url.rstrip("/"))
         self.settings = settings
         self.requests_made = 0
