@@ -85,7 +85,7 @@ def _metrics_and_evaluations(ctx: MappingContext, run: Optional[Run], logged: Op
             values[metric.key] = metric.value
     listed = metrics(values)
     for m in sorted(evaluated, key=lambda m: (m.key, m.dataset_name)):
-        listed.append({"name": m.key, "value": metric_value(m.value),
+        listed.append({"name": m.key, "value": metric_value(m.value, m.key),
                        "description": f"on dataset {m.dataset_name}" + (f" ({m.dataset_digest})" if m.dataset_digest else "")})
     datasets = list(dict.fromkeys(urns.dataset_urn(urns.PLATFORM, m.dataset_name, ctx.env) for m in evaluated))
     return listed, datasets
