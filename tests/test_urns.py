@@ -113,3 +113,16 @@ def test_a_shortened_feature_keeps_its_full_name_in_its_properties():
     assert "full_name" not in short_proposals[0].aspect["customProperties"]
     from datahub.metadata.schema_classes import MLFeaturePropertiesClass
     assert MLFeaturePropertiesClass.from_obj(proposals[0].aspect).validate()
+
+
+def test_a_shortened_deployment_keeps_its_full_name_in_its_properties():
+    from connector.mapping.deployments import DeploymentRule, deployments_for_version
+    from connector.source.entities import ModelVersion
+
+    long_model = "m" * 600
+    version = ModelVersion(name=long_model, version="2", aliases=["champion"])
+    rule = DeploymentRule(platform="sagemaker", name_template="{model}-{alias}", alias="champion")
+    (deployment,) = deployments_for_version((rule,), version, "PROD")
+    assert urns.is_shortened(deployment.urn) and urns.url_encoded_length(deployment.urn) <= urns.MAX_URN_BYTES
+    assert deployment.properties["customProperties"]["full_name"] == f"{long_model}-champion"
+    assert str(MlModelDeploymentUrn.from_string(deployment.urn)) == deployment.urn
