@@ -1,6 +1,8 @@
 """`mlflow-catalog`: ingest MLflow into the catalog, or check that a recipe can."""
 from __future__ import annotations
 
+import functools
+import io
 import json
 import os
 import signal
@@ -11,16 +13,47 @@ import click
 
 from connector import stopping
 from connector.recipe import RecipeError, load_recipe
+from connector.secrets import Redactor
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_RECIPE, EXIT_LOCKED = 0, 1, 2, 3
+_redactor = Redactor.from_recipe(None)  # the environment's secrets; the recipe's once it is loaded
 
 
-def _load(path: str):
+def _say(text: str, err: bool = False) -> None:
+    """Everything the CLI prints goes through here: no secret leaves the process."""
+    click.echo(_redactor.redact(text), err=err)
+
+
+def _load(path: str, runnable: bool = True):
+    """The recipe, or exit 2. `runnable`: also what `check` and `ingest` need of the source."""
+    global _redactor
+    from connector.preflight import check_runnable, exposure_warnings
+
     try:
-        return load_recipe(path)
+        recipe = load_recipe(path)
+        _redactor = Redactor.from_recipe(recipe)
+        if runnable:
+            check_runnable(recipe)
     except RecipeError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _say(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_RECIPE)
+    return recipe, exposure_warnings(recipe)
+
+
+def _guarded(command):
+    """A bug or an unforeseen failure: one line naming it, exit 1, no traceback (unless
+    MLFLOW_CATALOG_DEBUG is set)."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except Exception as exc:
+            if os.environ.get("MLFLOW_CATALOG_DEBUG"):
+                raise
+            _say(f"error: unexpected {type(exc).__name__}: {exc} (set MLFLOW_CATALOG_DEBUG=1 for "
+                 f"the traceback)", err=True)
+            sys.exit(EXIT_FAILURES)
+    return run
 
 
 def _stop_on_signals() -> None:
@@ -58,6 +91,7 @@ def main() -> None:
               help="A full crawl even when the recipe says incremental (e.g. a nightly run).")
 @click.option("--resume", is_flag=True,
               help="Go on with an interrupted full crawl from its last checkpoint (needs a state section).")
+@_guarded
 def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, force_full: bool,
            resume: bool) -> None:
     """Crawl MLflow and deliver every proposal to the recipe's sink."""
@@ -65,11 +99,11 @@ def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, 
     from connector.sinks.file import FileSink, StdoutSink
     from connector.state.lock import LockHeld
 
-    recipe = _load(recipe_path)
+    recipe, warnings = _load(recipe_path)
     if force_full:
         recipe.source.config.incremental = False
     if preview_file and not preview:
-        click.echo("error: --preview-file needs --preview N", err=True)
+        _say("error: --preview-file needs --preview N", err=True)
         sys.exit(EXIT_BAD_RECIPE)
     sink = None
     if preview:  # never the recipe's output: a preview must not replace a complete file
@@ -77,27 +111,34 @@ def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, 
     try:
         report = run_ingest(recipe, dry_run=dry_run, preview=preview, resume=resume, sink=sink)
     except RecipeError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _say(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_RECIPE)
     except LockHeld as exc:
-        click.echo(f"pipeline {recipe.pipeline_name!r} is already running: {exc}; not starting "
-                   f"a second run", err=True)
+        _say(f"pipeline {recipe.pipeline_name!r} is already running: {exc}; not starting a second run", err=True)
         sys.exit(EXIT_LOCKED)
+    for warning in warnings:
+        report.warning("Recipe", warning)
     _finish(report, report_file, sys.stderr if preview and not preview_file else sys.stdout)
 
 
 def _finish(report, report_file, out=None) -> None:
-    report.render(out or sys.stdout)
+    rendered = io.StringIO()
+    report.render(rendered)
+    (out or sys.stdout).write(_redactor.redact(rendered.getvalue()))
     if report_file:
         try:
             Path(report_file).parent.mkdir(parents=True, exist_ok=True)
-            Path(report_file).write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
+            Path(report_file).write_text(json.dumps(_redactor.redact_tree(report.as_dict()), indent=2) + "\n",
+                                         encoding="utf-8")
         except OSError as exc:
-            click.echo(f"error: report file {report_file} cannot be written: {exc.strerror}", err=True)
-            sys.exit(EXIT_FAILURES)
+            _say(f"error: report file {report_file} cannot be written: {exc.strerror}", err=True)
+            _exit(EXIT_FAILURES)
     for failure in report.failures[:5]:
-        click.echo(f"error: {failure['title']}: {failure['message']}", err=True)
-    code = EXIT_OK if report.ok else EXIT_FAILURES
+        _say(f"error: {failure['title']}: {failure['message']}", err=True)
+    _exit(EXIT_OK if report.ok else EXIT_FAILURES)
+
+
+def _exit(code: int) -> None:
     if stopping.requested():  # worker threads may still sit in a socket read: do not wait for them
         sys.stdout.flush()
         sys.stderr.flush()
@@ -110,24 +151,37 @@ def _finish(report, report_file, out=None) -> None:
 @click.option("-c", "--config", "recipe_path", required=True, type=click.Path(dir_okay=False),
               help="Recipe whose sink receives the proposals.")
 @click.option("--report-file", type=click.Path(dir_okay=False), default=None)
+@_guarded
 def send(proposal_file: str, recipe_path: str, report_file) -> None:
     """Re-send PROPOSAL_FILE (a dead-letter file or any file sink output) through the recipe's sink."""
     from connector.send import run_send
+    from connector.sinks.proposal_file import ProposalFileError, read_proposal_file
 
-    recipe = _load(recipe_path)
-    _finish(run_send(recipe, proposal_file), report_file)
+    recipe, _ = _load(recipe_path, runnable=False)
+    try:
+        records = read_proposal_file(proposal_file)
+    except OSError as exc:
+        _say(f"error: cannot read {proposal_file}: {exc.strerror}", err=True)
+        sys.exit(EXIT_BAD_RECIPE)
+    except ProposalFileError as exc:
+        _say(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_RECIPE)
+    _finish(run_send(recipe, proposal_file, records), report_file)
 
 
 @main.command()
 @click.option("-c", "--config", "recipe_path", required=True, type=click.Path(dir_okay=False))
+@_guarded
 def check(recipe_path: str) -> None:
     """Check that the recipe is valid and MLflow (tracking and registry) answers."""
     from connector.checks import run_checks
 
-    recipe = _load(recipe_path)
+    recipe, warnings = _load(recipe_path)
+    for warning in warnings:
+        _say(f"[warn] recipe: {warning}")
     ok = True
     for name, passed, detail in run_checks(recipe):
-        click.echo(f"[{'ok' if passed else 'FAIL'}] {name}: {detail}")
+        _say(f"[{'ok' if passed else 'FAIL'}] {name}: {detail}")
         ok = ok and passed
     sys.exit(EXIT_OK if ok else EXIT_FAILURES)
 

@@ -15,62 +15,17 @@ from __future__ import annotations
 import email.utils
 import json
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
-from urllib.parse import unquote
-
 import requests
 
 from connector import stopping
+from connector.secrets import split_userinfo, url_credentials
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _CHUNK = 64 * 1024
-
-
-_HOST = re.compile(r"^\[?[\w.:-]+\]?(:\d+)?$")
-
-
-def _userinfo_end(rest: str) -> int:
-    """Where the user:password@ part of a URL (after '://') ends, or -1. A password may hold
-    '/', '?', '#' or '@' unencoded (generated secrets do): then the '@' that ends it is not in
-    the authority urllib would see, and the host after it is what tells."""
-    authority_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    at = rest.rfind("@", 0, authority_end)
-    if at >= 0:
-        return at
-    at = rest.rfind("@")
-    if at < 0:
-        return -1
-    user, colon, password = rest[:at].partition(":")
-    host = re.split(r"[/?#]", rest[at + 1:], maxsplit=1)[0]
-    port_like = colon and re.match(r"^\d+(/|$)", password)
-    if not colon or port_like or not re.match(r"^[\w.%+-]*$", user) or not _HOST.match(host):
-        return -1
-    return at
-
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password@ part, for messages and logs."""
-    if "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    end = _userinfo_end(rest)
-    return url if end < 0 else f"{scheme}://{rest[end + 1:]}"
-
-
-def url_credentials(url: str) -> tuple[str, Optional[tuple[str, str]]]:
-    """(the URL without credentials, (user, password) percent-decoded, or None)."""
-    if "://" not in url:
-        return url, None
-    scheme, rest = url.split("://", 1)
-    end = _userinfo_end(rest)
-    if end < 0:
-        return url, None
-    user, _, password = rest[:end].partition(":")
-    return f"{scheme}://{rest[end + 1:]}", (unquote(user), unquote(password))
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
@@ -181,8 +136,8 @@ class HttpClient:
     def __init__(self, base_url: str, settings: HttpSettings, *, auth: Optional[tuple[str, str]] = None,
                  token: Optional[str] = None, headers: Optional[dict] = None,
                  limiter: Optional[RateLimiter] = None):
-        clean, url_auth = url_credentials(base_url.rstrip("/"))
-        self.base_url = clean  # credentials never appear in messages
+        self.base_url = split_userinfo(base_url.rstrip("/"))[0]  # credentials never appear in messages
+        url_auth = url_credentials(base_url)
         self.settings = settings
         self._headers = dict(headers or {})
         if token:  # a bearer token wins over basic credentials

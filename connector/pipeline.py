@@ -11,7 +11,7 @@ from functools import partial
 from typing import Callable, Iterator, Optional
 
 from connector import stopping
-from connector.http import redact_url
+from connector.secrets import redact_url
 from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.records import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.recipe import Recipe

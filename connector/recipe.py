@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+    BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator,
 )
 
 from connector.mapping.deployments import DEPLOYMENT_STATUSES, TEMPLATE_FIELDS
+from connector.recipe_yaml import RecipeFileError, read_recipe_file
+from connector.secrets import Redactor, redact_url, secrets_in
 
 FABRIC_TYPES = (
     "DEV", "TEST", "QA", "UAT", "EI", "PRE", "STG", "NON_PROD", "PROD", "CORP",
@@ -30,6 +33,28 @@ class RecipeError(Exception):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d+(/.*)?$")
+
+
+def check_url(value: str, http_only: bool = False) -> str:
+    """A URL whose port (if any) is a number and, for servers, with an http(s) scheme.
+    Messages show the URL without its user:password@ part."""
+    shown = redact_url(value)
+    if _HOST_PORT.match(shown):
+        raise ValueError(f"{shown!r} has no scheme: write http://{shown} (or https://) for a server")
+    if http_only and not shown.lower().startswith(("http://", "https://")):
+        raise ValueError(f"expected an http(s):// URL, got {shown!r}")
+    if "://" in shown and not shown.lower().startswith(("file:", "sqlite:")):
+        try:
+            parts = urlsplit(shown)
+            _ = parts.port  # raises on a port that is not a number in 0-65535
+        except ValueError as exc:
+            raise ValueError(f"invalid URL {shown!r}: {exc}") from None
+        if http_only and not parts.hostname:
+            raise ValueError(f"no host in {shown!r}")
+    return value
 
 
 class AllowDenyPattern(_Strict):
@@ -162,6 +187,16 @@ class MlflowSourceConfig(_Strict):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("tracking_uri", "registry_uri")
+    @classmethod
+    def _uri(cls, value: Optional[str]) -> Optional[str]:
+        return check_url(value) if value else value
+
+    @field_validator("base_external_url")
+    @classmethod
+    def _external(cls, value: Optional[str]) -> Optional[str]:
+        return check_url(value, http_only=True) if value else value
+
     def resolved_tracking_uri(self) -> str:
         uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
         if not uri:
@@ -216,9 +251,7 @@ class DatahubRestSinkConfig(_Strict):
     @field_validator("server")
     @classmethod
     def _http(cls, value: str) -> str:
-        if not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"expected an http(s):// URL, got {value!r}")
-        return value.rstrip("/")
+        return check_url(value, http_only=True).rstrip("/")
 
 
 class DatahubRestSink(_Strict):
@@ -241,6 +274,12 @@ class Recipe(_Strict):
     source: MlflowSource
     sink: SinkSection
     state: Optional[StateConfig] = None
+    # recipe path (e.g. "pipeline_name") -> the ${VAR}s its value came from
+    _env_fields: dict = PrivateAttr(default_factory=dict)
+
+    @property
+    def env_fields(self) -> dict[str, list[str]]:
+        return self._env_fields
 
     @model_validator(mode="after")
     def _state_needs_a_name(self) -> "Recipe":
@@ -251,13 +290,14 @@ class Recipe(_Strict):
         return self
 
 
-def expand_env(value: Any, path: str = "", environ=None) -> Any:
-    """Replace ${NAME} / ${NAME:-default} in every string of a parsed YAML tree."""
+def expand_env(value: Any, path: str = "", environ=None, used: Optional[dict] = None) -> Any:
+    """Replace ${NAME} / ${NAME:-default} in every string of a parsed YAML tree. `used`, when
+    given, collects {recipe path: {NAME: value}} of every variable that fed a value."""
     environ = os.environ if environ is None else environ
     if isinstance(value, dict):
-        return {k: expand_env(v, f"{path}.{k}" if path else str(k), environ) for k, v in value.items()}
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k), environ, used) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, f"{path}[{i}]", environ) for i, v in enumerate(value)]
+        return [expand_env(v, f"{path}[{i}]", environ, used) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -266,6 +306,8 @@ def expand_env(value: Any, path: str = "", environ=None) -> Any:
             return "$"
         name, default = match.group(1), match.group(2)
         if name in environ:
+            if used is not None:
+                used.setdefault(path, {})[name] = environ[name]
             return environ[name]
         if default is not None:
             return default
@@ -287,25 +329,54 @@ def error_location(loc: tuple) -> str:
     return "".join(parts) or "recipe"
 
 
+def _hide_values(message: str, location: str, used: dict, redactor: Redactor) -> str:
+    """A validation message that names the ${VAR} a value came from instead of showing it."""
+    own = used.get(location, {})
+    for fed in (own, *(v for k, v in used.items() if k != location)):
+        for name, value in sorted(fed.items(), key=lambda item: -len(item[1])):
+            if value and (fed is own or len(value) >= 4):
+                message = message.replace(repr(value), f"${{{name}}}").replace(value, f"${{{name}}}")
+    message = redactor.redact(message)
+    if own:
+        message += " (value from " + ", ".join(f"${{{n}}}" for n in own) + ")"
+    return message
+
+
 def parse_recipe(data: Any) -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError("recipe: expected a mapping with 'source' and 'sink'")
-    data = expand_env(data)
+    used: dict = {}
+    data = expand_env(data, used=used)
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{error_location(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
-                 for e in exc.errors()]
+        redactor = Redactor(secrets_in(data))
+        lines = []
+        for error in exc.errors():
+            location = error_location(error["loc"]) if error["loc"] else ""
+            message = _hide_values(error["msg"].removeprefix("Value error, "), location, used, redactor)
+            lines.append(f"{location}: {message}" if location else message)
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
+    recipe._env_fields = {path: sorted(names) for path, names in used.items()}
+    return recipe
 
 
 def load_recipe(path: str | Path) -> Recipe:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = read_recipe_file(path)
     except OSError as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
+    except RecipeFileError as exc:
+        raise RecipeError(str(exc)) from None
     except yaml.YAMLError as exc:
-        raise RecipeError(f"recipe {path} is not valid YAML: {exc}") from None
+        raise RecipeError(f"recipe {path} is not valid YAML: {_yaml_problem(exc)}") from None
     return parse_recipe(data)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What and where, without the snippet of the line PyYAML quotes (it may hold a secret)."""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{context + ': ' if context else ''}{problem}{where}"

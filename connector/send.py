@@ -22,9 +22,9 @@ def _proposal_from_record(record: dict) -> tuple[Mcp, Optional[dict]]:
     return Mcp(record["entityUrn"], record["aspectName"], value), record.get("systemMetadata")
 
 
-def _read(filename: str) -> list[tuple[Mcp, Optional[dict]]]:
+def _read(filename: str, records: Optional[list]) -> list[tuple[Mcp, Optional[dict]]]:
     pairs = []
-    for index, record in enumerate(read_proposals(filename)):
+    for index, record in enumerate(read_proposals(filename) if records is None else records):
         try:
             pairs.append(_proposal_from_record(record))
         except (KeyError, TypeError, ValueError) as exc:
@@ -32,11 +32,12 @@ def _read(filename: str) -> list[tuple[Mcp, Optional[dict]]]:
     return pairs
 
 
-def run_send(recipe: Recipe, filename: str) -> Report:
+def run_send(recipe: Recipe, filename: str, records: Optional[list] = None) -> Report:
+    """`records`: the file's records, already read and checked (the CLI does, to exit 2 on a bad file)."""
     report = Report(pipeline_name=recipe.pipeline_name or "", run_id=new_run_id(recipe.pipeline_name),
                     source=filename)
     try:
-        pairs = _read(filename)
+        pairs = _read(filename, records)
     except (OSError, ValueError, SinkError) as exc:
         report.failure("Cannot read proposals", f"{filename}: {exc}")
         report.finish()

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from connector.http import HttpSettings, RetryPolicy, redact_url
+from connector.http import HttpSettings, RetryPolicy
+from connector.secrets import redact_url
 from connector.mapping.common import MappingContext
 from connector.mapping.deployments import DeploymentRule
 from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,6 +8,7 @@ import pytest
 from tests.mlflow_server import QUIET_ENV, mlflow_server
 
 os.environ.update(QUIET_ENV)
+ADMIN, PASSWORD = "admin", "s3cret-admin-pw-1"
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +38,23 @@ def write_recipe(tmp_path):
         path.write_text(text, encoding="utf-8")
         return path
     return write
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory):
+    """A real MLflow server with its basic-auth app (admin ADMIN / PASSWORD) and one experiment."""
+    root = tmp_path_factory.mktemp("mlflow-auth")
+    (root / "auth.ini").write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+        f"admin_username = {ADMIN}\nadmin_password = {PASSWORD}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    env = {"MLFLOW_AUTH_CONFIG_PATH": str(root / "auth.ini"), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests"}
+    with mlflow_server(root, app_name="basic-auth", env=env) as url:
+        seed = subprocess.run([sys.executable, "-c", (
+            "from mlflow import MlflowClient; "
+            f"MlflowClient({url!r}).create_experiment('secured-exp')")],
+            env={**os.environ, "MLFLOW_TRACKING_USERNAME": ADMIN,
+                 "MLFLOW_TRACKING_PASSWORD": PASSWORD}, capture_output=True, text=True, timeout=120)
+        assert seed.returncode == 0, seed.stderr
+        yield url

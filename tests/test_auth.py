@@ -7,30 +7,10 @@ import sys
 import pytest
 
 from tests.expectations import exp_urn
-from tests.mlflow_server import mlflow_server
+from tests.conftest import ADMIN, PASSWORD
 
 pytestmark = pytest.mark.server
 CLI = [sys.executable, "-m", "connector.cli"]
-ADMIN, PASSWORD = "admin", "s3cret-admin-pw-1"
-
-
-@pytest.fixture(scope="module")
-def auth_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow-auth")
-    (root / "auth.ini").write_text(
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
-        f"admin_username = {ADMIN}\nadmin_password = {PASSWORD}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    env = {"MLFLOW_AUTH_CONFIG_PATH": str(root / "auth.ini"), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests"}
-    with mlflow_server(root, app_name="basic-auth", env=env) as url:
-        seed = subprocess.run([sys.executable, "-c", (
-            "from mlflow import MlflowClient; "
-            f"MlflowClient({url!r}).create_experiment('secured-exp')")],
-            env={**os.environ, "MLFLOW_TRACKING_USERNAME": ADMIN,
-                 "MLFLOW_TRACKING_PASSWORD": PASSWORD}, capture_output=True, text=True, timeout=120)
-        assert seed.returncode == 0, seed.stderr
-        yield url
 
 
 def run(write_recipe, tmp_path, url, password, name):

@@ -6,7 +6,8 @@ import time
 import pytest
 
 from connector.source.errors import MlflowApiError, SourceAuthError, SourceUnreachable
-from connector.http import HttpSettings, RetryPolicy, redact_url
+from connector.http import HttpSettings, RetryPolicy
+from connector.secrets import redact_url
 from connector.source.http_backend import HttpBackend
 from tests.fake_http import ScriptedServer
 from tests.mlflow_server import free_port

@@ -85,8 +85,11 @@ def ownership(user: Optional[str], millis: Optional[int]) -> Optional[dict]:
     }
 
 
-def metric_value(value: float) -> str:
+def metric_value(value: float, name: str = "") -> str:
     """Metrics as the catalog stores them: strings, with non-finite values spelled out."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"metric {name!r} has a value that is not a number: {str(value)[:100]!r}")
+    value = float(value)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -99,7 +102,7 @@ def hyper_params(params: dict[str, str]) -> list[dict]:
 
 
 def metrics(values: dict[str, float]) -> list[dict]:
-    return [{"name": k, "value": metric_value(v)} for k, v in sorted(values.items())]
+    return [{"name": k, "value": metric_value(v, k)} for k, v in sorted(values.items())]
 
 
 def sorted_props(props: dict[str, str]) -> dict[str, str]:

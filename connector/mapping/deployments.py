@@ -95,6 +95,8 @@ def deployments_for_version(rules: tuple, version: ModelVersion, default_env: st
         if urn in found:
             continue  # two rules naming the same deployment: the first one describes it
         custom = {"model": version.name, "model_version": version.version}
+        if urns.is_shortened(urn):  # a name too long for a URN: the URN holds a digest, this the name
+            custom["full_name"] = rule.deployment_name(version)
         if rule.alias:
             custom["alias"] = rule.alias
         if rule.tag_key:

@@ -40,8 +40,11 @@ def map_features(ctx: MappingContext, namespace: str, columns: list,
         name = str(column["name"])
         native = column.get("type") if isinstance(column.get("type"), str) else "object"
         urn = feature_urn(namespace, column)
+        custom = {"mlflow_type": native, "required": str(column.get("required", True)).lower()}
+        if urns.is_shortened(urn):  # too long for a URN: the URN holds a digest, these the names
+            custom.update(full_name=name, full_namespace=namespace)
         props = {
-            "customProperties": {"mlflow_type": native, "required": str(column.get("required", True)).lower()},
+            "customProperties": custom,
             "dataType": _DATA_TYPES.get(str(native), "UNKNOWN"),
             "sources": [d for d, names in holders if name in names],
         }

@@ -113,7 +113,7 @@ def _metrics_and_evaluations(ctx: MappingContext, run: Optional[Run], logged: Op
     listed = metrics(values)
     evaluated = sorted((m for m in model_metrics if m.dataset_name), key=lambda m: (m.key, m.dataset_name))
     for m in evaluated:
-        listed.append({"name": m.key, "value": metric_value(m.value),
+        listed.append({"name": m.key, "value": metric_value(m.value, m.key),
                        "description": f"on dataset {m.dataset_name}"
                        + (f" ({m.dataset_digest})" if m.dataset_digest else "")})
     datasets = [_evaluation_dataset_urn(ctx, run, m) for m in evaluated]

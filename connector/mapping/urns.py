@@ -1,23 +1,81 @@
 """Every URN the connector (and its SDK) builds. One builder per entity type.
 
 For plain names these equal the URNs of DataHub's own MLflow source, so a
-catalog fed by both has no duplicates.
+catalog fed by both has no duplicates. Two rules go further than DataHub's encoder:
+
+- `%` is encoded too (`%25`), so that distinct names never share a URN (`pct,name`
+  and `pct%2Cname` stay apart). DataHub's own URN differs for names holding `%`.
+- A URN whose URL-encoded form would pass GMS's 512-byte limit gets a stable shortened
+  name: the longest prefix that fits, then `%E2%80%A6` (an encoded `…`, which the
+  encoder never produces on its own) and 32 hex digits of the full name's SHA-256.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Optional
+import string
+from typing import Callable, Optional
 
 PLATFORM = "mlflow"
-_RESERVED = {",": "%2C", "(": "%28", ")": "%29", "\u241f": "%E2%90%9F"}
+MAX_URN_BYTES = 512  # GMS: URLEncoder.encode(urn).length() > URN_NUM_BYTES_LIMIT is refused
+SHORTENED_MARK = "%E2%80%A6"
+_RESERVED = {"%": "%25", ",": "%2C", "(": "%28", ")": "%29", "\u241f": "%E2%90%9F"}
+_URLENCODER_SAFE = frozenset(string.ascii_letters + string.digits + ".-*_ ")  # java.net.URLEncoder; " " -> "+"
 
 
 def encode(name: str) -> str:
-    """Percent-encode the characters that would break a URN tuple."""
+    """Percent-encode the characters that would break a URN tuple, and `%` itself."""
     if not any(c in name for c in _RESERVED):
         return name
     return "".join(_RESERVED.get(c, c) for c in name)
+
+
+def url_encoded_length(text: str) -> int:
+    """Length of `text` as GMS measures a URN (java.net.URLEncoder, UTF-8)."""
+    return sum(1 if c in _URLENCODER_SAFE else 3 * len(c.encode("utf-8", "surrogatepass")) for c in text)
+
+
+def is_shortened(urn: str) -> bool:
+    return SHORTENED_MARK in urn
+
+
+def _shortened(name: str, budget: int, simple: bool = False) -> str:
+    """The encoded `name` cut to fit `budget` URL-encoded bytes, mark and digest included."""
+    tail = SHORTENED_MARK + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    room = budget - url_encoded_length(tail)
+    if room < 0:
+        raise ValueError(f"no room for a name in a URN ({budget} bytes left)")
+    pieces, used, leading = [], 0, simple
+    for char in name:
+        leading = leading and char <= " "
+        piece = f"%{ord(char):02X}" if leading else encode(char)
+        cost = url_encoded_length(piece)
+        if used + cost > room:
+            break
+        pieces.append(piece)
+        used += cost
+    return "".join(pieces) + tail
+
+
+def _simple_id(encoded: str) -> str:
+    """A non-tuple URN id: GMS refuses a URN with leading or trailing whitespace (Java's trim:
+    every character up to the space), so those are percent-encoded."""
+    start, end = 0, len(encoded)
+    while start < end and encoded[start] <= " ":
+        start += 1
+    while end > start and encoded[end - 1] <= " ":
+        end -= 1
+    return "".join(f"%{ord(c):02X}" for c in encoded[:start]) + encoded[start:end] + \
+        "".join(f"%{ord(c):02X}" for c in encoded[end:])
+
+
+def _fit(build: Callable[[str], str], name: str, simple: bool = False) -> str:
+    """build(encoded name), shortening the name when the URN would be over GMS's limit.
+    `simple`: the id of a non-tuple URN (corpuser, tag)."""
+    urn = build(_simple_id(encode(name)) if simple else encode(name))
+    if url_encoded_length(urn) <= MAX_URN_BYTES:
+        return urn
+    return build(_shortened(name, MAX_URN_BYTES - url_encoded_length(build("")), simple))
 
 
 def guid(fields: dict) -> str:
@@ -27,24 +85,26 @@ def guid(fields: dict) -> str:
 
 
 def platform_urn(platform: str = PLATFORM) -> str:
-    return platform if platform.startswith("urn:li:dataPlatform:") else f"urn:li:dataPlatform:{platform}"
+    if platform.startswith("urn:li:dataPlatform:"):
+        return platform
+    return _fit(lambda n: f"urn:li:dataPlatform:{n}", platform)
 
 
 def platform_instance_urn(instance: str, platform: str = PLATFORM) -> str:
-    return f"urn:li:dataPlatformInstance:({platform_urn(platform)},{encode(instance)})"
+    return _fit(lambda n: f"urn:li:dataPlatformInstance:({platform_urn(platform)},{n})", instance)
 
 
 def model_group_urn(name: str, env: str, platform: str = PLATFORM) -> str:
-    return f"urn:li:mlModelGroup:({platform_urn(platform)},{encode(name)},{env})"
+    return _fit(lambda n: f"urn:li:mlModelGroup:({platform_urn(platform)},{n},{env})", name)
 
 
 def model_urn(name: str, version: str, separator: str, env: str, platform: str = PLATFORM) -> str:
-    return f"urn:li:mlModel:({platform_urn(platform)},{encode(f'{name}{separator}{version}')},{env})"
+    return plain_model_urn(f"{name}{separator}{version}", env, platform)
 
 
 def plain_model_urn(name: str, env: str, platform: str = PLATFORM) -> str:
     """A model that is not a registry version (built by hand through the SDK)."""
-    return f"urn:li:mlModel:({platform_urn(platform)},{encode(name)},{env})"
+    return _fit(lambda n: f"urn:li:mlModel:({platform_urn(platform)},{n},{env})", name)
 
 
 def version_set_urn(model_name: str, platform: str = PLATFORM) -> str:
@@ -63,11 +123,11 @@ def run_urn(run_id: str, orchestrator: str = PLATFORM) -> str:
 
 
 def dataset_urn(platform: str, name: str, env: str) -> str:
-    return f"urn:li:dataset:({platform_urn(platform)},{encode(name)},{env})"
+    return _fit(lambda n: f"urn:li:dataset:({platform_urn(platform)},{n},{env})", name)
 
 
 def tag_urn(name: str) -> str:
-    return f"urn:li:tag:{name}"
+    return _fit(lambda n: f"urn:li:tag:{n}", name, simple=True)
 
 
 def stage_tag_name(stage: str) -> str:
@@ -75,15 +135,24 @@ def stage_tag_name(stage: str) -> str:
 
 
 def corpuser_urn(user: str) -> str:
-    return user if user.startswith("urn:li:corpuser:") else f"urn:li:corpuser:{user}"
+    """An MLflow user name (or, from the SDK, a corpuser URN already) as a corpuser URN."""
+    prefix = "urn:li:corpuser:"
+    if user.startswith(prefix) and user == corpuser_urn(user[len(prefix):]):
+        return user
+    return _fit(lambda n: f"{prefix}{n}", user, simple=True)
 
 
 def deployment_urn(platform: str, name: str, env: str) -> str:
-    return f"urn:li:mlModelDeployment:({platform_urn(platform)},{encode(name)},{env})"
+    return _fit(lambda n: f"urn:li:mlModelDeployment:({platform_urn(platform)},{n},{env})", name)
 
 
 def feature_urn(namespace: str, name: str) -> str:
-    return f"urn:li:mlFeature:({encode(namespace)},{encode(name)})"
+    """Both parts may be long: the namespace (a model name) gets at most half of the limit."""
+    half = MAX_URN_BYTES // 2 - url_encoded_length("urn:li:mlFeature:(,)")
+    space = encode(namespace)
+    if url_encoded_length(space) > half:
+        space = _shortened(namespace, half)
+    return _fit(lambda n: f"urn:li:mlFeature:({space},{n})", name)
 
 
 def entity_type(urn: str) -> str:

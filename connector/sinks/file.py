@@ -113,9 +113,8 @@ class StdoutSink(FileSink):
 
 
 def read_proposals(filename: str) -> list[dict]:
-    """Read a file written by this sink (or DataHub's) back as MCP dicts."""
-    with open(filename, encoding="utf-8") as f:
-        data = json.load(f)
-    if not isinstance(data, list):
-        raise SinkError(f"{filename}: expected a JSON array of proposals")
-    return data
+    """Read a file written by this sink (or DataHub's) back as MCP dicts, every record checked
+    (raises OSError or proposal_file.ProposalFileError, a ValueError naming the bad record)."""
+    from connector.sinks.proposal_file import read_proposal_file
+
+    return read_proposal_file(filename)

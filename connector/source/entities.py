@@ -19,8 +19,12 @@ def _int(value: Any) -> Optional[int]:
 
 
 def _float(value: Any) -> float:
-    # MLflow's JSON spells non-finite metrics "NaN", "Infinity", "-Infinity".
-    return float(value)
+    # MLflow's JSON spells non-finite metrics "NaN", "Infinity", "-Infinity". A value that is no
+    # number at all (a wrong server) is kept as it is: mapping refuses it naming the run and metric.
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
 
 
 @dataclass(frozen=True, slots=True)

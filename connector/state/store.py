@@ -66,6 +66,9 @@ class PipelineState:
 
     @classmethod
     def from_json(cls, data: dict) -> "PipelineState":
+        problem = entry_problem(data)
+        if problem:
+            raise StateError(problem)
         return cls(checkpoint=data.get("checkpoint") or {}, open_runs=list(data.get("open_runs") or []),
                    config_hash=data.get("config_hash", ""),
                    fingerprints=expand(data.get("fingerprints") or {}), backfill=data.get("backfill"),
@@ -75,6 +78,25 @@ class PipelineState:
 
 class StateError(Exception):
     """The state file cannot be read or written."""
+
+
+STATE_VERSION = 1
+_ENTRY_TYPES = {"checkpoint": dict, "open_runs": list, "config_hash": str, "fingerprints": dict,
+                "backfill": dict, "optional_aspects": dict, "experiments": dict}
+
+
+def entry_problem(entry) -> Optional[str]:
+    """Why a pipeline's entry cannot be used, or None. Shapes only: values are this program's own."""
+    if not isinstance(entry, dict):
+        return f"is {type(entry).__name__}, not an object"
+    for key, expected in _ENTRY_TYPES.items():
+        value = entry.get(key)
+        if value is not None and not isinstance(value, expected):
+            return f"'{key}' is {type(value).__name__}, not {expected.__name__}"
+    fingerprints = entry.get("fingerprints") or {}
+    if not all(isinstance(group, dict) for group in fingerprints.values()):
+        return "'fingerprints' holds a value that is not an object"
+    return None
 
 
 class StateFile:
@@ -90,11 +112,23 @@ class StateFile:
             raise StateError(f"state file {self.path} cannot be read: {exc}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("pipelines"), dict):
             raise StateError(f"state file {self.path} is not a connector state file")
+        version = data.get("version")
+        if version != STATE_VERSION:
+            newer = isinstance(version, int) and not isinstance(version, bool) and version > STATE_VERSION
+            raise StateError(f"state file {self.path} has version {version!r}; this connector reads version "
+                             f"{STATE_VERSION}" + (" (the file was written by a newer release: upgrade, or "
+                                                   "point state.path elsewhere)" if newer else ""))
         return data
 
     def load(self, pipeline: str) -> PipelineState:
         entry = self._read_all()["pipelines"].get(pipeline)
-        return PipelineState.from_json(entry) if entry else PipelineState()
+        if entry is None:
+            return PipelineState()
+        try:
+            return PipelineState.from_json(entry)
+        except StateError as exc:
+            raise StateError(f"state file {self.path}, pipeline {pipeline!r}: the entry {exc}; move the file "
+                             f"away (the next run is then a full crawl)") from None
 
     def save(self, pipeline: str, state: PipelineState) -> None:
         from connector.state.lock import state_file_lock

@@ -1,0 +1,156 @@
+"""Secrets kept out of every text the connector prints or writes.
+
+    redactor = Redactor.from_recipe(recipe)    # the recipe's secrets and those of the environment
+    redactor.redact(text) -> str               # every known secret -> ***, user:password@ out of URLs
+    redact_url(url) -> str                     # a URL without its user:password@ part
+    url_credentials(url) -> (user, password)   # percent-decoded, for basic auth (MLflow and GMS alike)
+
+A password in a URL may hold `/`, `#`, `?` or `@` unencoded (generated secrets often do):
+the user information is taken to end at the last `@` that is followed by a host name, so
+a doubtful URL loses too much rather than too little.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from typing import Any, Iterable, Mapping, Optional
+from urllib.parse import quote, quote_plus, unquote
+
+MASK = "***"
+# Shorter values are not searched for in free text (they would mask ordinary words);
+# user information in URLs is removed whatever its length.
+MIN_SECRET_LENGTH = 4
+SECRET_KEYS = frozenset({"password", "token"})
+SECRET_ENV_VARS = (
+    "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "DATAHUB_GMS_TOKEN", "DATABRICKS_TOKEN",
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING",
+)
+URL_ENV_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# What may follow the @ that ends user information: a host (or [IPv6]) and an optional port,
+# then anything that cannot continue a host name.
+_HOST_AFTER_AT = re.compile(r"(?:\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9._-]+)(?::\d*)?(?![A-Za-z0-9._@:%~-])")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def split_userinfo(url: str) -> tuple[str, Optional[str]]:
+    """(the URL without user information, the raw user information or None)."""
+    scheme = _SCHEME.match(url)
+    if not scheme or url[scheme.end():].startswith("/"):  # no scheme, or no authority (file:///)
+        return url, None
+    rest = url[scheme.end():]
+    cut = None
+    for index in (i for i, c in enumerate(rest) if c == "@"):
+        if _HOST_AFTER_AT.match(rest, index + 1):
+            cut = index
+    if cut is None:
+        return url, None
+    return url[:scheme.end()] + rest[cut + 1:], rest[:cut]
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password@ part, for messages, logs and links."""
+    return split_userinfo(url)[0]
+
+
+def url_credentials(url: str) -> Optional[tuple[str, str]]:
+    """(user, password) from a URL's user information, percent-decoded; None without a user."""
+    userinfo = split_userinfo(url)[1]
+    if not userinfo:
+        return None
+    user, _, password = userinfo.partition(":")
+    return unquote(user), unquote(password)
+
+
+def _spellings(secret: str) -> set[str]:
+    """The ways a secret can show up in text: as is, percent-encoded or -decoded, JSON-escaped."""
+    forms = {secret, unquote(secret), quote(secret, safe=""), quote(secret), quote_plus(secret),
+             json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
+
+
+def _secret_value(value: Any) -> Optional[str]:
+    if hasattr(value, "get_secret_value"):  # pydantic SecretStr
+        value = value.get_secret_value()
+    return value if isinstance(value, str) and value else None
+
+
+def secrets_in(tree: Any, key: str = "") -> set[str]:
+    """Secret values in a recipe tree (parsed YAML, or a recipe's model_dump()): passwords,
+    tokens, extra header values, and the user information of every URL."""
+    found: set[str] = set()
+    if isinstance(tree, Mapping):
+        for k, v in tree.items():
+            if k == "extra_headers" and isinstance(v, Mapping):
+                found.update(s for s in map(_secret_value, v.values()) if s)
+            else:
+                found |= secrets_in(v, str(k))
+    elif isinstance(tree, (list, tuple)):
+        for item in tree:
+            found |= secrets_in(item, key)
+    else:
+        value = _secret_value(tree)
+        if value and key in SECRET_KEYS:
+            found.add(value)
+        elif value and "://" in value:
+            found |= _url_secrets(value)
+    return found
+
+
+def _url_secrets(url: str) -> set[str]:
+    userinfo = split_userinfo(url)[1]
+    if not userinfo:
+        return set()
+    user, _, password = userinfo.partition(":")
+    found = {password, unquote(password)} if password else set()
+    if password:  # what a basic-auth header carries
+        found.add(base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode())
+    return {s for s in found if s}
+
+
+class Redactor:
+    """Replaces known secrets in any text, and removes user information from URLs in it."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        spellings: set[str] = set()
+        for secret in secrets:
+            if secret:
+                spellings |= _spellings(secret)
+        ordered = sorted(spellings, key=len, reverse=True)  # a longer spelling wins over its parts
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self.count = len(ordered)
+
+    @classmethod
+    def from_recipe(cls, recipe: Any = None, environ: Optional[Mapping[str, str]] = None) -> "Redactor":
+        """From a Recipe (or a parsed recipe tree) and the environment variables that hold secrets."""
+        environ = os.environ if environ is None else environ
+        tree = recipe.model_dump() if hasattr(recipe, "model_dump") else recipe
+        secrets = secrets_in(tree) if tree is not None else set()
+        secrets.update(environ[name] for name in SECRET_ENV_VARS if environ.get(name))
+        for name in URL_ENV_VARS:
+            secrets |= _url_secrets(environ.get(name, ""))
+        return cls(secrets)
+
+    def redact(self, text: str) -> str:
+        if not text:
+            return text
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+    def redact_url(self, url: str) -> str:
+        return self.redact(redact_url(url))
+
+    def redact_tree(self, tree: Any) -> Any:
+        """Every string of a JSON-like tree (e.g. a report's as_dict()), keys included."""
+        if isinstance(tree, str):
+            return self.redact(tree)
+        if isinstance(tree, Mapping):
+            return {self.redact_tree(k): self.redact_tree(v) for k, v in tree.items()}
+        if isinstance(tree, (list, tuple)):
+            return [self.redact_tree(v) for v in tree]
+        return tree
