@@ -27,7 +27,8 @@ from connector.source.records import (
 from connector.source.errors import SourceError
 from connector.source.http_backend import redact_url
 from connector.state.lock import PipelineLock
-from connector.state.store import StateError, StateFile
+from connector.state.backends import open_state_store
+from connector.state.store import StateError
 from connector.stateful import ChangeTracker, config_fingerprint
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report, resume: 
         report.mode = "full"
         return None, None
     config = recipe.source.config
-    store = StateFile(recipe.state.path)
+    store = open_state_store(recipe.state, recipe.sink)
     previous = store.load(recipe.pipeline_name)
     filters = (config.model_pattern.model_dump_json(), config.experiment_pattern.model_dump_json(),
                config.include_experiments, config.include_runs, config.include_deleted,

@@ -1,0 +1,154 @@
+"""Pipeline state kept in the catalog itself (DataHub GMS), so any machine can continue a checkpoint.
+
+DataHub's own model for ingestion checkpoints: the timeseries aspect `datahubIngestionCheckpoint`
+on `urn:li:dataJob:(urn:li:dataFlow:(datahub,PIPELINE,prod),JOB)`, its `state.payload` an opaque
+blob (`serde` base85-bz2-json: JSON, bz2, base85, as DataHub writes it). Written with
+`ingestProposal`, read back as the latest value (`getTimeseriesAspectValues`, what
+`DataHubGraph.get_latest_timeseries_value` asks). Like DataHub, the dataJob is marked
+`status removed` so it stays out of search.
+"""
+from __future__ import annotations
+
+import base64
+import bz2
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from connector.mapping.urns import checkpoint_job_urn
+from connector.source.http_backend import redact_url
+from connector.state.store import PipelineState, StateError
+
+ASPECT = "datahubIngestionCheckpoint"
+JOB_NAME = "mlflow_catalog_state"   # our payload is not DataHub's MLflow source's: a job of its own
+FORMAT_VERSION = "1.0"
+SERDE = "base85-bz2-json"
+MAX_PAYLOAD_BYTES = 14 * 1024 * 1024  # GMS refuses requests of ~15 MB
+_RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+def checkpoint_aspect(pipeline: str, state: PipelineState, run_id: str, now_ms: int) -> dict:
+    """The aspect (wire JSON) holding `state`."""
+    raw = json.dumps(state.to_json(), separators=(",", ":")).encode("utf-8")
+    payload = base64.b85encode(bz2.compress(raw, compresslevel=9)).decode("ascii")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise StateError(f"the state of pipeline {pipeline!r} is {len(payload)} bytes compressed, more than "
+                         f"GMS takes in one request ({MAX_PAYLOAD_BYTES}); use state.backend: file")
+    return {"timestampMillis": now_ms, "pipelineName": pipeline, "platformInstanceId": "", "config": "",
+            "runId": run_id, "state": {"formatVersion": FORMAT_VERSION, "serde": SERDE, "payload": payload}}
+
+
+def state_from_aspect(aspect: dict, where: str) -> PipelineState:
+    state = aspect.get("state") or {}
+    serde, version, payload = state.get("serde"), state.get("formatVersion"), state.get("payload")
+    if version != FORMAT_VERSION:
+        raise StateError(f"{where}: checkpoint formatVersion {version!r} is not one this connector reads")
+    try:
+        if serde == "base85-bz2-json":
+            raw = bz2.decompress(base64.b85decode(payload or ""))
+        elif serde == "utf-8":  # bytes travel as a JSON string of code points 0-255
+            raw = (payload or "").encode("latin-1")
+        else:
+            raise StateError(f"{where}: checkpoint serde {serde!r} is unknown")
+        data = json.loads(raw.decode("utf-8")) if raw else {}
+    except (ValueError, OSError) as exc:
+        raise StateError(f"{where}: checkpoint payload cannot be decoded ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise StateError(f"{where}: checkpoint payload is not a pipeline state")
+    return PipelineState.from_json(data)
+
+
+@dataclass
+class CatalogConnection:
+    server: str
+    token: Optional[str] = None
+    timeout_sec: float = 30.0
+    max_retries: int = 3
+    retry_backoff_sec: float = 1.0
+    verify: object = True
+    extra_headers: dict = field(default_factory=dict)
+
+
+class CatalogStateStore:
+    """`load` / `save` like StateFile, against GMS."""
+
+    def __init__(self, connection: CatalogConnection, job_name: str = JOB_NAME):
+        self.connection = connection
+        self.job_name = job_name
+        self.server = redact_url(connection.server.rstrip("/"))
+        self._session = requests.Session()
+        self._session.verify = connection.verify
+        self._session.headers.update({"Content-Type": "application/json", "X-RestLi-Protocol-Version": "2.0.0",
+                                      **connection.extra_headers})
+        if connection.token:
+            self._session.headers["Authorization"] = f"Bearer {connection.token}"
+        else:  # user:password@ in the URL: basic auth, the URL in messages stays redacted
+            parts = urlsplit(connection.server)
+            if parts.username:
+                self._session.auth = (unquote(parts.username), unquote(parts.password or ""))
+
+    def __repr__(self) -> str:  # never the token
+        return f"CatalogStateStore({self.server!r})"
+
+    def urn(self, pipeline: str) -> str:
+        return checkpoint_job_urn(pipeline, self.job_name)
+
+    def load(self, pipeline: str) -> PipelineState:
+        urn = self.urn(pipeline)
+        answer = self._post("/aspects?action=getTimeseriesAspectValues", {
+            "urn": urn, "entity": "dataJob", "aspect": ASPECT, "limit": 1,
+            "filter": {"or": [{"and": [{"field": "pipelineName", "values": [pipeline], "condition": "EQUAL"}]}]},
+        }, f"reading the checkpoint of {urn}")
+        values = ((answer or {}).get("value") or {}).get("values") or []
+        if not values:
+            return PipelineState()
+        where = f"{self.server} {urn}"
+        try:
+            aspect = json.loads(values[0]["aspect"]["value"])
+        except (KeyError, TypeError, ValueError):
+            raise StateError(f"{where}: the checkpoint GMS answered is not an aspect") from None
+        return state_from_aspect(aspect, where)
+
+    def save(self, pipeline: str, state: PipelineState) -> None:
+        urn = self.urn(pipeline)
+        now = int(time.time() * 1000)
+        run_id = str((state.backfill or {}).get("run_id") or state.checkpoint.get("run_id") or "")
+        meta = {"lastObserved": now, "runId": run_id}
+        status = {"removed": True, "lifecycleLastUpdated": {"time": now, "actor": "urn:li:corpuser:datahub"}}
+        for aspect_name, aspect in (("status", status), (ASPECT, checkpoint_aspect(pipeline, state, run_id, now))):
+            record = {"entityType": "dataJob", "entityUrn": urn, "changeType": "UPSERT", "aspectName": aspect_name,
+                      "aspect": {"value": json.dumps(aspect), "contentType": "application/json"},
+                      "systemMetadata": meta}
+            self._post("/aspects?action=ingestProposal", {"proposal": record, "async": "false"},
+                       f"writing the checkpoint of {urn}")
+
+    def _post(self, path: str, payload: dict, doing: str) -> Optional[dict]:
+        url = f"{self.server}{path}"
+        for attempt in range(self.connection.max_retries + 1):
+            if attempt:
+                time.sleep(self.connection.retry_backoff_sec * 2 ** (attempt - 1) * (0.5 + random.random()))
+            try:
+                response = self._session.post(url, data=json.dumps(payload).encode("utf-8"),
+                                              timeout=self.connection.timeout_sec)
+            except requests.RequestException as exc:
+                problem = type(exc).__name__
+                continue
+            if response.status_code in (401, 403):
+                raise StateError(f"{doing}: token rejected by {self.server} (HTTP {response.status_code})")
+            if response.status_code in _RETRY_STATUSES:
+                problem = f"HTTP {response.status_code}"
+                continue
+            if response.status_code >= 400:
+                raise StateError(f"{doing}: {self.server} answered HTTP {response.status_code}: "
+                                 f"{response.text[:300]}")
+            try:
+                return response.json() if response.content else None
+            except ValueError:
+                raise StateError(f"{doing}: {self.server} answered something that is not JSON") from None
+        raise StateError(f"{doing}: {self.server} did not answer ({problem}, "
+                         f"after {self.connection.max_retries + 1} attempts)")
