@@ -3,7 +3,9 @@ user drops it into dags/, run with dag.test() in a temporary AIRFLOW_HOME on sql
 test mlflow server and the stand-in GMS."""
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,8 @@ globals().update(recipe_dags({recipes!r}{options}))
 """
 
 
-def airflow(mode: str, dag_file: Path, *args: str, home: Path) -> tuple[object, str]:
+def start_airflow(mode: str, dag_file: Path, *args: str, home: Path) -> tuple[subprocess.Popen, Path]:
+    """The runner in the Airflow venv, with a temporary AIRFLOW_HOME (sqlite) and its output file."""
     if not AIRFLOW_PYTHON.exists():
         pytest.fail(f"no Airflow venv at {AIRFLOW_PYTHON.parent.parent}: run `make install-airflow`, "
                     "or leave these tests out with -m 'not airflow'")
@@ -39,10 +42,16 @@ def airflow(mode: str, dag_file: Path, *args: str, home: Path) -> tuple[object, 
     env = {**os.environ, **QUIET_ENV, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
            "AIRFLOW__CORE__DAGS_FOLDER": str(dag_file.parent)}
     env.pop("VIRTUAL_ENV", None)
-    proc = subprocess.run([str(AIRFLOW_PYTHON), str(RUNNER), mode, str(dag_file), str(out), *args],
-                          capture_output=True, text=True, timeout=900, env=env, cwd=home)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    return json.loads(out.read_text()), proc.stdout + proc.stderr
+    proc = subprocess.Popen([str(AIRFLOW_PYTHON), str(RUNNER), mode, str(dag_file), str(out), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=home)
+    return proc, out
+
+
+def airflow(mode: str, dag_file: Path, *args: str, home: Path) -> tuple[object, str]:
+    proc, out = start_airflow(mode, dag_file, *args, home=home)
+    log, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, log[-10000:]
+    return json.loads(out.read_text()), log
 
 
 def write(path: Path, data) -> Path:
@@ -168,3 +177,34 @@ def test_default_layout_one_dag_per_recipe_with_pools_retries_and_both_schedules
     assert dags["mlflow_catalog__team-a"]["tasks"]["ingest_team-a"]["pool"] == f"mlflow_catalog_mlflow_{mlflow_host}"
     assert dags["mlflow_catalog__team-b"]["tasks"]["ingest_team-b"]["pool"] == f"mlflow_catalog_gms_{gms_host}"
     assert dags["mlflow_catalog__team-a"]["schedule"] == [["*/15 * * * *", "UTC"], ["0 3 * * *", "UTC"]]
+
+
+def test_a_killed_task_stops_cleanly_and_dead_letters_what_was_not_delivered(seeded_server, tmp_path):
+    """SIGTERM (Airflow killing the task, or its timeout) while the sink still holds proposals."""
+    with CatalogServer() as gms:
+        gms.stall_first, gms.stall_seconds = 10**6, 0.3  # slow deliveries: the signal lands mid-run
+        write(tmp_path / "recipes" / "slow.yml", {
+            "pipeline_name": "slow", "source": {"type": "mlflow", "config": {"tracking_uri": seeded_server[0]}},
+            "sink": {"type": "datahub-rest", "config": {"server": gms.url, "max_batch_size": 10, "max_in_flight": 1,
+                                                        "dead_letter_file": str(tmp_path / "dead.json")}}})
+        dag_file = write(tmp_path / "dags" / "mlflow_catalog.py", DAG_FILE.format(
+            recipes=str(tmp_path / "recipes"), options=", dag_id='slow', retries=0"))
+        proc, out = start_airflow("run", dag_file, "slow", RUN_AT[0], home=tmp_path)
+        try:
+            deadline = time.monotonic() + 300
+            while not gms.received and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            log, _ = proc.communicate(timeout=300)
+        finally:
+            proc.kill()
+        delivered = len(gms.received)
+    assert proc.returncode == 0, log[-10000:]
+    [run] = json.loads(out.read_text())
+    slow = run["tasks"]["ingest_slow"]
+    assert slow["state"] == "failed"
+    report = slow["xcom"]
+    assert report["failures"][0]["title"] == "Interrupted"
+    dead = read_proposals(str(tmp_path / "dead.json"))
+    assert 0 < delivered < report["proposals"]
+    assert report["delivered"] == delivered and report["dead_lettered"] == len(dead) == report["proposals"] - delivered
