@@ -33,7 +33,7 @@ $(VENV)/.test: pyproject.toml | $(PY)
 $(AIRFLOW_VENV)/.airflow: pyproject.toml
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade pip
-	$(AIRFLOW_VENV)/bin/python -m pip install -q -e '.[airflow]'
+	$(AIRFLOW_VENV)/bin/python -m pip install -q -e '.[airflow]' 'apache-airflow==3.3.*'
 	touch $@
 
 install: | $(PY)

@@ -70,6 +70,20 @@ def test_other_pipelines_and_reads_of_an_unknown_pipeline_stay_apart():
         assert store.load("fleet-a") == a_state(1)
 
 
+def test_a_gms_without_lifecycle_last_updated_gets_the_plain_status():
+    def older_gms(record):
+        if record["aspectName"] == "status" and "lifecycleLastUpdated" in record["aspect"]:
+            return "Unrecognized field 'lifecycleLastUpdated' in com.linkedin.common.Status"
+        return None
+
+    with CatalogServer() as gms:
+        gms.reject = older_gms
+        store = CatalogStateStore(CatalogConnection(server=gms.url))
+        store.save("fleet-a", a_state(1))
+        assert gms.store[(CHECKPOINT_URN, "status")] == {"removed": True}
+        assert store.load("fleet-a") == a_state(1)
+
+
 def test_backend_choice_and_its_validation(tmp_path):
     file_recipe = parse_recipe({**rest_recipe("http://gms:8080"), "state": {"path": str(tmp_path / "s.json")}})
     assert isinstance(open_state_store(file_recipe.state, file_recipe.sink), StateFile)  # file stays the default

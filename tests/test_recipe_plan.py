@@ -16,6 +16,7 @@ def write(folder, name, data):
 def test_names_and_pools_of_a_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("TEAM_A_MLFLOW", "https://user:pw@mlflow-a.example.com/team-a")
     monkeypatch.delenv("UNSET_GMS", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     folder = tmp_path / "recipes"
     write(folder, "team a.yml", {"source": {"type": "mlflow", "config": {"tracking_uri": "${TEAM_A_MLFLOW}"}},
                                  "sink": {"type": "datahub-rest", "config": {"server": "http://gms:8080"}}})

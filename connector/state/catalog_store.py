@@ -63,6 +63,10 @@ def state_from_aspect(aspect: dict, where: str) -> PipelineState:
     return PipelineState.from_json(data)
 
 
+class _Refused(StateError):
+    """A 4xx other than 401/403: GMS refuses this request for good."""
+
+
 @dataclass
 class CatalogConnection:
     server: str
@@ -118,14 +122,22 @@ class CatalogStateStore:
         urn = self.urn(pipeline)
         now = int(time.time() * 1000)
         run_id = str((state.backfill or {}).get("run_id") or state.checkpoint.get("run_id") or "")
-        meta = {"lastObserved": now, "runId": run_id}
-        status = {"removed": True, "lifecycleLastUpdated": {"time": now, "actor": "urn:li:corpuser:datahub"}}
-        for aspect_name, aspect in (("status", status), (ASPECT, checkpoint_aspect(pipeline, state, run_id, now))):
-            record = {"entityType": "dataJob", "entityUrn": urn, "changeType": "UPSERT", "aspectName": aspect_name,
-                      "aspect": {"value": json.dumps(aspect), "contentType": "application/json"},
-                      "systemMetadata": meta}
-            self._post("/aspects?action=ingestProposal", {"proposal": record, "async": "false"},
-                       f"writing the checkpoint of {urn}")
+        self._ingest(urn, ASPECT, checkpoint_aspect(pipeline, state, run_id, now), now, run_id)
+        # Out of search, as DataHub does. The fresh lifecycleLastUpdated keeps DataHub's GC from
+        # hard-deleting a soft-deleted entity it thinks unchanged (and the checkpoint with it); a GMS
+        # older than that field refuses it, and gets the plain status.
+        try:
+            self._ingest(urn, "status", {"removed": True, "lifecycleLastUpdated": {
+                "time": now, "actor": "urn:li:corpuser:datahub"}}, now, run_id)
+        except _Refused:
+            self._ingest(urn, "status", {"removed": True}, now, run_id)
+
+    def _ingest(self, urn: str, aspect_name: str, aspect: dict, now: int, run_id: str) -> None:
+        record = {"entityType": "dataJob", "entityUrn": urn, "changeType": "UPSERT", "aspectName": aspect_name,
+                  "aspect": {"value": json.dumps(aspect), "contentType": "application/json"},
+                  "systemMetadata": {"lastObserved": now, "runId": run_id}}
+        self._post("/aspects?action=ingestProposal", {"proposal": record, "async": "false"},
+                   f"writing the checkpoint of {urn}")
 
     def _post(self, path: str, payload: dict, doing: str) -> Optional[dict]:
         url = f"{self.server}{path}"
@@ -144,7 +156,7 @@ class CatalogStateStore:
                 problem = f"HTTP {response.status_code}"
                 continue
             if response.status_code >= 400:
-                raise StateError(f"{doing}: {self.server} answered HTTP {response.status_code}: "
+                raise _Refused(f"{doing}: {self.server} answered HTTP {response.status_code}: "
                                  f"{response.text[:300]}")
             try:
                 return response.json() if response.content else None
