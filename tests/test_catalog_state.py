@@ -29,7 +29,8 @@ def a_state(n: int) -> PipelineState:
 
 def rest_recipe(catalog_url: str, **state) -> dict:
     return {"pipeline_name": "fleet-a",
-            "source": {"type": "mlflow", "config": {"tracking_uri": "http://127.0.0.1:9", "incremental": True}},
+            "source": {"type": "mlflow", "config": {"tracking_uri": "http://127.0.0.1:9", "incremental": True,
+                                                     "max_retries": 0}},
             "sink": {"type": "datahub-rest", "config": {"server": catalog_url}},
             "state": {"backend": "datahub", **state}}
 
@@ -117,6 +118,21 @@ def test_unreachable_or_refusing_gms_is_a_clear_failure_without_the_token(tmp_pa
     assert not report.ok
     assert report.failures[0]["title"] == "StateError"
     assert f"reading the checkpoint of {CHECKPOINT_URN}: {gone} did not answer" in report.failures[0]["message"]
+
+
+def test_check_reads_the_checkpoint_from_the_catalog(tmp_path):
+    with CatalogServer(token="s3cret") as gms:
+        recipe = rest_recipe(gms.url, path=str(tmp_path / "state.json"))
+        recipe["sink"]["config"]["token"] = "s3cret"
+        path = tmp_path / "recipe.yml"
+        path.write_text(json.dumps(recipe), encoding="utf-8")
+        before = subprocess.run(CLI + ["check", "-c", str(path)], capture_output=True, text=True, timeout=120)
+        CatalogStateStore(CatalogConnection(server=gms.url, token="s3cret")).save("fleet-a", a_state(3))
+        after = subprocess.run(CLI + ["check", "-c", str(path)], capture_output=True, text=True, timeout=120)
+    assert "[ok] state (datahub): no checkpoint of 'fleet-a' yet: the first run is a full crawl" in before.stdout
+    assert "[ok] state (datahub): checkpoint of 'fleet-a' from run fleet-a-run-3, 50 entities known" in after.stdout
+    assert after.returncode == 1 and "[FAIL] tracking server: MLflow at http://127.0.0.1:9" in after.stdout
+    assert "s3cret" not in before.stdout + before.stderr + after.stdout + after.stderr
 
 
 @pytest.mark.server
