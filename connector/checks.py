@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from connector.recipe import DatahubRestSinkConfig, Recipe, RecipeError
+from connector.recipe import DatahubRestSinkConfig, Recipe, RecipeError, StateConfig
 from connector.settings import gms_settings, source_connection
 from connector.source.connect import open_backend
 from connector.source.errors import SourceError
@@ -41,6 +41,23 @@ def run_checks(recipe: Recipe) -> Iterator[tuple[str, bool, str]]:
         writable = existing is not None and os.access(existing, os.W_OK)
         yield "file sink", writable, (f"{target} is writable" if writable
                                       else f"cannot write into {target}")
+    if recipe.state is not None:
+        yield _check_state(recipe, recipe.state)
+
+
+def _check_state(recipe: Recipe, config: StateConfig) -> tuple[str, bool, str]:
+    from connector.settings import open_state_store
+    from connector.state.store import StateError
+
+    name = f"state ({config.backend})"
+    try:
+        state = open_state_store(config, recipe.sink).load(recipe.pipeline_name or "")
+    except StateError as exc:
+        return name, False, str(exc)
+    if not state.has_checkpoint:
+        return name, True, f"no checkpoint of {recipe.pipeline_name!r} yet: the first run is a full crawl"
+    return name, True, (f"checkpoint of {recipe.pipeline_name!r} from run {state.checkpoint.get('run_id')}, "
+                        f"{len(state.fingerprints)} entities known")
 
 
 def _check_gms(recipe: Recipe) -> tuple[str, bool, str]:

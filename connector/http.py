@@ -228,7 +228,7 @@ class HttpClient:
             while True:
                 if time.monotonic() > deadline:
                     raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
-                stopping.check()
+                # (no stop check here: an answer on its way may say the server took a batch)
                 chunk = _read_some(raw)
                 if not chunk:
                     break

@@ -16,14 +16,17 @@ from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.records import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.recipe import Recipe
 from connector.report import Progress, Report, new_run_id
-from connector.settings import build_sink, crawl_settings, mapping_context, source_connection, source_filters
+from connector.settings import (
+    build_sink, crawl_settings, mapping_context, open_state_store, source_connection, source_filters,
+)
 from connector.sinks.base import Sink, SinkError, SinkResult
 from connector.sinks.file import PLACEHOLDERS
 from connector.source.connect import open_backend
 from connector.source.crawler import MlflowCrawler
 from connector.source.errors import SourceError
 from connector.source.records import FullPlan, RunsPageDone
-from connector.state.store import StateError, StateFile
+from connector.state.backends import StateStore
+from connector.state.store import StateError
 from connector.tracking.tracker import ChangeTracker, config_fingerprint
 
 log = logging.getLogger(__name__)
@@ -141,7 +144,7 @@ def _warn_about_replaced_files(recipe: Recipe, tracker: Optional[ChangeTracker],
                        "run keeps a file of its own")
 
 
-def _save_state(recipe: Recipe, store: StateFile, tracker: ChangeTracker, report: Report) -> None:
+def _save_state(recipe: Recipe, store: StateStore, tracker: ChangeTracker, report: Report) -> None:
     new_state = tracker.new_state(report.run_id)
     try:
         store.save(recipe.pipeline_name or "", new_state)
@@ -155,7 +158,7 @@ def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report, resume: 
         report.mode = "full"
         return None, None
     config = recipe.source.config
-    store = StateFile(recipe.state.path)
+    store = open_state_store(recipe.state, recipe.sink)
     previous = store.load(recipe.pipeline_name or "")
     tracker = ChangeTracker.start(previous, config.incremental, config_fingerprint(ctx, source_filters(config)),
                                   config.incremental_lookback_sec, ctx, resume)

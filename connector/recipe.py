@@ -263,10 +263,23 @@ SinkSection = Annotated[Union[FileSink, DatahubRestSink], Field(discriminator="t
 
 
 class StateConfig(_Strict):
-    type: Literal["file"] = "file"
-    path: str = ".mlflow-catalog/state.json"
+    type: Literal["file"] = Field("file", description="kept for old recipes; the store is chosen by `backend`")
+    backend: Literal["file", "datahub"] = Field(
+        "file", description="file: a local JSON file at `path`; datahub: the catalog itself (GMS), "
+                            "so runs on different machines continue each other's checkpoint")
+    path: str = Field(".mlflow-catalog/state.json",
+                      description="the state file (file backend); the lock file `<path>.<pipeline>.lock` beside it")
+    server: Optional[str] = Field(None, description="datahub backend: GMS URL; default: the datahub-rest sink's")
+    token: Optional[SecretStr] = Field(None, description="datahub backend: token for `server`")
     remove_stale: bool = True
     max_removal_ratio: float = Field(0.2, ge=0, le=1)
+
+    @field_validator("server")
+    @classmethod
+    def _http(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s):// URL, got {value!r}")
+        return value.rstrip("/") if value else value
 
 
 class Recipe(_Strict):
@@ -282,11 +295,17 @@ class Recipe(_Strict):
         return self._env_fields
 
     @model_validator(mode="after")
-    def _state_needs_a_name(self) -> "Recipe":
+    def _state_is_usable(self) -> "Recipe":
         if self.state is not None and not self.pipeline_name:
             raise ValueError("pipeline_name: required when state is configured (it keys the checkpoint)")
         if self.source.config.incremental and self.state is None:
             raise ValueError("source.config.incremental: needs a state section to keep the checkpoint in")
+        state = self.state
+        if state is not None and state.backend == "datahub" and not state.server and self.sink.type != "datahub-rest":
+            raise ValueError("state.backend: 'datahub' keeps the checkpoint in GMS; it needs the datahub-rest "
+                             "sink or state.server")
+        if state is not None and state.token is not None and not state.server:
+            raise ValueError("state.token: only used with state.server")
         return self
 
 

@@ -11,9 +11,10 @@ from connector.http import HttpSettings, RetryPolicy
 from connector.secrets import redact_url
 from connector.mapping.common import MappingContext
 from connector.mapping.deployments import DeploymentRule
-from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig
+from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig, StateConfig
 from connector.sinks.base import Sink, SinkError
 from connector.source.records import CrawlSettings, NameFilter
+from connector.state.backends import StateStore
 
 
 def is_http(uri: str) -> bool:
@@ -132,3 +133,18 @@ def build_sink(section, run_id: str = "", pipeline_name: Optional[str] = None) -
                         max_in_flight=c.max_in_flight, dead_letter_file=c.dead_letter_file)
     raise SinkError(f"sink.type: unknown sink {section.type!r}")
 
+
+
+def open_state_store(state: StateConfig, sink) -> StateStore:
+    """A local file, or the catalog: its own `state.server` and token, else the datahub-rest sink's
+    (the recipe validator made sure one of them is there)."""
+    if state.backend == "file":
+        from connector.state.store import StateFile
+
+        return StateFile(state.path)
+    from connector.sinks.gms_client import GmsClient, GmsSettings
+    from connector.state.catalog_store import CatalogStateStore
+
+    if state.server:
+        return CatalogStateStore(GmsClient(GmsSettings(server=state.server, token=_secret(state.token))))
+    return CatalogStateStore(GmsClient(gms_settings(sink.config)))

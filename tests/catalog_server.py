@@ -1,7 +1,9 @@
 """A test catalog server (DataHub GMS's Rest.li ingestion endpoints) on loopback.
 
 It parses every request, checks the headers, decodes every proposal, validates its aspect with
-acryl-datahub's schema classes and records it. Faults are switched on per test.
+acryl-datahub's schema classes and records it. Faults are switched on per test. Reads: the
+latest value of an aspect (`GET /aspects/URN?aspect=NAME&version=0`) and, for timeseries aspects
+(e.g. `datahubIngestionCheckpoint`), `POST /aspects?action=getTimeseriesAspectValues`.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 from urllib.parse import unquote, urlsplit
 
+from datahub.metadata import schema_classes
+
 from tests.catalog_validation import validate_proposal
 
 
@@ -23,6 +27,8 @@ class CatalogServer:
         self.requests: list[dict] = []         # every request: method, path, headers, body
         self.problems: list[str] = []          # header or schema problems the server saw
         self.store: dict[tuple, dict] = {}     # (urn, aspect) -> latest value, for the read API
+        # timeseries aspects as GMS indexes them: (urn, aspect) -> {document key: (aspect, systemMetadata)}
+        self.timeseries: dict[tuple, dict] = {}
         # faults
         self.fail_first = 0                    # answer 503 to the first N ingest requests
         self.retry_after: Optional[str] = None
@@ -60,7 +66,8 @@ class CatalogServer:
                     return self._reply(401, {"message": "Unauthorized"})
                 url = urlsplit(self.path)
                 if url.path == "/config":
-                    return self._reply(200, {"noCode": "true", "versions": {"acryldata/datahub": {"version": "v1.3.0"}}})
+                    return self._reply(200, {"noCode": "true", "statefulIngestionCapable": True,
+                                             "versions": {"acryldata/datahub": {"version": "v1.3.0"}}})
                 if url.path.startswith("/aspects/"):
                     urn = unquote(url.path[len("/aspects/"):])
                     aspect = dict(p.split("=", 1) for p in url.query.split("&") if "=" in p).get("aspect")
@@ -100,6 +107,9 @@ class CatalogServer:
                     return
                 owner._check_headers(self.headers)
                 payload = json.loads(body)
+                if action == "action=getTimeseriesAspectValues":
+                    status, answer = owner.timeseries_values(payload)
+                    return self._reply(status, answer)
                 if action == "action=ingestProposalBatch":
                     if owner.no_batch_endpoint:
                         return self._reply(404, {"message": "No such action"})
@@ -117,6 +127,7 @@ class CatalogServer:
                     for record in decoded:
                         owner.received.append(record)
                         owner.store[(record["entityUrn"], record["aspectName"])] = record["aspect"]
+                        owner._index_timeseries(record)
                 return self._reply(200, {"value": [r["entityUrn"] for r in decoded]})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -144,6 +155,45 @@ class CatalogServer:
         except AssertionError as exc:
             self.problems.append(f"{record['entityUrn']} {record['aspectName']}: {exc}")
         return {**record, "aspect": value}
+
+    def _index_timeseries(self, record: dict) -> None:
+        """GMS keeps every value of a timeseries aspect (one search document per urn, timestamp,
+        partition and messageId; the same key again replaces the document)."""
+        if schema_classes.ASPECT_NAME_MAP[record["aspectName"]].ASPECT_TYPE != "timeseries":
+            return
+        aspect = record["aspect"]
+        key = (aspect.get("timestampMillis"), json.dumps(aspect.get("partitionSpec"), sort_keys=True),
+               aspect.get("messageId"))
+        self.timeseries.setdefault((record["entityUrn"], record["aspectName"]), {})[key] = (
+            aspect, record.get("systemMetadata"))
+
+    def timeseries_values(self, query: dict) -> tuple[int, dict]:
+        """`getTimeseriesAspectValues`: newest first, EQUAL filters on the aspect's fields, a time
+        window and a limit; each value an enveloped aspect whose `value` is the aspect as a JSON string."""
+        name = query.get("aspect")
+        aspect_class = schema_classes.ASPECT_NAME_MAP.get(name)
+        if aspect_class is None or aspect_class.ASPECT_TYPE != "timeseries":
+            return 400, {"message": f"{name} is not a timeseries aspect", "status": 400}
+        if not query.get("urn") or not query.get("entity"):
+            return 400, {"message": "urn and entity are required", "status": 400}
+
+        def matches(aspect: dict) -> bool:
+            start, end = query.get("startTimeMillis"), query.get("endTimeMillis")
+            if (start is not None and aspect["timestampMillis"] < start) or \
+                    (end is not None and aspect["timestampMillis"] > end):
+                return False
+            ors = (query.get("filter") or {}).get("or") or [{"and": []}]
+            return any(all(c.get("condition", "EQUAL") == "EQUAL" and str(aspect.get(c["field"])) in c["values"]
+                           for c in clause.get("and", [])) for clause in ors)
+
+        with self._lock:
+            docs = list(self.timeseries.get((query["urn"], name), {}).values())
+        docs = sorted((d for d in docs if matches(d[0])), key=lambda d: d[0]["timestampMillis"], reverse=True)
+        limit = query.get("limit") or 10000
+        values = [{"aspect": {"value": json.dumps(a), "contentType": "application/json"},
+                   **({"systemMetadata": m} if m else {})} for a, m in docs[:limit]]
+        return 200, {"value": {"entityName": query["entity"], "aspectName": name, "limit": limit,
+                               "values": values}}
 
     def start(self) -> "CatalogServer":
         self._thread.start()

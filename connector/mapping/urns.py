@@ -158,3 +158,8 @@ def feature_urn(namespace: str, name: str) -> str:
 def entity_type(urn: str) -> str:
     """`urn:li:mlModel:(...)` -> `mlModel`."""
     return urn.split(":", 3)[2]
+
+
+def checkpoint_job_urn(pipeline_name: str, job_name: str) -> str:
+    """The dataJob DataHub keeps a pipeline's ingestion checkpoints on (`make_data_job_urn("datahub", ...)`)."""
+    return f"urn:li:dataJob:(urn:li:dataFlow:(datahub,{encode(pipeline_name)},prod),{encode(job_name)})"

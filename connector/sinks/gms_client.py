@@ -89,7 +89,8 @@ class GmsClient:
         try:
             answer = self._http.request(method, path, data=body)
         except RetriesExhausted as exc:
-            raise GmsUnavailable(f"{self.server} did not take proposals ({exc})") from None
+            doing = "take proposals" if "ingestProposal" in path else f"answer {path}"
+            raise GmsUnavailable(f"{self.server} did not {doing} ({exc})") from None
         except ResponseTooLarge as exc:
             raise GmsRejected(0, f"{self.server}{path}: {exc}") from None
         if answer.status in (401, 403):
@@ -109,6 +110,16 @@ class GmsClient:
 
     def send_one(self, record: dict) -> None:
         self._post("/aspects?action=ingestProposal", {"proposal": record, "async": "false"})
+
+    def post(self, path: str, payload: dict) -> Optional[dict]:
+        """Any Rest.li action: the answer's JSON (None when empty); GmsRejected for a 4xx."""
+        answer = self._request("POST", path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+        if answer.status >= 400:
+            raise GmsRejected(answer.status, _server_message(answer))
+        try:
+            return answer.json() if answer.body else None
+        except ValueError:
+            raise GmsRejected(answer.status, f"{self.server}{path} answered something that is not JSON") from None
 
     def config(self) -> dict:
         answer = self._request("GET", "/config")

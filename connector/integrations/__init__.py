@@ -1,0 +1,1 @@
+"""Running the connector inside other tools (Airflow)."""

@@ -1,0 +1,154 @@
+"""Airflow DAGs from a folder of recipes (`pip install 'mlflow-catalog-connector[airflow]'`).
+
+A file in Airflow's `dags/` folder:
+
+    from connector.integrations.airflow import recipe_dags
+    globals().update(recipe_dags("/opt/mlflow-catalog/recipes"))
+
+One DAG per recipe (one MLflow server each), each with one ingest task; or, with `dag_id=`,
+one DAG holding a task per recipe. Every DAG: the incremental schedule and the nightly full
+crawl in one timetable, `max_active_runs=1` (so runs of a pipeline never overlap, on any worker),
+retries with exponential backoff, each task in a pool of its GMS or tracking server.
+
+The task runs the pipeline in-process (`run_ingest`): Airflow 3 already gives every task
+instance a process of its own, and in-process the task gets the typed Report and the lock's
+LockHeld directly, with no CLI, PATH or second virtualenv to keep in step with the DAG.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, MultipleCronTriggerTimetable, Param
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from connector.integrations.recipe_plan import PlannedRecipe, plan_folder
+
+DEFAULT_START = datetime(2024, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def is_full_crawl_time(full_schedule: Optional[str], logical_date: Optional[datetime], timezone: str) -> bool:
+    """Whether a run at `logical_date` is one the full-crawl cron fired (the timetable merges both
+    crons into one run when they fire together, e.g. */15 and 0 3 at 03:00)."""
+    if not full_schedule or logical_date is None:
+        return False
+    import pendulum
+    from croniter import croniter  # Airflow's own cron library
+
+    at = pendulum.instance(logical_date).in_timezone(timezone)
+    return croniter(full_schedule, at.subtract(seconds=1)).get_next(datetime) == at
+
+
+class MlflowCatalogIngestOperator(BaseOperator):
+    """Ingest one recipe. Fails when the report says failure (after Airflow's retries), skips
+    when another run of the pipeline holds its lock; the report (as JSON) is the XCom."""
+
+    template_fields = ("recipe_path",)
+    ui_color = "#d7ecf9"
+
+    def __init__(self, *, recipe_path: str, full_schedule: Optional[str] = None, timezone: str = "UTC",
+                 progress_interval_sec: float = 30.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.recipe_path = recipe_path
+        self.full_schedule = full_schedule
+        self.timezone = timezone
+        self.progress_interval_sec = progress_interval_sec
+        self._ingesting = False
+
+    def execute(self, context) -> dict:
+        from connector.pipeline import run_ingest
+        from connector.recipe import RecipeError, load_recipe
+        from connector.state.lock import LockHeld
+
+        try:
+            recipe = load_recipe(self.recipe_path)
+        except RecipeError as exc:  # no retry can help
+            raise AirflowFailException(f"{self.recipe_path}: {exc}") from None
+        name = recipe.pipeline_name or Path(self.recipe_path).stem
+        if self._wants_full(context):
+            recipe.source.config.incremental = False
+        self.log.info("mlflow-catalog %s: %s crawl of %s", name,
+                      "incremental" if recipe.source.config.incremental else "full", self.recipe_path)
+        self._ingesting = True
+        try:
+            report = run_ingest(recipe, progress_interval=self.progress_interval_sec)
+        except RecipeError as exc:
+            raise AirflowFailException(f"{self.recipe_path}: {exc}") from None
+        except LockHeld as exc:
+            raise AirflowSkipException(
+                f"pipeline {name!r} is already running: {exc}; not starting a second run") from None
+        finally:
+            self._ingesting = False
+        result = report.as_dict()
+        self.log.info("mlflow-catalog %s: %s, mode %s, %d proposals, %d delivered, %.1f s", name,
+                      result["status"], report.mode, report.proposals, report.delivered, report.duration_sec)
+        for failure in report.failures[:5]:
+            self.log.error("mlflow-catalog %s: %s: %s", name, failure["title"], failure["message"])
+        if not report.ok:
+            context["ti"].xcom_push(key="return_value", value=result)  # the report, also of a failed try
+            first = report.failures[0] if report.failures else {"title": "failure", "message": ""}
+            raise AirflowException(f"pipeline {name!r} failed ({report.failure_count} failure(s); first: "
+                                   f"{first['title']}: {first['message']})")
+        return result
+
+    def _wants_full(self, context) -> bool:
+        if (context.get("params") or {}).get("full"):
+            return True
+        return is_full_crawl_time(self.full_schedule, context.get("logical_date"), self.timezone)
+
+    def on_kill(self) -> None:
+        """SIGTERM (task killed or timed out): stop like Ctrl-C in the CLI, so the sink
+        dead-letters what it still holds and no checkpoint of this run is saved."""
+        if self._ingesting:
+            from connector import stopping
+
+            stopping.request_stop("stopped by Airflow (task killed or timed out)")  # every wait ends
+            raise stopping.Stopped("stopped by Airflow")
+
+
+def recipe_dags(recipes_dir: str | Path, *, dag_id: Optional[str] = None, dag_id_prefix: str = "mlflow_catalog",
+                incremental_schedule: Optional[str] = "*/15 * * * *", full_schedule: Optional[str] = "0 3 * * *",
+                timezone: str = "UTC", pool_by: str = "gms", retries: int = 3,
+                retry_delay: timedelta = timedelta(minutes=1), max_retry_delay: timedelta = timedelta(minutes=30),
+                progress_interval_sec: float = 30.0, start_date: datetime = DEFAULT_START,
+                tags: tuple[str, ...] = ("mlflow-catalog",), **task_kwargs: Any) -> dict[str, DAG]:
+    """The DAGs for every recipe of `recipes_dir`, by DAG id (for `globals().update(...)`).
+
+    `dag_id`: one DAG with a task per recipe, instead of one DAG per recipe. `pool_by`: "gms"
+    (the datahub-rest sink's server; file sinks fall back to the tracking server) or
+    "tracking_server". Schedules are cron strings; either may be None. `task_kwargs` go to every
+    task (e.g. `execution_timeout`, `queue`, `priority_weight`)."""
+    plans = plan_folder(recipes_dir)
+    dag_kwargs = dict(schedule=_timetable(incremental_schedule, full_schedule, timezone),
+                      start_date=start_date, catchup=False, max_active_runs=1, tags=list(tags),
+                      params={"full": Param(False, type="boolean", description="a full crawl, whatever the time")})
+    task_defaults = dict(full_schedule=full_schedule, timezone=timezone, progress_interval_sec=progress_interval_sec,
+                         retries=retries, retry_delay=retry_delay, retry_exponential_backoff=True,
+                         max_retry_delay=max_retry_delay, **task_kwargs)
+
+    def task(plan: PlannedRecipe, dag: DAG) -> MlflowCatalogIngestOperator:
+        return MlflowCatalogIngestOperator(task_id=f"ingest_{plan.name}", recipe_path=str(plan.path.resolve()),
+                                           pool=plan.pool(pool_by), dag=dag, **task_defaults)
+
+    if dag_id is not None:
+        dag = DAG(dag_id, description=f"mlflow-catalog: the recipes of {recipes_dir}", **dag_kwargs)
+        for plan in plans:
+            task(plan, dag)
+        return {dag_id: dag}
+    dags = {}
+    for plan in plans:
+        one = DAG(f"{dag_id_prefix}__{plan.name}", description=f"mlflow-catalog: {plan.path}", **dag_kwargs)
+        task(plan, one)
+        dags[one.dag_id] = one
+    return dags
+
+
+def _timetable(incremental: Optional[str], full: Optional[str], timezone: str):
+    crons = [c for c in (incremental, full) if c]
+    if not crons:
+        return None  # triggered by hand only
+    if len(crons) == 1:
+        return CronTriggerTimetable(crons[0], timezone=timezone)
+    return MultipleCronTriggerTimetable(*crons, timezone=timezone)
