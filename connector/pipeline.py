@@ -86,8 +86,9 @@ class _NullSink:
 
 
 def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] = None,
-               progress_interval: float = 5.0, resume: bool = False) -> Report:
-    """Crawl, map and deliver. Raises LockHeld when another run of this pipeline is going on."""
+               progress_interval: float = 5.0, resume: bool = False, sink=None) -> Report:
+    """Crawl, map and deliver. Raises LockHeld when another run of this pipeline is going on.
+    `sink`: deliver to this sink object instead of the recipe's (the `datahub ingest` plugin)."""
     config = recipe.source.config
     report = Report(pipeline_name=recipe.pipeline_name or "", dry_run=dry_run,
                     run_id=new_run_id(recipe.pipeline_name))
@@ -109,7 +110,7 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
             report.failure("StateError", str(exc))
             report.finish()
             return report
-        sink = _NullSink() if dry_run else build_sink(recipe.sink)
+        sink = _NullSink() if dry_run else sink if sink is not None else build_sink(recipe.sink)
         report.sink = sink.name
         checkpoint = None
         if tracker is not None and tracker.mode in ("full", "resume") and hasattr(sink, "flush") and not preview:

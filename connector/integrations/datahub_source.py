@@ -1,0 +1,182 @@
+"""`datahub ingest` source plugin: `source: {type: mlflow-catalog, config: {...}}`.
+
+The config is our recipe's `source.config` model (every key, same meaning) plus `state`, our
+recipe's `state` section. The work units are exactly the proposals our pipeline produces:
+`run_ingest` runs in a worker thread and hands them over a bounded queue (handoff.py); DataHub's
+own work-unit processors that would add aspects (status, browse paths, ...) are switched off.
+Our state is staged and saved only in DataHub's commit step (staged_state.py).
+
+Why our `state` and not DataHub's `stateful_ingestion`: an incremental run emits only what
+changed, and DataHub's stale-entity removal treats every URN a run does not emit as gone; our
+state also keeps what incremental runs need (fingerprints of what was sent, runs still open,
+the mapping settings' hash) and the per-kind safety threshold, and it works with every sink
+(file, datahub-lite, Kafka), not only with a DataHub server to keep checkpoints in.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional
+
+from datahub.configuration.common import ConfigurationError
+from datahub.emitter.mcp import MetadataChangeProposalWrapper
+from datahub.ingestion.api.committable import CommitPolicy, Committable
+from datahub.ingestion.api.common import PipelineContext
+from datahub.ingestion.api.decorators import config_class, platform_name
+from datahub.ingestion.api.source import Source
+from datahub.ingestion.api.workunit import MetadataWorkUnit
+from datahub.ingestion.workunit_processors import AutoWorkunitsReporterProcessor
+from pydantic import Field, ValidationError
+
+from connector.integrations.datahub_report import MlflowCatalogSourceReport
+from connector.integrations.handoff import ProposalHandoff
+from connector.integrations.staged_state import StagedState
+from connector.mapping.common import Mcp
+from connector.pipeline import run_ingest
+from connector.recipe import (
+    FileSink, FileSinkConfig, MlflowSource, MlflowSourceConfig, Recipe, RecipeError, StateConfig, error_location,
+)
+from connector.sinks.file import file_record
+from connector.state.lock import LockHeld
+from connector.state.store import StateError
+
+CONFIG_PATH = ("source", "config")
+
+
+class MlflowCatalogSourceConfig(MlflowSourceConfig):
+    """Every key of our recipe's `source.config`, plus `state` (our recipe's `state` section)."""
+
+    state: Optional[StateConfig] = Field(
+        None, description="incremental runs, stale-entity removal and the safety threshold "
+                          "(path, remove_stale, max_removal_ratio); keyed by the recipe's pipeline_name")
+
+
+def parse_config(config_dict: dict, pipeline_name: Optional[str]) -> tuple[MlflowCatalogSourceConfig, Recipe]:
+    """The plugin's config and the recipe `run_ingest` runs; ConfigurationError names the field."""
+    if "stateful_ingestion" in config_dict:
+        raise ConfigurationError("source.config.stateful_ingestion: not supported by mlflow-catalog; use "
+                                 "source.config.state (path, remove_stale, max_removal_ratio) instead")
+    try:
+        config = MlflowCatalogSourceConfig.model_validate(config_dict)
+    except ValidationError as exc:
+        raise ConfigurationError("invalid mlflow-catalog config:\n  " + "\n  ".join(
+            f"{error_location(CONFIG_PATH + tuple(e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    if config.state is not None and not pipeline_name:
+        raise ConfigurationError("pipeline_name: required when source.config.state is set (it keys the checkpoint)")
+    if config.incremental and config.state is None:
+        raise ConfigurationError("source.config.incremental: needs source.config.state to keep the checkpoint in")
+    try:
+        config.resolved_tracking_uri()
+    except RecipeError as exc:
+        raise ConfigurationError(str(exc)) from None
+    # The sink section is never used (run_ingest gets the handoff sink); a Recipe needs one.
+    recipe = Recipe(pipeline_name=pipeline_name, source=MlflowSource(type="mlflow", config=config),
+                    sink=FileSink(type="file", config=FileSinkConfig(filename=os.devnull)), state=config.state)
+    return config, recipe
+
+
+def to_workunit(proposal: Mcp, system_metadata: dict) -> MetadataWorkUnit:
+    """Our proposal as DataHub's typed MCP, read the way DataHub reads our file sink's records."""
+    mcp = MetadataChangeProposalWrapper.from_obj(file_record(proposal, system_metadata))
+    if isinstance(mcp, MetadataChangeProposalWrapper):
+        return mcp.as_workunit()
+    return MetadataWorkUnit(id=f"{proposal.entity_urn}-{proposal.aspect_name}", mcp_raw=mcp)
+
+
+class _SaveState(Committable):
+    """Run by DataHub after its sink flushed, and only when no failure was reported."""
+
+    def __init__(self, source: "MlflowCatalogSource"):
+        super().__init__(name="mlflow-catalog-state", commit_policy=CommitPolicy.ON_NO_ERRORS)
+        self.source = source
+
+    def commit(self) -> None:
+        self.source.save_state()
+
+
+@platform_name("MLflow", id="mlflow")
+@config_class(MlflowCatalogSourceConfig)
+class MlflowCatalogSource(Source):
+    """MLflow tracking server and model registry, through mlflow-catalog-connector's crawler and mapping."""
+
+    def __init__(self, ctx: PipelineContext, config: MlflowCatalogSourceConfig, recipe: Recipe):
+        super().__init__(ctx)
+        self.config = config
+        self.recipe = recipe
+        self.report = MlflowCatalogSourceReport()
+        self.report.state_file = config.state.path if config.state else None
+        # A run that finds nothing changed is not a mistake worth DataHub's "no metadata" warning.
+        self.report.event_not_produced_warn = not config.incremental
+        self._handoff: Optional[ProposalHandoff] = None
+        self._staged: Optional[StagedState] = None
+        self._finished = False
+        if config.state is not None:
+            ctx.register_checkpointer(_SaveState(self))
+
+    @classmethod
+    def create(cls, config_dict: dict, ctx: PipelineContext) -> "MlflowCatalogSource":
+        config, recipe = parse_config(config_dict, ctx.pipeline_name)
+        return cls(ctx, config, recipe)
+
+    def get_report(self) -> MlflowCatalogSourceReport:
+        return self.report
+
+    def get_allowed_workunit_processors(self):
+        # Only counting: the others add or rewrite aspects, and the work units must be our proposals.
+        return [AutoWorkunitsReporterProcessor]
+
+    def get_workunits_internal(self) -> Iterable[MetadataWorkUnit]:
+        recipe = self.recipe
+        if recipe.state is not None:
+            self._staged = StagedState(recipe.state, recipe.pipeline_name)
+            try:
+                self._staged.begin()
+            except (LockHeld, StateError) as exc:
+                self.report.failure("Pipeline not run", context=str(exc), title="Pipeline not run")
+                return
+            recipe = recipe.model_copy(update={"state": self._staged.staged_config})
+        self._handoff = ProposalHandoff(
+            lambda sink: run_ingest(recipe, sink=sink, progress_interval=float("inf")), to_workunit)
+        self._handoff.start()
+        try:
+            yield from self._handoff.items()
+        finally:
+            self._end_crawl()
+
+    def _end_crawl(self) -> None:
+        """Stop the crawl if DataHub stopped consuming, then take its report over (once)."""
+        if self._finished or self._handoff is None:
+            return
+        self._finished = True
+        handoff = self._handoff
+        handoff.stop()
+        if self._staged is not None:
+            self._staged.end_crawl()
+        if not handoff.finished:
+            self.report.info("Stopped early", context="DataHub stopped taking work units before the end of "
+                             "the crawl (preview or an error downstream); no state is saved", log=False)
+            return
+        if handoff.report is not None:
+            self.report.absorb(handoff.report)
+        if handoff.error is not None:
+            self.report.failure("Unexpected error", context=f"{type(handoff.error).__name__}: {handoff.error}",
+                                exc=handoff.error)
+        for reason in handoff.sink.rejections:
+            self.report.failure("Proposal not readable by DataHub", context=reason)
+
+    def save_state(self) -> None:
+        staged = self._staged
+        if staged is None or not self._handoff or not self._handoff.finished:
+            return
+        try:
+            if self.ctx.dry_run or self.ctx.preview_mode:
+                self.report.info("State not saved", context="dry run or preview", log=False)
+                return
+            self.report.checkpoint_saved = staged.promote()
+        except StateError as exc:
+            self.report.failure("State not saved", context=str(exc))
+        finally:
+            staged.discard()
+
+    def close(self) -> None:
+        self._end_crawl()
+        super().close()
