@@ -27,6 +27,7 @@ from datahub.ingestion.api.workunit import MetadataWorkUnit
 from datahub.ingestion.workunit_processors import AutoWorkunitsReporterProcessor
 from pydantic import Field, ValidationError
 
+from connector.integrations.datahub_delivery import running_pipeline_sink, undelivered
 from connector.integrations.datahub_report import MlflowCatalogSourceReport
 from connector.integrations.handoff import ProposalHandoff
 from connector.integrations.staged_state import StagedState
@@ -50,8 +51,20 @@ class MlflowCatalogSourceConfig(MlflowSourceConfig):
                           "(path, remove_stale, max_removal_ratio); keyed by the recipe's pipeline_name")
 
 
-def parse_config(config_dict: dict, pipeline_name: Optional[str]) -> tuple[MlflowCatalogSourceConfig, Recipe]:
-    """The plugin's config and the recipe `run_ingest` runs; ConfigurationError names the field."""
+def _rest_sink_mode(sink_section: Optional[dict]) -> Optional[str]:
+    """The REST sink's mode (the recipe's, else DataHub's default), or None for another sink."""
+    if sink_section is not None and sink_section.get("type") != "datahub-rest":
+        return None
+    from datahub.ingestion.sink.datahub_rest import DatahubRestSinkConfig
+
+    mode = ((sink_section or {}).get("config") or {}).get("mode") or DatahubRestSinkConfig.model_fields["mode"].default
+    return str(getattr(mode, "name", mode)).upper()
+
+
+def parse_config(config_dict: dict, pipeline_name: Optional[str],
+                 sink_section: Optional[dict] = None) -> tuple[MlflowCatalogSourceConfig, Recipe]:
+    """The plugin's config and the recipe `run_ingest` runs; ConfigurationError names the field.
+    `sink_section`: the DataHub recipe's sink (None: DataHub's default sink, datahub-rest)."""
     if "stateful_ingestion" in config_dict:
         raise ConfigurationError("source.config.stateful_ingestion: not supported by mlflow-catalog; use "
                                  "source.config.state (path, remove_stale, max_removal_ratio) instead")
@@ -59,9 +72,14 @@ def parse_config(config_dict: dict, pipeline_name: Optional[str]) -> tuple[Mlflo
         config = MlflowCatalogSourceConfig.model_validate(config_dict)
     except ValidationError as exc:
         raise ConfigurationError("invalid mlflow-catalog config:\n  " + "\n  ".join(
-            f"{error_location(CONFIG_PATH + tuple(e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+            f"{error_location(CONFIG_PATH + tuple(e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors())) from None
     if config.state is not None and not pipeline_name:
         raise ConfigurationError("pipeline_name: required when source.config.state is set (it keys the checkpoint)")
+    if config.state is not None and _rest_sink_mode(sink_section) == "SYNC":
+        raise ConfigurationError("sink.config.mode: SYNC cannot be used with source.config.state: DataHub's REST "
+                                 "sink does not report failed writes in SYNC mode, so a checkpoint could be saved "
+                                 "past proposals GMS refused; use ASYNC_BATCH (the default) or ASYNC")
     if config.incremental and config.state is None:
         raise ConfigurationError("source.config.incremental: needs source.config.state to keep the checkpoint in")
     try:
@@ -90,7 +108,7 @@ class _SaveState(Committable):
         self.source = source
 
     def commit(self) -> None:
-        self.source.save_state()
+        self.source.save_state(running_pipeline_sink())
 
 
 @platform_name("MLflow", id="mlflow")
@@ -114,7 +132,8 @@ class MlflowCatalogSource(Source):
 
     @classmethod
     def create(cls, config_dict: dict, ctx: PipelineContext) -> "MlflowCatalogSource":
-        config, recipe = parse_config(config_dict, ctx.pipeline_name)
+        sink = ctx.pipeline_config.sink if ctx.pipeline_config else None
+        config, recipe = parse_config(config_dict, ctx.pipeline_name, sink.model_dump() if sink else None)
         return cls(ctx, config, recipe)
 
     def get_report(self) -> MlflowCatalogSourceReport:
@@ -163,16 +182,23 @@ class MlflowCatalogSource(Source):
         for reason in handoff.sink.rejections:
             self.report.failure("Proposal not readable by DataHub", context=reason)
 
-    def save_state(self) -> None:
+    def save_state(self, sink) -> None:
+        """DataHub's commit step: save our staged state once its sink has delivered every work unit."""
         staged = self._staged
         if staged is None or not self._handoff or not self._handoff.finished:
             return
         try:
-            if self.ctx.dry_run or self.ctx.preview_mode:
+            if self.ctx.dry_run_mode or self.ctx.preview_mode:
                 self.report.info("State not saved", context="dry run or preview", log=False)
                 return
+            problems = undelivered(sink) if sink is not None else []
+            if problems:
+                self.report.failure("State not saved", context=f"DataHub's sink did not deliver everything "
+                                    f"({len(problems)} problem(s), first: {problems[0][:300]}); the next run "
+                                    "sends this run's changes again")
+                return
             self.report.checkpoint_saved = staged.promote()
-        except StateError as exc:
+        except (StateError, OSError) as exc:
             self.report.failure("State not saved", context=str(exc))
         finally:
             staged.discard()
