@@ -28,6 +28,11 @@ class MlflowCatalogSourceReport(SourceReport):
     checkpoint_before: Optional[dict] = None
     checkpoint_saved: Optional[dict] = None  # set in DataHub's commit step, once its sink delivered the run
 
+    def report_workunit(self, wu) -> None:
+        # Only counted: DataHub's per-aspect bookkeeping (a sqlite-backed table per work unit) would
+        # cost more than our crawl; the aspects per entity type come from our report in absorb().
+        self.events_produced += 1
+
     def absorb(self, ours: Report) -> None:
         """Copy our report in: figures, then every warning, failure and note, titled as ours are."""
         self.mlflow_server = ours.source
@@ -40,6 +45,7 @@ class MlflowCatalogSourceReport(SourceReport):
         self.proposals = ours.proposals
         self.proposals_handed_to_datahub = ours.delivered
         self.entities_emitted = dict(sorted(ours.entities.items()))
+        self.aspects = {entity_type: dict(sorted(counts.items())) for entity_type, counts in sorted(ours.aspects.items())}
         self.entities_removed = ours.entities_removed
         self.crawl_sec = ours.crawl_sec
         self.checkpoint_before = ours.checkpoint_before
