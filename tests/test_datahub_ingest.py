@@ -245,3 +245,17 @@ def test_state_is_not_saved_when_datahubs_rest_sink_did_not_deliver(own_server, 
         sync = {"type": "datahub-rest", "config": {"server": gms.url, "mode": "SYNC"}}
         proc, _, _ = datahub_ingest(tmp_path, "sync", config, sync, pipeline="dh-rest")
         assert proc.returncode == 1 and "sink.config.mode: SYNC cannot be used with source.config.state" in proc.stderr
+
+
+def test_preview_stops_the_crawl_and_saves_no_state(own_server, tmp_path):
+    """DataHub stops pulling after N work units: the crawl thread ends, the process exits, no state."""
+    config = {"tracking_uri": own_server, "state": {"path": str(tmp_path / "state.json")}}
+    recipe = tmp_path / "preview.yml"
+    recipe.write_text(json.dumps({"pipeline_name": "dh-preview", "source": {"type": "mlflow-catalog", "config": config},
+                                  "sink": {"type": "file", "config": {"filename": str(tmp_path / "preview.json")}}}))
+    proc = run_cli("datahub", ["ingest", "-c", str(recipe), "--preview", "--preview-workunits", "3"], tmp_path / "home",
+                   timeout=120)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    assert len(json.loads((tmp_path / "preview.json").read_text())) == 3
+    assert not (tmp_path / "state.json").exists()
+    assert "Stopped early" in proc.stdout
