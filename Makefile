@@ -16,7 +16,7 @@ export DO_NOT_TRACK := true
 export DATAHUB_TELEMETRY_ENABLED := false
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: demo example test lint install install-server install-test install-airflow cassettes bench clean
+.PHONY: demo example test lint install install-server install-test install-airflow cassettes bench bench-datahub clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ cassettes: install-test
 
 bench: install-test
 	$(PY) -m benchmarks.crawl
+
+# The crawl through `datahub ingest` (our plugin) beside our CLI and DataHub's own MLflow source
+# (which gets a venv of its own, .bench/datahub-venv, created from the package registry once).
+bench-datahub: install-test
+	$(PY) -m benchmarks.datahub_ingest
 
 clean:
 	rm -rf .demo out build *.egg-info

@@ -120,7 +120,8 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
     ctx = mapping_context(recipe.source.config)
     tracker, store = _start_tracker(recipe, ctx, report, resume)
     target: Sink = sink or (_NULL_SINK if dry_run else build_sink(recipe.sink, report.run_id, recipe.pipeline_name))
-    _warn_about_replaced_files(recipe, tracker, target, report)
+    if sink is None:  # the recipe's own sink
+        _warn_about_replaced_files(recipe, tracker, report)
     report.sink = target.name
     checkpoint = None
     if tracker is not None and tracker.mode in ("full", "resume") and target.delivers_as_it_goes and not preview:
@@ -135,7 +136,7 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
             _save_state(recipe, store, tracker, report)
 
 
-def _warn_about_replaced_files(recipe: Recipe, tracker: Optional[ChangeTracker], sink: Sink, report: Report) -> None:
+def _warn_about_replaced_files(recipe: Recipe, tracker: Optional[ChangeTracker], report: Report) -> None:
     if tracker is None or not tracker.incremental or recipe.sink.type != "file":
         return
     if not any("{" + p + "}" in recipe.sink.config.filename for p in PLACEHOLDERS):

@@ -1,0 +1,62 @@
+"""Our run report's figures inside DataHub's source report (what `datahub ingest` prints and the
+UI's ingestion run page shows)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+from datahub.ingestion.api.source import SourceReport
+
+from connector.report import Report
+
+
+@dataclass
+class MlflowCatalogSourceReport(SourceReport):
+    mlflow_server: str = ""
+    connector_run_id: str = ""
+    mode: str = ""
+    crawled: Dict[str, int] = field(default_factory=dict)
+    mlflow_requests: int = 0
+    mlflow_retries: int = 0
+    point_lookups: int = 0
+    proposals: int = 0
+    proposals_handed_to_datahub: int = 0
+    entities_emitted: Dict[str, int] = field(default_factory=dict)
+    entities_removed: int = 0
+    crawl_sec: float = 0.0
+    state_file: Optional[str] = None
+    checkpoint_before: Optional[dict] = None
+    checkpoint_saved: Optional[dict] = None  # set in DataHub's commit step, once its sink delivered the run
+
+    def report_workunit(self, wu) -> None:
+        # Only counted: DataHub's per-aspect bookkeeping (a sqlite-backed table per work unit) would
+        # cost more than our crawl; the aspects per entity type come from our report in absorb().
+        self.events_produced += 1
+
+    def absorb(self, ours: Report) -> None:
+        """Copy our report in: figures, then every warning, failure and note, titled as ours are."""
+        self.mlflow_server = ours.source
+        self.connector_run_id = ours.run_id
+        self.mode = ours.mode
+        self.crawled = dict(sorted(ours.crawled.items()))
+        self.mlflow_requests = ours.source_requests
+        self.mlflow_retries = ours.source_retries
+        self.point_lookups = ours.point_lookups
+        self.proposals = ours.proposals
+        self.proposals_handed_to_datahub = ours.delivered
+        self.entities_emitted = dict(sorted(ours.entities.items()))
+        self.aspects = {entity_type: dict(sorted(counts.items()))
+                        for entity_type, counts in sorted(ours.aspects.items())}
+        self.entities_removed = ours.entities_removed
+        self.crawl_sec = ours.crawl_sec
+        self.checkpoint_before = ours.checkpoint_before
+        for item in ours.infos:
+            self.info(item["title"], context=item["message"], title=item["title"], log=False)
+        for item in ours.warnings:
+            self.warning(item["title"], context=item["message"], title=item["title"])
+        if ours.warning_count > len(ours.warnings):
+            self.warning("More warnings", context=f"{ours.warning_count - len(ours.warnings)} more not listed")
+        for item in ours.failures:
+            self.failure(item["title"], context=item["message"], title=item["title"])
+        if ours.failure_count > len(ours.failures):
+            self.failure("More failures", context=f"{ours.failure_count - len(ours.failures)} more not listed")

@@ -1,0 +1,239 @@
+"""`datahub ingest` source plugin: `source: {type: mlflow-catalog, config: {...}}`.
+
+The config is our recipe's `source.config` model (every key, same meaning) plus `state`, our
+recipe's `state` section. The work units are exactly the proposals our pipeline produces:
+`run_ingest` runs in a worker thread and hands them over a bounded queue (handoff.py); DataHub's
+own work-unit processors that would add aspects (status, browse paths, ...) are switched off.
+Our state is staged and saved only in DataHub's commit step (staged_state.py).
+
+Why our `state` and not DataHub's `stateful_ingestion`: an incremental run emits only what
+changed, and DataHub's stale-entity removal treats every URN a run does not emit as gone; our
+state also keeps what incremental runs need (fingerprints of what was sent, runs still open,
+the mapping settings' hash) and the per-kind safety threshold, and it works with every sink
+(file, datahub-lite, Kafka), not only with a DataHub server to keep checkpoints in.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Optional
+
+from datahub.configuration.common import ConfigurationError
+from datahub.emitter.aspect import JSON_CONTENT_TYPE, TIMESERIES_ASPECT_MAP
+from datahub.emitter.mcp import MetadataChangeProposalWrapper
+from datahub.emitter.serialization_helper import post_json_transform
+from datahub.ingestion.api.committable import CommitPolicy, Committable
+from datahub.ingestion.api.common import PipelineContext
+from datahub.ingestion.api.decorators import config_class, platform_name
+from datahub.ingestion.api.source import Source
+from datahub.ingestion.api.workunit import MetadataWorkUnit
+from datahub.ingestion.workunit_processors import AutoWorkunitsReporterProcessor
+from datahub.metadata.schema_classes import (
+    ASPECT_NAME_MAP, GenericAspectClass, MetadataChangeProposalClass, SystemMetadataClass,
+)
+from pydantic import Field, ValidationError
+
+from connector.integrations.datahub_delivery import running_pipeline_sink, undelivered
+from connector.integrations.datahub_report import MlflowCatalogSourceReport
+from connector.integrations.handoff import ProposalHandoff
+from connector.integrations.staged_state import StagedState
+from connector.mapping.common import Mcp
+from connector.pipeline import run_ingest
+from connector.recipe import (
+    FileSink, FileSinkConfig, MlflowSource, MlflowSourceConfig, Recipe, RecipeError, StateConfig, error_location,
+)
+from connector.state.lock import LockHeld
+from connector.state.store import StateError
+
+CONFIG_PATH = ("source", "config")
+
+
+class MlflowCatalogSourceConfig(MlflowSourceConfig):
+    """Every key of our recipe's `source.config`, plus `state` (our recipe's `state` section)."""
+
+    state: Optional[StateConfig] = Field(
+        None, description="incremental runs, stale-entity removal and the safety threshold "
+                          "(path, remove_stale, max_removal_ratio); keyed by the recipe's pipeline_name")
+
+
+def _rest_sink_mode(sink_section: Optional[dict]) -> Optional[str]:
+    """The REST sink's mode (the recipe's, else DataHub's default), or None for another sink."""
+    if sink_section is not None and sink_section.get("type") != "datahub-rest":
+        return None
+    from datahub.ingestion.sink.datahub_rest import DatahubRestSinkConfig
+
+    mode = ((sink_section or {}).get("config") or {}).get("mode") or DatahubRestSinkConfig.model_fields["mode"].default
+    return str(getattr(mode, "name", mode)).upper()
+
+
+def parse_config(config_dict: dict, pipeline_name: Optional[str],
+                 sink_section: Optional[dict] = None) -> tuple[MlflowCatalogSourceConfig, Recipe]:
+    """The plugin's config and the recipe `run_ingest` runs; ConfigurationError names the field.
+    `sink_section`: the DataHub recipe's sink (None: DataHub's default sink, datahub-rest)."""
+    if "stateful_ingestion" in config_dict:
+        raise ConfigurationError("source.config.stateful_ingestion: not supported by mlflow-catalog; use "
+                                 "source.config.state (path, remove_stale, max_removal_ratio) instead")
+    try:
+        config = MlflowCatalogSourceConfig.model_validate(config_dict)
+    except ValidationError as exc:
+        raise ConfigurationError("invalid mlflow-catalog config:\n  " + "\n  ".join(
+            f"{error_location(CONFIG_PATH + tuple(e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors())) from None
+    if config.state is not None and not pipeline_name:
+        raise ConfigurationError("pipeline_name: required when source.config.state is set (it keys the checkpoint)")
+    if config.state is not None and _rest_sink_mode(sink_section) == "SYNC":
+        raise ConfigurationError("sink.config.mode: SYNC cannot be used with source.config.state: DataHub's REST "
+                                 "sink does not report failed writes in SYNC mode, so a checkpoint could be saved "
+                                 "past proposals GMS refused; use ASYNC_BATCH (the default) or ASYNC")
+    if config.incremental and config.state is None:
+        raise ConfigurationError("source.config.incremental: needs source.config.state to keep the checkpoint in")
+    try:
+        config.resolved_tracking_uri()
+    except RecipeError as exc:
+        raise ConfigurationError(str(exc)) from None
+    # The sink section is never used (run_ingest gets the handoff sink); a Recipe needs one.
+    recipe = Recipe(pipeline_name=pipeline_name, source=MlflowSource(type="mlflow", config=config),
+                    sink=FileSink(type="file", config=FileSinkConfig(filename=os.devnull)), state=config.state)
+    return config, recipe
+
+
+def raw_workunit(proposal: Mcp, system_metadata: dict) -> MetadataWorkUnit:
+    """Our proposal as a raw MCP, its aspect our JSON verbatim: what DataHub's REST, Kafka and file
+    sinks take, at a fraction of the typed form's cost (no schema read, no schema validation)."""
+    mcp = MetadataChangeProposalClass(
+        entityType=proposal.entity_type, entityUrn=proposal.entity_urn, changeType="UPSERT",
+        aspectName=proposal.aspect_name, systemMetadata=SystemMetadataClass(**system_metadata),
+        aspect=GenericAspectClass(contentType=JSON_CONTENT_TYPE, value=json.dumps(proposal.aspect).encode()))
+    timestamp = proposal.aspect.get("timestampMillis") if proposal.aspect_name in TIMESERIES_ASPECT_MAP else None
+    suffix = f"-{timestamp}" if timestamp is not None else ""
+    return MetadataWorkUnit(id=f"{proposal.entity_urn}-{proposal.aspect_name}{suffix}", mcp_raw=mcp)
+
+
+def typed_workunit(proposal: Mcp, system_metadata: dict) -> MetadataWorkUnit:
+    """Our proposal as DataHub's typed MCP (what transformers and the datahub-lite sink need): the
+    aspect read the way DataHub reads our file sink's records (`post_json_transform`, then its class)."""
+    aspect_class = ASPECT_NAME_MAP.get(proposal.aspect_name)
+    if aspect_class is None:  # an aspect this acryl-datahub does not know
+        return raw_workunit(proposal, system_metadata)
+    return MetadataChangeProposalWrapper(
+        entityType=proposal.entity_type, entityUrn=proposal.entity_urn, aspectName=proposal.aspect_name,
+        aspect=aspect_class.from_obj(post_json_transform(proposal.aspect)),
+        systemMetadata=SystemMetadataClass(**system_metadata),
+    ).as_workunit()
+
+
+def needs_typed_workunits(pipeline_config) -> bool:
+    """Transformers look into typed aspects only, and the datahub-lite sink takes typed MCPs only."""
+    if pipeline_config is None:
+        return True
+    sink_type = pipeline_config.sink.type if pipeline_config.sink else None
+    return bool(pipeline_config.transformers) or sink_type == "datahub-lite"
+
+
+class _SaveState(Committable):
+    """Run by DataHub after its sink flushed, and only when no failure was reported."""
+
+    def __init__(self, source: "MlflowCatalogSource"):
+        super().__init__(name="mlflow-catalog-state", commit_policy=CommitPolicy.ON_NO_ERRORS)
+        self.source = source
+
+    def commit(self) -> None:
+        self.source.save_state(running_pipeline_sink())
+
+
+@platform_name("MLflow", id="mlflow")
+@config_class(MlflowCatalogSourceConfig)
+class MlflowCatalogSource(Source):
+    """MLflow tracking server and model registry, through mlflow-catalog-connector's crawler and mapping."""
+
+    def __init__(self, ctx: PipelineContext, config: MlflowCatalogSourceConfig, recipe: Recipe):
+        super().__init__(ctx)
+        self.config = config
+        self.recipe = recipe
+        self.report = MlflowCatalogSourceReport()
+        self.report.state_file = config.state.path if config.state else None
+        # A run that finds nothing changed is not a mistake worth DataHub's "no metadata" warning.
+        self.report.event_not_produced_warn = not config.incremental
+        self._handoff: Optional[ProposalHandoff] = None
+        self._staged: Optional[StagedState] = None
+        self._finished = False
+        if config.state is not None:
+            ctx.register_checkpointer(_SaveState(self))
+
+    @classmethod
+    def create(cls, config_dict: dict, ctx: PipelineContext) -> "MlflowCatalogSource":
+        sink = ctx.pipeline_config.sink if ctx.pipeline_config else None
+        config, recipe = parse_config(config_dict, ctx.pipeline_name, sink.model_dump() if sink else None)
+        return cls(ctx, config, recipe)
+
+    def get_report(self) -> MlflowCatalogSourceReport:
+        return self.report
+
+    def get_allowed_workunit_processors(self):
+        # Only counting: the others add or rewrite aspects, and the work units must be our proposals.
+        return [AutoWorkunitsReporterProcessor]
+
+    def get_workunits_internal(self) -> Iterable[MetadataWorkUnit]:
+        recipe = self.recipe
+        if recipe.state is not None:
+            self._staged = StagedState(recipe.state, recipe.pipeline_name or "")
+            try:
+                self._staged.begin()
+            except (LockHeld, StateError) as exc:
+                self.report.failure("Pipeline not run", context=str(exc), title="Pipeline not run")
+                return
+            recipe = recipe.model_copy(update={"state": self._staged.staged_config})
+        convert = typed_workunit if needs_typed_workunits(self.ctx.pipeline_config) else raw_workunit
+        self._handoff = ProposalHandoff(
+            lambda sink: run_ingest(recipe, sink=sink, progress_interval=float("inf")), convert)
+        self._handoff.start()
+        try:
+            yield from self._handoff.items()
+        finally:
+            self._end_crawl()
+
+    def _end_crawl(self) -> None:
+        """Stop the crawl if DataHub stopped consuming, then take its report over (once)."""
+        if self._finished or self._handoff is None:
+            return
+        self._finished = True
+        handoff = self._handoff
+        handoff.stop()
+        if self._staged is not None:
+            self._staged.end_crawl()
+        if not handoff.finished:
+            self.report.info("Stopped early", context="DataHub stopped taking work units before the end of "
+                             "the crawl (preview or an error downstream); no state is saved", log=False)
+            return
+        if handoff.report is not None:
+            self.report.absorb(handoff.report)
+        if handoff.error is not None:
+            self.report.failure("Unexpected error", context=f"{type(handoff.error).__name__}: {handoff.error}",
+                                exc=handoff.error)
+        for reason in handoff.sink.rejections:
+            self.report.failure("Proposal not readable by DataHub", context=reason)
+
+    def save_state(self, sink) -> None:
+        """DataHub's commit step: save our staged state once its sink has delivered every work unit."""
+        staged = self._staged
+        if staged is None or not self._handoff or not self._handoff.finished:
+            return
+        try:
+            if self.ctx.dry_run_mode or self.ctx.preview_mode:
+                self.report.info("State not saved", context="dry run or preview", log=False)
+                return
+            problems = undelivered(sink) if sink is not None else []
+            if problems:
+                self.report.failure("State not saved", context=f"DataHub's sink did not deliver everything "
+                                    f"({len(problems)} problem(s), first: {problems[0][:300]}); the next run "
+                                    "sends this run's changes again")
+                return
+            self.report.checkpoint_saved = staged.promote()
+        except (StateError, OSError) as exc:
+            self.report.failure("State not saved", context=str(exc))
+        finally:
+            staged.discard()
+
+    def close(self) -> None:
+        self._end_crawl()
+        super().close()
