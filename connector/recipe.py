@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlsplit
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from connector.mapping.deployments import DEPLOYMENT_STATUSES, TEMPLATE_FIELDS
+from connector.recipe_env import RecipeError, expand_env
 from connector.recipe_yaml import RecipeFileError, read_recipe_file
 from connector.secrets import Redactor, redact_url, secrets_in
 
@@ -24,11 +25,6 @@ FABRIC_TYPES = (
     "DEV", "TEST", "QA", "UAT", "EI", "PRE", "STG", "NON_PROD", "PROD", "CORP",
     "RVW", "PRD", "TST", "SIT", "SBX", "SANDBOX",
 )
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class RecipeError(Exception):
-    """A recipe that cannot be used; the message names the field."""
 
 
 class _Strict(BaseModel):
@@ -307,32 +303,6 @@ class Recipe(_Strict):
         if state is not None and state.token is not None and not state.server:
             raise ValueError("state.token: only used with state.server")
         return self
-
-
-def expand_env(value: Any, path: str = "", environ=None, used: Optional[dict] = None) -> Any:
-    """Replace ${NAME} / ${NAME:-default} in every string of a parsed YAML tree. `used`, when
-    given, collects {recipe path: {NAME: value}} of every variable that fed a value."""
-    environ = os.environ if environ is None else environ
-    if isinstance(value, dict):
-        return {k: expand_env(v, f"{path}.{k}" if path else str(k), environ, used) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_env(v, f"{path}[{i}]", environ, used) for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, default = match.group(1), match.group(2)
-        if name in environ:
-            if used is not None:
-                used.setdefault(path, {})[name] = environ[name]
-            return environ[name]
-        if default is not None:
-            return default
-        raise RecipeError(f"{path}: environment variable {name} is not set")
-
-    return _ENV_REF.sub(substitute, value)
 
 
 def error_location(loc: tuple) -> str:

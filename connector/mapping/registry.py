@@ -100,6 +100,18 @@ def _model_metrics(logged: Optional[LoggedModel]) -> list:
     return list(latest.values())
 
 
+def _model_metric_entries(model_metrics: list) -> tuple[dict, list]:
+    """(values of the metrics measured on no dataset, the evaluated ones sorted)."""
+    plain = {m.key: m.value for m in model_metrics if not m.dataset_name}
+    evaluated = sorted((m for m in model_metrics if m.dataset_name), key=lambda m: (m.key, m.dataset_name))
+    return plain, evaluated
+
+
+def _evaluated_entry(m) -> dict:
+    digest = f" ({m.dataset_digest})" if m.dataset_digest else ""
+    return {"name": m.key, "value": metric_value(m.value, m.key), "description": f"on dataset {m.dataset_name}{digest}"}
+
+
 def _metrics_and_evaluations(ctx: MappingContext, run: Optional[Run], logged: Optional[LoggedModel]):
     """Training metrics and the datasets a metric was measured on. Each MLflow metric once: a
     metric logged against the model (MLflow 3 `log_metric(..., model_id=, dataset=)`) is also in
@@ -109,13 +121,8 @@ def _metrics_and_evaluations(ctx: MappingContext, run: Optional[Run], logged: Op
     model_metrics = _model_metrics(logged)
     from_run = {m.key for m in model_metrics if run is None or m.run_id in ("", run.run_id)}
     values = {k: v for k, v in (run.metrics if run else {}).items() if k not in from_run}
-    values.update({m.key: m.value for m in model_metrics if not m.dataset_name})
-    listed = metrics(values)
-    evaluated = sorted((m for m in model_metrics if m.dataset_name), key=lambda m: (m.key, m.dataset_name))
-    for m in evaluated:
-        listed.append({"name": m.key, "value": metric_value(m.value, m.key),
-                       "description": f"on dataset {m.dataset_name}"
-                       + (f" ({m.dataset_digest})" if m.dataset_digest else "")})
+    plain, evaluated = _model_metric_entries(model_metrics)
+    listed = metrics({**values, **plain}) + [_evaluated_entry(m) for m in evaluated]
     datasets = [_evaluation_dataset_urn(ctx, run, m) for m in evaluated]
     return listed, list(dict.fromkeys(d for d in datasets if d))
 
@@ -129,19 +136,15 @@ def _ml_data_aspects(ctx: MappingContext, urn: str, run: Optional[Run], logged: 
         yield mcp(urn, "mlModelEvaluationData", {"evaluationData": [{"dataset": d} for d in evaluated]})
 
 
-def map_model_version(ctx: MappingContext, version: ModelVersion, model: RegisteredModel,
-                      run: Optional[Run], *, logged_model: Optional[LoggedModel] = None,
-                      is_latest: Optional[bool] = None, feature_urns: tuple = ()) -> Iterator[Mcp]:
-    urn = _model_version_urn(ctx, version)
-    prefix = ctx.model_card_tag_prefix
-    own_tags = without_card_tags(prefix, version.tags)
+def _version_properties(ctx: MappingContext, version: ModelVersion, model: RegisteredModel, run: Optional[Run],
+                        logged_model: Optional[LoggedModel], owner_id: Optional[str], training_metrics,
+                        feature_urns: tuple) -> dict:
+    own_tags = without_card_tags(ctx.model_card_tag_prefix, version.tags)
     custom = custom_properties(own_tags, {
         "source": version.source, "status": version.status, "run_id": version.run_id,
         "current_stage": version.current_stage, "model_id": version.model_id,
     })
-    owner_id = known_user(version.user_id) or known_user(run.user_id if run else "")
     params = {**(run.params if run else {}), **(logged_model.params if logged_model else {})}
-    training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged_model)
     props = drop_none({
         "name": f"{version.name}{ctx.model_name_separator}{version.version}",
         "description": version.description or None,
@@ -160,8 +163,12 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
     if ctx.deployment_rules:
         # Always written when rules exist: a version that lost its alias loses the link.
         props["deployments"] = [d.urn for d in deployments_for_version(ctx.deployment_rules, version, ctx.env)]
-    yield mcp(urn, "mlModelProperties", props)
-    version_props: dict = {
+    return props
+
+
+def _version_set_properties(version: ModelVersion, model: RegisteredModel, owner_id: Optional[str],
+                            is_latest: Optional[bool]) -> dict:
+    props: dict = {
         "versionSet": urns.version_set_urn(model.name),
         "version": {"versionTag": version.version, "metadataAttribution": {
             "time": int(version.creation_timestamp or 0),
@@ -171,8 +178,30 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
         "aliases": [{"versionTag": alias} for alias in version.aliases],
     }
     if is_latest is not None:
-        version_props["isLatest"] = is_latest
-    yield mcp(urn, "versionProperties", version_props)
+        props["isLatest"] = is_latest
+    return props
+
+
+def _deprecation(ctx: MappingContext, urn: str, version: ModelVersion, model: RegisteredModel,
+                 owner_id: Optional[str]) -> Iterator[Mcp]:
+    note = deprecation_note(version.tags, ctx.deprecation_tag, version.current_stage)
+    if not note:
+        return
+    champion = model.aliases.get(ctx.champion_alias)
+    replacement = (urns.model_urn(model.name, champion, ctx.model_name_separator, ctx.env)
+                   if champion and champion != version.version else None)
+    yield mcp(urn, "deprecation", deprecation(note, urns.corpuser_urn(owner_id or MLFLOW_ACTOR), replacement))
+
+
+def map_model_version(ctx: MappingContext, version: ModelVersion, model: RegisteredModel,
+                      run: Optional[Run], *, logged_model: Optional[LoggedModel] = None,
+                      is_latest: Optional[bool] = None, feature_urns: tuple = ()) -> Iterator[Mcp]:
+    urn = _model_version_urn(ctx, version)
+    owner_id = known_user(version.user_id) or known_user(run.user_id if run else "")
+    training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged_model)
+    yield mcp(urn, "mlModelProperties", _version_properties(ctx, version, model, run, logged_model, owner_id,
+                                                            training_metrics, feature_urns))
+    yield mcp(urn, "versionProperties", _version_set_properties(version, model, owner_id, is_latest))
     stage_tag = urns.tag_urn(urns.stage_tag_name(version.current_stage or "None"))
     yield mcp(urn, "globalTags", {"tags": [{"tag": stage_tag}]})
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
@@ -180,13 +209,8 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
     if owner:
         yield mcp(urn, "ownership", owner)
     yield from _ml_data_aspects(ctx, urn, run, logged_model, evaluated)
-    yield from map_model_card(urn, card_tags(prefix, model.tags, version.tags))
-    note = deprecation_note(version.tags, ctx.deprecation_tag, version.current_stage)
-    if note:
-        champion = model.aliases.get(ctx.champion_alias)
-        replacement = (urns.model_urn(model.name, champion, ctx.model_name_separator, ctx.env)
-                       if champion and champion != version.version else None)
-        yield mcp(urn, "deprecation", deprecation(note, urns.corpuser_urn(owner_id or MLFLOW_ACTOR), replacement))
+    yield from map_model_card(urn, card_tags(ctx.model_card_tag_prefix, model.tags, version.tags))
+    yield from _deprecation(ctx, urn, version, model, owner_id)
     yield mcp(urn, "status", status())
 
 
