@@ -343,3 +343,27 @@ def test_renamed_experiment_moves_its_runs_to_the_new_container(server, tmp_path
     assert out[run_urn(old_run)]["container"] == {"container": exp_urn("after-rename")}
     assert out[exp_urn("before-rename")] == {"status": {"removed": True}}
     assert out[exp_urn("after-rename")]["containerProperties"]["name"] == "after-rename"
+
+
+def test_new_urns_after_a_settings_change_are_not_taken_for_a_broken_crawl(server, tmp_path):
+    """Switching dataset_urn (or upgrading to URNs by source) renames every dataset: the old URNs
+    are removed, and the safety threshold sees the crawl found as many datasets as before."""
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(server)
+    exp = mlflow.MlflowClient(server).create_experiment("renamed-datasets")
+    frame = pd.DataFrame({"x": [1.0]})
+    for i in range(12):
+        with mlflow.start_run(experiment_id=exp, run_name=f"ds-{i}"):
+            mlflow.log_input(mlflow.data.from_pandas(frame, source=f"s3://b/ds{i}.parquet", name=f"ds{i}"))
+    base = {"pipeline_name": "dataset-urns", "state": {"path": str(tmp_path / "state.json")},
+            "source": {"type": "mlflow", "config": {"tracking_uri": server, "dataset_urn": "name",
+                                                   "experiment_pattern": {"allow": ["renamed-datasets$"]},
+                                                   "model_pattern": {"allow": ["^$"]}}}}
+    by_name = [u for u in ingest_ok(base, tmp_path, "by-name.json") if u.startswith("urn:li:dataset:")]
+    assert len(by_name) == 12
+    base["source"]["config"]["dataset_urn"] = "source"
+    out = ingest_ok(base, tmp_path, "by-source.json")  # a full crawl: the mapping settings changed
+    assert all(out[u] == {"status": {"removed": True}} for u in by_name)
+    assert sum(1 for u in out if u.startswith("urn:li:dataset:") and u not in by_name) == 12

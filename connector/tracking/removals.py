@@ -20,19 +20,25 @@ def gone_entities(previous: dict[str, str], current: dict[str, str], seen_listed
     return sorted(removed)
 
 
-def removal_refusal(removed: list[str], previous: dict[str, str], max_ratio: float,
+def removal_refusal(removed: list[str], previous: dict[str, str], current: dict[str, str], max_ratio: float,
                     min_kind_size: int = 10) -> Optional[str]:
-    """Why this removal looks like a broken crawl (None when it does not): more than `max_ratio`
-    of all known entities, or of any kind with at least `min_kind_size` of them (an incremental
-    run can only remove what it lists whole, so a ratio over all entities would let it remove
-    every experiment and model when MLflow answers with nothing)."""
-    known = len(previous)
+    """Why this removal looks like a broken crawl (None when it does not): it removes more than
+    `max_ratio` of all known entities, or of any kind with at least `min_kind_size` of them, while
+    the crawl found that many fewer of them. (An incremental run can only remove what it lists
+    whole, so a ratio over all entities would let it remove every experiment and model when MLflow
+    answers with nothing; a crawl that finds as many as before is not broken, e.g. after a change
+    of mapping settings or of the connector gave entities new URNs.)"""
     tail = "MLflow may have answered with nothing; no removal emitted and the checkpoint kept"
-    if known and len(removed) > max_ratio * known:
-        return f"would remove {len(removed)} of {known} entities (more than {max_ratio:.0%}): {tail}"
+
+    def looks_broken(gone: int, known: int, found: int) -> bool:
+        return gone > max_ratio * known and found < (1 - max_ratio) * known
+
+    if previous and looks_broken(len(removed), len(previous), len(current)):
+        return f"would remove {len(removed)} of {len(previous)} entities (more than {max_ratio:.0%}): {tail}"
     for kind in sorted({urns.entity_type(u) for u in removed}):
         of_kind = sum(1 for u in previous if urns.entity_type(u) == kind)
         gone = sum(1 for u in removed if urns.entity_type(u) == kind)
-        if of_kind >= min_kind_size and gone > max_ratio * of_kind:
+        found = sum(1 for u in current if urns.entity_type(u) == kind)
+        if of_kind >= min_kind_size and looks_broken(gone, of_kind, found):
             return f"would remove {gone} of {of_kind} {kind} entities (more than {max_ratio:.0%}): {tail}"
     return None

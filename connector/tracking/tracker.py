@@ -178,7 +178,8 @@ class ChangeTracker:
             self.changes.current.pop(urn, None)
 
     def removal_refused(self, max_ratio: float, min_kind_size: int = 10) -> Optional[str]:
-        return removal_refusal(self.removed, self.previous.fingerprints, max_ratio, min_kind_size)
+        return removal_refusal(self.removed, self.previous.fingerprints, self.changes.current, max_ratio,
+                               min_kind_size)
 
     def removal_proposals(self) -> list[Mcp]:
         return [Mcp(urn, "status", status(True)) for urn in self.removed]
