@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -24,6 +25,12 @@ def _say(text: str, err: bool = False) -> None:
     click.echo(_redactor.redact(text), err=err)
 
 
+def _bad_input(message: str) -> NoReturn:
+    """A recipe or file given by the user that cannot be used: exit 2."""
+    _say(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_RECIPE)
+
+
 def _load(path: str, runnable: bool = True):
     """The recipe, or exit 2. `runnable`: also what `check` and `ingest` need of the source."""
     global _redactor
@@ -35,8 +42,7 @@ def _load(path: str, runnable: bool = True):
         if runnable:
             check_runnable(recipe)
     except RecipeError as exc:
-        _say(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_RECIPE)
+        _bad_input(str(exc))
     return recipe, exposure_warnings(recipe)
 
 
@@ -103,16 +109,14 @@ def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, 
     if force_full:
         recipe.source.config.incremental = False
     if preview_file and not preview:
-        _say("error: --preview-file needs --preview N", err=True)
-        sys.exit(EXIT_BAD_RECIPE)
+        _bad_input("--preview-file needs --preview N")
     sink = None
     if preview:  # never the recipe's output: a preview must not replace a complete file
         sink = FileSink(preview_file) if preview_file else StdoutSink(sys.stdout)
     try:
         report = run_ingest(recipe, dry_run=dry_run, preview=preview, resume=resume, sink=sink)
     except RecipeError as exc:
-        _say(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_RECIPE)
+        _bad_input(str(exc))
     except LockHeld as exc:
         _say(f"pipeline {recipe.pipeline_name!r} is already running: {exc}; not starting a second run", err=True)
         sys.exit(EXIT_LOCKED)
@@ -161,11 +165,9 @@ def send(proposal_file: str, recipe_path: str, report_file) -> None:
     try:
         records = read_proposal_file(proposal_file)
     except OSError as exc:
-        _say(f"error: cannot read {proposal_file}: {exc.strerror}", err=True)
-        sys.exit(EXIT_BAD_RECIPE)
+        _bad_input(f"cannot read {proposal_file}: {exc.strerror}")
     except ProposalFileError as exc:
-        _say(f"error: {exc}", err=True)
-        sys.exit(EXIT_BAD_RECIPE)
+        _bad_input(str(exc))
     _finish(run_send(recipe, proposal_file, records), report_file)
 
 

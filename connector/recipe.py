@@ -27,6 +27,13 @@ FABRIC_TYPES = (
 )
 
 
+def fabric(value: str) -> str:
+    """An env (fabric type) as DataHub spells it, or a ValueError naming the known ones."""
+    if value.upper() not in FABRIC_TYPES:
+        raise ValueError(f"unknown env {value!r}; one of {', '.join(FABRIC_TYPES)}")
+    return value.upper()
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -115,9 +122,7 @@ class DeploymentRuleConfig(_Strict):
     @field_validator("env")
     @classmethod
     def _env(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and value.upper() not in FABRIC_TYPES:
-            raise ValueError(f"unknown env {value!r}; one of {', '.join(FABRIC_TYPES)}")
-        return value.upper() if value else value
+        return fabric(value) if value is not None else None
 
     @model_validator(mode="after")
     def _selects_something(self) -> "DeploymentRuleConfig":
@@ -172,9 +177,7 @@ class MlflowSourceConfig(_Strict):
     @field_validator("env")
     @classmethod
     def _fabric(cls, value: str) -> str:
-        if value.upper() not in FABRIC_TYPES:
-            raise ValueError(f"unknown env {value!r}; one of {', '.join(FABRIC_TYPES)}")
-        return value.upper()
+        return fabric(value)
 
     @field_validator("model_name_separator")
     @classmethod

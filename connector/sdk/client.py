@@ -188,10 +188,15 @@ class CatalogClient:
         return urn
 
     # -- links ---------------------------------------------------------------------
+    def _link(self, urn: tuple[str, str, str], target: tuple[str, str, str], aspect_name: str, field: str) -> None:
+        """Add `target` to the list `field` of `urn`'s aspect; each is (URN, entity type, argument name)."""
+        _expect(*urn)
+        _expect(*target)
+        self._merge(urn[0], aspect_name, {field: [target[0]]})
+
     def add_model_to_model_group(self, model_urn: str, group_urn: str) -> None:
-        _expect(model_urn, "mlModel", "model_urn")
-        _expect(group_urn, "mlModelGroup", "group_urn")
-        self._merge(model_urn, "mlModelProperties", {"groups": [group_urn]})
+        self._link((model_urn, "mlModel", "model_urn"), (group_urn, "mlModelGroup", "group_urn"),
+                   "mlModelProperties", "groups")
 
     def add_run_to_experiment(self, run_urn: str, experiment_urn: str) -> None:
         _expect(run_urn, "dataProcessInstance", "run_urn")
@@ -199,14 +204,12 @@ class CatalogClient:
         self._put(run_urn, "container", {"container": experiment_urn})  # a run has one experiment
 
     def add_run_to_model(self, model_urn: str, run_urn: str) -> None:
-        _expect(model_urn, "mlModel", "model_urn")
-        _expect(run_urn, "dataProcessInstance", "run_urn")
-        self._merge(model_urn, "mlModelProperties", {"trainingJobs": [run_urn]})
+        self._link((model_urn, "mlModel", "model_urn"), (run_urn, "dataProcessInstance", "run_urn"),
+                   "mlModelProperties", "trainingJobs")
 
     def add_run_to_model_group(self, model_group_urn: str, run_urn: str) -> None:
-        _expect(model_group_urn, "mlModelGroup", "model_group_urn")
-        _expect(run_urn, "dataProcessInstance", "run_urn")
-        self._merge(model_group_urn, "mlModelGroupProperties", {"trainingJobs": [run_urn]})
+        self._link((model_group_urn, "mlModelGroup", "model_group_urn"), (run_urn, "dataProcessInstance", "run_urn"),
+                   "mlModelGroupProperties", "trainingJobs")
 
     def add_input_datasets_to_run(self, run_urn: str, dataset_urns: Iterable[str]) -> None:
         self._add_edges(run_urn, "dataProcessInstanceInput", dataset_urns)

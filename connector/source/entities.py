@@ -31,11 +31,11 @@ def _float(value: Any) -> float:
 class Experiment:
     experiment_id: str
     name: str
-    artifact_location: str = ""
-    lifecycle_stage: str = "active"
+    tags: dict[str, str] = field(default_factory=dict)
     creation_time: Optional[int] = None
     last_update_time: Optional[int] = None
-    tags: dict[str, str] = field(default_factory=dict)
+    artifact_location: str = ""
+    lifecycle_stage: str = "active"
 
     @classmethod
     def from_json(cls, d: dict) -> "Experiment":
@@ -95,17 +95,17 @@ class DatasetInput:
 class Run:
     run_id: str
     experiment_id: str
-    run_name: str = ""
-    user_id: str = ""
-    status: str = ""
-    start_time: Optional[int] = None
-    end_time: Optional[int] = None
-    artifact_uri: str = ""
-    lifecycle_stage: str = "active"
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     dataset_inputs: list[DatasetInput] = field(default_factory=list)
+    run_name: str = ""
+    start_time: Optional[int] = None
+    user_id: str = ""
+    end_time: Optional[int] = None
+    status: str = ""
+    artifact_uri: str = ""
+    lifecycle_stage: str = "active"
 
     @classmethod
     def from_json(cls, d: dict) -> "Run":
@@ -226,16 +226,16 @@ class LoggedModel:
     """An MLflow 3 LoggedModel: params and metrics logged against a model (and a dataset)."""
     model_id: str
     experiment_id: str
-    name: str = ""
-    artifact_uri: str = ""
-    status: str = ""
-    model_type: str = ""
-    source_run_id: str = ""
     creation_timestamp: Optional[int] = None
-    last_updated_timestamp: Optional[int] = None
     tags: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     metrics: list[LoggedMetric] = field(default_factory=list)
+    name: str = ""
+    artifact_uri: str = ""
+    last_updated_timestamp: Optional[int] = None
+    status: str = ""
+    model_type: str = ""
+    source_run_id: str = ""
     # signature input columns (MLmodel), read only when signatures are asked for
     signature_inputs: Optional[list] = None
 
