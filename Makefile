@@ -63,8 +63,11 @@ lint: install-test
 cassettes: install-test
 	$(PY) -m tests.record_cassettes
 
+# make bench BENCH_ARGS='--baseline-tree ../before --incremental': an older checkout's connector
+# measured beside ours and the floor in the same run (git worktree add ../before COMMIT).
+BENCH_ARGS ?=
 bench: install-test
-	$(PY) -m benchmarks.crawl
+	$(PY) -m benchmarks.crawl $(BENCH_ARGS)
 
 # The crawl through `datahub ingest` (our plugin) beside our CLI and DataHub's own MLflow source
 # (which gets a venv of its own, .bench/datahub-venv, created from the package registry once).

@@ -1,12 +1,16 @@
-"""Run one measured job in this (fresh) process and print {seconds, requests, peak_rss_mb} as JSON.
+"""Run one measured job in this (fresh) process and print {seconds, requests, peak_rss_mb, tree} as JSON.
 
-    python -m benchmarks._measure floor URL RUNS_PAGE_SIZE
-    python -m benchmarks._measure ours URL RUNS_PAGE_SIZE OUT.json [extra source config JSON [recipe JSON]]
+    python benchmarks/_measure.py floor URL RUNS_PAGE_SIZE
+    PYTHONPATH=TREE python benchmarks/_measure.py ours URL RUNS_PAGE_SIZE OUT.json [extra JSON [recipe JSON]]
+
+Run as a script (not -m), so that `connector` comes from PYTHONPATH: the checkout being measured.
+`tree` names the checkout whose `connector` ran (null for the floor).
 """
 import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -78,8 +82,10 @@ def ours(url: str, runs_page_size: int, out: str, extra: dict, recipe_extra: dic
 
 if __name__ == "__main__":
     kind, url, page = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    tree = None
     if kind == "ours":
-        import connector.pipeline  # noqa: F401  (imports are not what we measure)
+        import connector.pipeline  # (imports are not what we measure)
+        tree = str(Path(connector.pipeline.__file__).resolve().parent.parent)
     started = time.perf_counter()
     if kind == "floor":
         requests_made = floor(url, page)
@@ -88,4 +94,5 @@ if __name__ == "__main__":
                              json.loads(sys.argv[6]) if len(sys.argv) > 6 else {})
     seconds = time.perf_counter() - started
     peak = peak_rss_mb()
-    print(json.dumps({"seconds": round(seconds, 3), "requests": requests_made, "peak_rss_mb": round(peak, 1)}))
+    print(json.dumps({"seconds": round(seconds, 3), "requests": requests_made, "peak_rss_mb": round(peak, 1),
+                      "tree": tree}))

@@ -1,39 +1,110 @@
 """Crawl benchmark: our full ingest (to a file sink) against the floor (every entity paged once
-with plain requests), both against the same real `mlflow server` (one worker), measured in the
-same run, each in a fresh process.
+with plain requests), and optionally against an older checkout of the connector, all against the
+same real `mlflow server` (one worker) over the same store, measured in the same run, each job in a
+fresh process. Repeats are interleaved (floor, ours, baseline, floor, ...) so that a slow spell of
+a shared machine hits every side alike; a side's time is its best run, its spread (max-min)/min
+says how noisy the machine was, its peak RSS is the highest of its runs.
 
     python -m benchmarks.crawl                          # default size: 20 x 250 runs, 100 x 10 versions
+    python -m benchmarks.crawl --baseline-tree ../before             # + the connector of another checkout
     python -m benchmarks.crawl --runs-per-experiment 2500 --skip-floor   # 50k runs, memory
     python -m benchmarks.crawl --incremental             # + a no-change incremental run against a full one
+
+The baseline checkout needs no venv of its own: its `connector` is imported from it (PYTHONPATH)
+with this venv's packages; each job reports which checkout it imported, and a mismatch stops the run.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+from collections import Counter
+from functools import partial
 from pathlib import Path
+from typing import Callable, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.store import build_store  # noqa: E402
-from tests.mlflow_server import QUIET_ENV, mlflow_server  # noqa: E402
+from testkit.mlflow_server import QUIET_ENV, mlflow_server  # noqa: E402
+
+MEASURE = ROOT / "benchmarks" / "_measure.py"
 
 
-def measure(*args: str) -> dict:
+def measure(tree: Optional[Path], *args: str) -> dict:
+    """One job in a fresh process; `tree` is the checkout whose `connector` runs (None: the floor)."""
     if os.environ.get("BENCH_DEBUG"):
-        print("measure", args, file=sys.stderr)
-    proc = subprocess.run([sys.executable, "-m", "benchmarks._measure", *args], capture_output=True,
-                          text=True, cwd=ROOT, env={**os.environ, **QUIET_ENV})
+        print("measure", tree, args, file=sys.stderr)
+    env = {**os.environ, **QUIET_ENV}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, str(MEASURE), *args], capture_output=True, text=True,
+                          cwd=tree or ROOT, env=env)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-2000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if tree is not None and Path(result["tree"]) != tree.resolve():
+        raise SystemExit(f"expected the connector of {tree}, the job imported the one in {result['tree']}")
+    return result
 
 
-def main() -> int:
+def summarise(runs: list[dict]) -> dict:
+    times = [r["seconds"] for r in runs]
+    return {"seconds": min(times), "median": statistics.median(times),
+            "spread": (max(times) - min(times)) / min(times), "requests": runs[0]["requests"],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+
+
+def interleaved(jobs: dict[str, Callable[[], dict]], repeat: int) -> dict[str, dict]:
+    runs: dict[str, list] = {label: [] for label in jobs}
+    for _ in range(repeat):
+        for label, job in jobs.items():
+            runs[label].append(job())
+    return {label: summarise(done) for label, done in runs.items()}
+
+
+def tree_label(tree: Path) -> str:
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"baseline {head.stdout.strip() or tree.name}"
+
+
+def proposals_without_system_metadata(path: Path) -> list[str]:
+    return sorted(json.dumps({k: v for k, v in p.items() if k != "systemMetadata"}, sort_keys=True)
+                  for p in json.loads(path.read_text()))
+
+
+def output_difference(ours: list[str], theirs: list[str]) -> str:
+    if ours == theirs:
+        return f"identical ({len(ours)} proposals)"
+    only_ours, only_theirs = Counter(ours) - Counter(theirs), Counter(theirs) - Counter(ours)
+
+    def aspects(only: Counter) -> str:
+        kinds = Counter(json.loads(p)["aspectName"] for p in only.elements())
+        return ", ".join(f"{name} {n}" for name, n in kinds.most_common(4))
+    return (f"DIFFERENT: {sum(only_ours.values())} only in ours ({aspects(only_ours)}), "
+            f"{sum(only_theirs.values())} only in the other ({aspects(only_theirs)})")
+
+
+def print_table(results: dict[str, dict]) -> None:
+    print(f"{'run':>30}  {'best s':>7}  {'median s':>8}  {'spread':>6}  {'requests':>8}  {'peak RSS MB':>11}")
+    for label, r in results.items():
+        print(f"{label:>30}  {r['seconds']:7.2f}  {r['median']:8.2f}  {r['spread']:6.1%}  {r['requests']:8d}  "
+              f"{r['peak_rss_mb']:11.1f}")
+
+
+def print_ratio(numerator: str, denominator: str, results: dict[str, dict]) -> None:
+    n, d = results[numerator], results[denominator]
+    print(f"{numerator} / {denominator}: time {n['seconds'] / d['seconds']:.3f} "
+          f"(median {n['median'] / d['median']:.3f})  "
+          f"requests {n['requests'] / d['requests']:.2f}  peak RSS {n['peak_rss_mb'] / d['peak_rss_mb']:.3f}")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", type=int, default=20)
     parser.add_argument("--runs-per-experiment", type=int, default=250)
@@ -41,53 +112,80 @@ def main() -> int:
     parser.add_argument("--versions", type=int, default=10)
     parser.add_argument("--runs-page-size", type=int, default=1000, help="ours (the recipe default)")
     parser.add_argument("--floor-runs-page-size", type=int, default=50000, help="the server maximum")
-    parser.add_argument("--repeat", type=int, default=3, help="best of N for each side")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each side (interleaved); best of N")
     parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--baseline-tree", type=Path, action="append", default=[],
+                        help="another checkout whose connector to measure beside ours (repeatable)")
     parser.add_argument("--extra", default="{}", help="extra source config for ours, as JSON")
     parser.add_argument("--incremental", action="store_true",
                         help="also time a full run with state, then an incremental run that finds no change")
     args = parser.parse_args()
-    os.environ.update(QUIET_ENV)
+    for tree in args.baseline_tree:
+        if not (tree / "connector" / "pipeline.py").is_file():
+            parser.error(f"--baseline-tree {tree}: no connector/pipeline.py there")
+    return args
 
+
+def main() -> int:
+    args = parse_args()
+    os.environ.update(QUIET_ENV)
+    trees = {"ours": ROOT, **{tree_label(tree): tree for tree in args.baseline_tree}}
     db = build_store(args.experiments, args.runs_per_experiment, args.models, args.versions)
-    size = (f"{args.experiments} experiments x {args.runs_per_experiment} runs, "
-            f"{args.models} models x {args.versions} versions; runs page: ours {args.runs_page_size}, "
-            f"floor {args.floor_runs_page_size}")
+    print(f"store: {args.experiments} experiments x {args.runs_per_experiment} runs, {args.models} models x "
+          f"{args.versions} versions; runs page: ours {args.runs_page_size}, floor {args.floor_runs_page_size}")
     with tempfile.TemporaryDirectory() as tmp:
-        server_root = Path(tmp) / "server"
-        server_root.mkdir()
-        (server_root / "mlflow.db").symlink_to(db)
-        with mlflow_server(server_root, workers=1) as url:
-            measure("floor", url, str(args.floor_runs_page_size))  # warm the server's caches once
-            results = {}
-            for kind in (["ours"] if args.skip_floor else ["floor", "ours"]):
-                runs = [measure(kind, url, str(args.runs_page_size), f"{tmp}/out.json", args.extra)
-                        if kind == "ours" else measure(kind, url, str(args.floor_runs_page_size))
-                        for _ in range(args.repeat)]
-                results[kind] = min(runs, key=lambda r: r["seconds"])
-                results[kind]["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
-            proposals = len(json.loads(Path(f"{tmp}/out.json").read_text()))
+        (Path(tmp) / "server").mkdir()
+        (Path(tmp) / "server" / "mlflow.db").symlink_to(db)
+        with mlflow_server(Path(tmp) / "server", workers=1) as url:
+            measure(None, "floor", url, str(args.floor_runs_page_size))  # warm the server's caches once
+            full_runs(args, url, trees, Path(tmp))
             if args.incremental:
-                state = json.dumps({"pipeline_name": "bench", "state": {"path": f"{tmp}/state.json"}})
-                incremental = json.dumps({**json.loads(args.extra), "incremental": True})
-                full = measure("ours", url, str(args.runs_page_size), f"{tmp}/full.json", args.extra, state)
-                increments = [measure("ours", url, str(args.runs_page_size), f"{tmp}/incr.json", incremental, state)
-                              for _ in range(args.repeat)]
-                results["full with state"] = full
-                results["incremental, no change"] = min(increments, key=lambda r: r["seconds"])
-                changed = len(json.loads(Path(f"{tmp}/incr.json").read_text()))
-    print(f"store: {size}")
-    for kind, r in results.items():
-        print(f"{kind:>22}: {r['seconds']:7.2f} s  {r['requests']:5d} requests  peak RSS {r['peak_rss_mb']:7.1f} MB")
-    print(f"  ours: {proposals} proposals written")
-    if "floor" in results:
-        f, o = results["floor"], results["ours"]
-        print(f"ratio ours/floor: time {o['seconds'] / f['seconds']:.2f}  requests {o['requests'] / f['requests']:.2f}")
-    if args.incremental:
-        full, incr = results["full with state"], results["incremental, no change"]
-        print(f"incremental (no change) / full: {incr['seconds'] / full['seconds']:.3f}  "
-              f"({changed} proposals re-sent)")
+                incremental_runs(args, url, trees, Path(tmp))
     return 0
+
+
+def full_runs(args: argparse.Namespace, url: str, trees: dict[str, Path], tmp: Path) -> None:
+    page = str(args.runs_page_size)
+    jobs: dict[str, Callable[[], dict]] = {}
+    if not args.skip_floor:
+        jobs["floor"] = partial(measure, None, "floor", url, str(args.floor_runs_page_size))
+    for label, tree in trees.items():
+        jobs[label] = partial(measure, tree, "ours", url, page, str(tmp / f"{label}.json"), args.extra)
+    results = interleaved(jobs, args.repeat)
+    print_table(results)
+    for label in trees:
+        if "floor" in results:
+            print_ratio(label, "floor", results)
+    outputs = {label: proposals_without_system_metadata(tmp / f"{label}.json") for label in trees}
+    print(f"ours: {len(outputs['ours'])} proposals written")
+    for label in list(trees)[1:]:
+        print_ratio("ours", label, results)
+        difference = output_difference(outputs["ours"], outputs[label])
+        print(f"output of ours and {label} apart from systemMetadata: {difference}")
+
+
+def incremental_runs(args: argparse.Namespace, url: str, trees: dict[str, Path], tmp: Path) -> None:
+    """Per checkout: one full run with state, then no-change incremental runs against it."""
+    page, incremental = str(args.runs_page_size), json.dumps({**json.loads(args.extra), "incremental": True})
+
+    def state(label: str) -> str:
+        return json.dumps({"pipeline_name": "bench", "state": {"path": str(tmp / f"{label}-state.json")}})
+
+    full = {f"{label}, full with state": measure(tree, "ours", url, page, str(tmp / f"{label}-full.json"),
+                                                 args.extra, state(label)) for label, tree in trees.items()}
+    jobs: dict[str, Callable[[], dict]] = {
+        f"{label}, incremental no change": partial(measure, tree, "ours", url, page, str(tmp / f"{label}-incr.json"),
+                                                   incremental, state(label))
+        for label, tree in trees.items()}
+    results = {**{label: summarise([r]) for label, r in full.items()}, **interleaved(jobs, args.repeat)}
+    print()
+    print_table(results)
+    for label in trees:
+        resent = len(json.loads((tmp / f"{label}-incr.json").read_text()))
+        print_ratio(f"{label}, incremental no change", f"{label}, full with state", results)
+        print(f"  {label}: {resent} proposals re-sent by the incremental run")
+    for label in list(trees)[1:]:
+        print_ratio("ours, incremental no change", f"{label}, incremental no change", results)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.store import CACHE, build_store  # noqa: E402
-from tests.mlflow_server import QUIET_ENV, mlflow_server  # noqa: E402
+from testkit.mlflow_server import QUIET_ENV, mlflow_server  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DATAHUB_VENV = CACHE / "datahub-venv"
@@ -105,9 +105,9 @@ def main() -> int:
     for kind, seconds in results.items():
         print(f"{kind:>18}: {seconds:7.2f} s  {counts[kind]:7d} proposals")
     if "DataHub's source" in results:
-        own = results["DataHub's source"]
-        print(f"DataHub's source / ours in DataHub: {own / results['ours in DataHub']:.1f}x   "
-              f"DataHub's source / ours: {own / results['ours']:.1f}x")
+        theirs = results["DataHub's source"]
+        print(f"DataHub's source / ours in DataHub: {theirs / results['ours in DataHub']:.1f}x   "
+              f"DataHub's source / ours: {theirs / results['ours']:.1f}x")
     print(f"ours in DataHub / ours: {results['ours in DataHub'] / results['ours']:.2f}x")
     return 0
 

@@ -18,12 +18,13 @@ from connector.mapping.experiments import map_run  # noqa: E402
 from connector.sinks.gms_client import GmsSettings  # noqa: E402
 from connector.sinks.rest import RestSink  # noqa: E402
 from connector.source.entities import Experiment, Run  # noqa: E402
-from tests.catalog_server import CatalogServer  # noqa: E402
+from testkit.catalog_server import CatalogServer  # noqa: E402
 
 
 def proposals(count: int):
     ctx, experiment = MappingContext(), Experiment(experiment_id="1", name="bench")
-    produced, i = [], 0
+    produced: list = []
+    i = 0
     while len(produced) < count:
         run = Run(run_id=f"run{i:08d}", experiment_id="1", run_name=f"r{i}", user_id="bench",
                   status="FINISHED", start_time=1_000 + i, end_time=2_000 + i,
