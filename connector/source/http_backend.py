@@ -11,9 +11,33 @@ from typing import Any, Optional
 
 from connector.http import Answer, HttpClient, HttpSettings, RateLimiter, ResponseTooLarge, RetriesExhausted
 from connector.source.backend import Page
-from connector.source.errors import MlflowApiError, SourceAuthError, SourceUnreachable
+from connector.source.errors import MlflowApiError, SourceAuthError, SourceError, SourceUnreachable
 
 API = "/api/2.0/mlflow"
+# What each endpoint answers: the key of its items and the id(s) every item holds ("a.b": nested,
+# "x|y": one of). MLflow leaves out empty lists, so `{}` is a valid empty page.
+_SHAPES = {
+    "experiments/search": ("experiments", ("experiment_id",)),
+    "runs/search": ("runs", ("info.run_id|info.run_uuid",)),
+    "logged-models/search": ("models", ("info.model_id",)),
+    "registered-models/search": ("registered_models", ("name",)),
+    "model-versions/search": ("model_versions", ("name", "version")),
+}
+
+
+class UnexpectedAnswer(SourceError):
+    """A 200 answer that is not what the endpoint returns (a wrong server, a proxy's page), or one
+    over the size cap. Not an MlflowApiError: no fallback for a refused request may swallow it."""
+
+
+def _holds(item: dict, path: str) -> bool:
+    for alternative in path.split("|"):
+        value: Any = item
+        for key in alternative.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value not in (None, ""):
+            return True
+    return False
 
 
 def _api_error(answer: Answer, where: str) -> MlflowApiError:
@@ -25,6 +49,11 @@ def _api_error(answer: Answer, where: str) -> MlflowApiError:
     message = body.get("message", "") if isinstance(body, dict) else ""
     return MlflowApiError(f"MLflow answered HTTP {answer.status} {code} for {where}: {message or answer.text(300)}",
                           error_code=code, status=answer.status)
+
+
+def _keys(answer: dict) -> str:
+    names = sorted(map(str, answer))
+    return "{" + ", ".join(repr(n[:40]) for n in names[:5]) + (", ..." if len(names) > 5 else "") + "}"
 
 
 class HttpBackend:
@@ -58,7 +87,8 @@ class HttpBackend:
         except RetriesExhausted as exc:
             raise SourceUnreachable(f"MLflow at {client.base_url} did not answer {what} ({exc})") from None
         except ResponseTooLarge as exc:
-            raise MlflowApiError(f"MLflow at {client.base_url} answered {what} with too much: {exc}") from None
+            raise UnexpectedAnswer(f"MLflow at {client.base_url} answered {what} with too much: {exc} "
+                                   "(source.config.max_response_mb)") from None
         if answer.status in (401, 403):
             raise SourceAuthError(f"MLflow at {client.base_url} rejected the credentials "
                                   f"(HTTP {answer.status}); check username/password/token")
@@ -80,15 +110,31 @@ class HttpBackend:
                 "is this the tracking server's URL, or a login page in front of it?",
                 status=answer.status) from None
 
-    @staticmethod
-    def _page(out: dict, key: str) -> Page:
-        return out.get(key, []), out.get("next_page_token")
+    def _listed(self, client: HttpClient, method: str, endpoint: str, **kwargs) -> Page:
+        """One page of a listing, its shape checked: a wrong server is named, not taken for an empty MLflow."""
+        out = self._call(client, method, endpoint, **kwargs)
+        key, ids = _SHAPES[endpoint]
+        where = f"{client.base_url}{API}/{endpoint}"
+        if out and key not in out and "next_page_token" not in out:
+            raise UnexpectedAnswer(
+                f"{where} answered {_keys(out)}, none of what MLflow's {endpoint} returns ({key!r}, "
+                f"'next_page_token'): is {client.base_url} the MLflow tracking server?")
+        items, token = out.get(key, []), out.get("next_page_token")
+        if not isinstance(items, list) or not isinstance(token, (str, type(None))):
+            raise UnexpectedAnswer(f"{where} answered {key!r} as {type(items).__name__} and 'next_page_token' as "
+                                   f"{type(token).__name__}: not MLflow's answer")
+        for index, item in enumerate(items):
+            missing = [i for i in ids if not isinstance(item, dict) or not _holds(item, i)]
+            if missing:
+                raise UnexpectedAnswer(f"{where} answered an item ({key}[{index}]) without "
+                                       f"{' and '.join(m.replace('|', ' or ') for m in missing)}: not MLflow's answer")
+        return items, token
 
     def search_experiments(self, view_type: str, max_results: int, page_token: Optional[str]) -> Page:
         body: dict[str, Any] = {"view_type": view_type, "max_results": max_results}
         if page_token:
             body["page_token"] = page_token
-        return self._page(self._call(self.tracking, "POST", "experiments/search", body=body), "experiments")
+        return self._listed(self.tracking, "POST", "experiments/search", body=body)
 
     def search_runs(self, experiment_ids: list[str], filter_string: str, view_type: str, max_results: int,
                     page_token: Optional[str], order_by: Optional[list[str]] = None) -> Page:
@@ -100,21 +146,26 @@ class HttpBackend:
             body["filter"] = filter_string
         if page_token:
             body["page_token"] = page_token
-        return self._page(self._call(self.tracking, "POST", "runs/search", body=body), "runs")
+        return self._listed(self.tracking, "POST", "runs/search", body=body)
 
     def get_run(self, run_id: str) -> Optional[dict]:
         try:
-            return self._call(self.tracking, "GET", "runs/get", params={"run_id": run_id}).get("run")
+            out = self._call(self.tracking, "GET", "runs/get", params={"run_id": run_id})
         except MlflowApiError as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or exc.status == 404:
                 return None
             raise
+        run = out.get("run")
+        if not isinstance(run, dict) or not _holds(run, "info.run_id|info.run_uuid"):
+            raise UnexpectedAnswer(f"{self.tracking.base_url}{API}/runs/get answered {_keys(out)} for run "
+                                   f"{run_id}, not a run with its info.run_id: not MLflow's answer")
+        return run
 
     def search_logged_models(self, experiment_ids: list[str], max_results: int, page_token: Optional[str]) -> Page:
         body: dict[str, Any] = {"experiment_ids": experiment_ids, "max_results": max_results}
         if page_token:
             body["page_token"] = page_token
-        return self._page(self._call(self.tracking, "POST", "logged-models/search", body=body), "models")
+        return self._listed(self.tracking, "POST", "logged-models/search", body=body)
 
     def read_artifact(self, path: str) -> bytes:
         """A file the server proxies (mlflow-artifacts:/PATH); rate-limited like every other request."""
@@ -125,8 +176,7 @@ class HttpBackend:
         params: dict[str, Any] = {"max_results": max_results}
         if page_token:
             params["page_token"] = page_token
-        return self._page(self._call(self.registry, "GET", "registered-models/search", params=params),
-                          "registered_models")
+        return self._listed(self.registry, "GET", "registered-models/search", params=params)
 
     def search_model_versions(self, filter_string: str, max_results: int, page_token: Optional[str]) -> Page:
         params: dict[str, Any] = {"max_results": max_results}
@@ -134,7 +184,7 @@ class HttpBackend:
             params["filter"] = filter_string
         if page_token:
             params["page_token"] = page_token
-        return self._page(self._call(self.registry, "GET", "model-versions/search", params=params), "model_versions")
+        return self._listed(self.registry, "GET", "model-versions/search", params=params)
 
     def close(self) -> None:
         for client in self._clients():
