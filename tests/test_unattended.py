@@ -7,6 +7,7 @@ exit code. The bounds are made small through recipe keys, so no test waits for l
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -167,7 +168,7 @@ def test_a_huge_answer_is_refused_at_the_cap_without_reading_it_all(proxy, tmp_p
     message = " ".join(f["message"] for f in report["failures"])
     assert "experiments/search" in message and "1,048,576-byte cap" in message
     # read up to the cap, not the 40 MB (the proxy's writes stop once the socket buffers fill)
-    assert proxy.bytes_sent["huge"] < 20 * 1024 * 1024
+    assert proxy.bytes_sent.get("huge", 0) < 20 * 1024 * 1024
     assert not out.exists()
 
 
@@ -186,7 +187,7 @@ def dead_letters(path: Path) -> list[tuple[tuple, str]]:
     records = read_proposals(str(path))
     reasons = [json.loads(line) for line in Path(f"{path}.reasons.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(r["entityUrn"], r["aspectName"]) for r in records] == [(r["entityUrn"], r["aspectName"]) for r in reasons]
-    return [(proposal_key(r), why["reason"]) for r, why in zip(records, reasons)]
+    return [(proposal_key(r), why["reason"]) for r, why in zip(records, reasons, strict=True)]
 
 
 def assert_settled_once(report: dict, catalog: CatalogServer, dead: Path, unknown_allowed: bool = False) -> None:
@@ -246,3 +247,161 @@ def test_a_rejected_proposal_then_an_outage_counts_every_proposal_once(seeded_se
     # the refused proposal is kept (as refused, or as not taken once the server was gone)
     assert (bad[0], "containerProperties") in [key[:2] for key, _ in dead_letters(dead)]
     assert (bad[0], "containerProperties") not in [key[:2] for key in map(proposal_key, catalog.received)]
+
+
+# -- SIGTERM in every phase: out within seconds, report printed and written, nothing lost ---------------
+
+def wait_for(condition, timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def terminate(proc: subprocess.Popen) -> tuple[str, str, float]:
+    """SIGTERM; (stdout, stderr, seconds from the signal to the exit)."""
+    proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    return out, err, time.monotonic() - signalled
+
+
+def start_ingest(recipe: Path, report_file: Path) -> subprocess.Popen:
+    return subprocess.Popen(CLI + ["ingest", "-c", str(recipe), "--report-file", str(report_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def assert_stopped_cleanly(proc, out, err, took, report_file, catalog, dead, tmp_path) -> dict:
+    assert proc.returncode == 1, out + err
+    assert took < 6, f"{took:.1f} s from SIGTERM to exit"
+    assert "Traceback" not in err and "Aborted" not in err + out
+    assert "=== MLflow ingestion report" in out and "status:     FAILURE" in out
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    assert report["dead_lettered"] > 0 and Path(report["dead_letter_file"]) == dead
+    assert_settled_once(report, catalog, dead, unknown_allowed=True)
+    assert temp_files(tmp_path) == []
+    return report
+
+
+def test_sigterm_during_the_crawl(proxy, tmp_path):
+    dead, report_file = tmp_path / "dead.json", tmp_path / "report.json"
+    proxy.add("runs/search", "drip", interval_sec=0.05)  # the crawl sits in a slow answer
+    with CatalogServer() as catalog:
+        recipe = write_recipe(tmp_path, proxy.url, rest_sink(catalog.url, dead, max_batch_size=2, max_in_flight=1),
+                              request_deadline_sec=120, timeout_sec=60)
+        proc = start_ingest(recipe, report_file)
+        wait_for(lambda: any("runs/search" in path for _, path in proxy.requests) and catalog.received,
+                 what="the crawl to reach runs/search with something delivered")
+        out, err, took = terminate(proc)
+    report = assert_stopped_cleanly(proc, out, err, took, report_file, catalog, dead, tmp_path)
+    assert any(f["title"] == "Interrupted" for f in report["failures"])
+    assert report["delivered"] > 0 and report["crawled"].get("run", 0) == 0
+
+
+def test_sigterm_while_the_gms_is_asked_to_wait_an_hour(seeded_server, tmp_path):
+    url, _, _ = seeded_server
+    dead, report_file = tmp_path / "dead.json", tmp_path / "report.json"
+    with CatalogServer() as catalog:
+        catalog.fail_first, catalog.retry_after = 10**6, "3600"
+        # no cap on the wait: only the stop ends it
+        sink = rest_sink(catalog.url, dead, max_backoff_sec=7200, retry_budget_sec=7200, max_retries=10)
+        proc = start_ingest(write_recipe(tmp_path, url, sink), report_file)
+        wait_for(lambda: catalog.requests, what="the first batch")
+        time.sleep(0.5)
+        out, err, took = terminate(proc)
+        assert len(catalog.requests) == 1  # it waited as told, until the stop
+    report = assert_stopped_cleanly(proc, out, err, took, report_file, catalog, dead, tmp_path)
+    assert report["delivered"] == 0 and report["dead_lettered"] == report["proposals"]
+
+
+def test_sigterm_during_the_final_delivery(proxy, tmp_path):
+    """The crawl is over, the last batches wait for a catalog that takes 5 s per request: the stop
+    dead-letters them after a short grace (a batch on the wire as 'delivery unknown')."""
+    dead, report_file = tmp_path / "dead.json", tmp_path / "report.json"
+    _, dry, _ = ingest(write_recipe(tmp_path, proxy.url, file_sink(tmp_path / "x.json"), name="dry.yml"), tmp_path,
+                       "--dry-run")
+    half = dry["proposals"] // 2 + 1  # one batch goes during the crawl, the other waits for it at the end
+    with CatalogServer() as catalog:
+        catalog.stall_first, catalog.stall_seconds = 10**6, 5.0
+        sink = rest_sink(catalog.url, dead, max_batch_size=half, max_in_flight=1, request_deadline_sec=60,
+                         timeout_sec=60)
+        proc = start_ingest(write_recipe(tmp_path, proxy.url, sink), report_file)
+        wait_for(lambda: catalog.requests, what="the first batch")
+        crawled = len(proxy.requests)
+        time.sleep(0.7)
+        assert len(proxy.requests) == crawled  # nothing more asked of MLflow: the crawl is over
+        out, err, took = terminate(proc)
+        wait_for(lambda: len(catalog.received) == half, timeout=10, what="the stalled batch to land")
+    report = assert_stopped_cleanly(proc, out, err, took, report_file, catalog, dead, tmp_path)
+    assert report["durations"]["crawl_sec"] > 0 and report["delivered"] == 0  # the crawl had ended
+    letters = dead_letters(dead)
+    # the batch on the wire landed after the stop: kept as 'delivery unknown' (re-sending it is harmless)
+    unknown = [key for key, reason in letters if "delivery unknown" in reason]
+    assert sorted(unknown) == sorted(map(proposal_key, catalog.received))
+    assert all("not sent" in reason for _, reason in letters)  # the rest was never sent
+    assert any("stopped during delivery" in f["message"] for f in report["failures"])
+
+
+# -- files: a dead-letter file that cannot be written, failed runs, previews ---------------------------------
+
+def test_a_dead_letter_file_that_cannot_be_written_is_a_clear_error(seeded_server, tmp_path):
+    url, _, _ = seeded_server
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the dead letters' directory should be\n")
+    dead = blocker / "dead.json"
+    with CatalogServer() as catalog:
+        catalog.fail_first, catalog.retry_after = 10**6, "0"
+        proc, report, took = ingest(write_recipe(tmp_path, url, rest_sink(catalog.url, dead)), tmp_path)
+    assert proc.returncode == 1 and took < 15
+    assert "=== MLflow ingestion report" in proc.stdout
+    assert f"dead-letter file {dead} cannot be written" in proc.stderr
+    assert f"{report['proposals']} proposal(s) not delivered are not on disk" in proc.stderr
+    assert report["delivered"] == 0 and report["dead_lettered"] == report["proposals"] > 0
+    assert blocker.read_text() == "a file where the dead letters' directory should be\n"
+    assert temp_files(tmp_path) == []
+
+
+def _only_the_default_experiment(answer: dict) -> dict:
+    answer["experiments"] = [e for e in answer.get("experiments", []) if e["experiment_id"] == "0"]
+    return answer
+
+
+def _a_non_numeric_metric(answer: dict) -> dict:
+    run = next(r for r in answer.get("runs", []) if r.get("data", {}).get("metrics"))
+    run["data"]["metrics"][0]["value"] = "not-a-number"
+    return answer
+
+
+@pytest.mark.parametrize("path,rewrite,title", [
+    ("experiments/search", _only_the_default_experiment, "Stale-entity removal refused"),
+    ("runs/search", _a_non_numeric_metric, "Mapping failed"),
+], ids=["removal-refused", "mapping-failed"])
+def test_a_failed_run_leaves_the_previous_output_and_state_as_they_were(proxy, tmp_path, path, rewrite, title):
+    out, state = tmp_path / "out.json", tmp_path / "state.json"
+    recipe = write_recipe(tmp_path, proxy.url, file_sink(out), pipeline="nightly", state={"path": str(state)})
+    proc, report, _ = ingest(recipe, tmp_path)
+    assert proc.returncode == 0 and report["proposals"] > 20, proc.stderr
+    output_before, state_before = out.read_bytes(), state.read_bytes()
+    proxy.add(path, "rewrite", rewrite=rewrite)
+    proc, report, _ = ingest(recipe, tmp_path)
+    assert proc.returncode == 1
+    assert title in [f["title"] for f in report["failures"]]
+    assert report["output"] is None and report["checkpoint_after"] is None
+    assert out.read_bytes() == output_before and state.read_bytes() == state_before
+    assert temp_files(tmp_path) == []
+
+
+def test_preview_never_touches_the_recipes_output(proxy, tmp_path):
+    out, before = good_output(tmp_path, proxy)
+    recipe = write_recipe(tmp_path, proxy.url, file_sink(out))
+    proc, report, _ = ingest(recipe, tmp_path, "--preview", "5")
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)  # the proposals alone on stdout; the report on stderr
+    assert len(shown) == report["proposals"] == 5 and all(r["entityUrn"].startswith("urn:li:") for r in shown)
+    assert "=== MLflow ingestion report" in proc.stderr
+    preview = tmp_path / "preview.json"
+    proc, report, _ = ingest(recipe, tmp_path, "--preview", "5", "--preview-file", str(preview))
+    assert proc.returncode == 0 and "=== MLflow ingestion report" in proc.stdout
+    written = json.loads(preview.read_text(encoding="utf-8"))
+    assert list(map(proposal_key, written)) == list(map(proposal_key, shown))
+    assert out.read_bytes() == before and temp_files(tmp_path) == []
