@@ -87,7 +87,7 @@ def main() -> None:
 @click.option("-c", "--config", "recipe_path", required=True, type=click.Path(dir_okay=False),
               help="Recipe YAML.")
 @click.option("--dry-run", is_flag=True, help="Crawl and map, write nothing.")
-@click.option("--preview", type=click.IntRange(min=1), default=None,
+@click.option("--preview", type=click.IntRange(min=1), default=None, metavar="N",
               help="Stop after N proposals, printed to standard output (the recipe's sink is not touched).")
 @click.option("--preview-file", type=click.Path(dir_okay=False), default=None,
               help="With --preview: write the proposals to this file instead of standard output.")
@@ -110,6 +110,10 @@ def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, 
         recipe.source.config.incremental = False
     if preview_file and not preview:
         _bad_input("--preview-file needs --preview N")
+    if preview and dry_run:
+        _bad_input("--preview and --dry-run: choose one (a preview prints proposals, a dry run writes none)")
+    if resume and recipe.state is None:
+        _bad_input("--resume needs a state section in the recipe (it keeps the progress of a full crawl)")
     sink = None
     if preview:  # never the recipe's output: a preview must not replace a complete file
         sink = FileSink(preview_file) if preview_file else StdoutSink(sys.stdout)
@@ -154,7 +158,8 @@ def _exit(code: int) -> None:
 @click.argument("proposal_file", type=click.Path(dir_okay=False))
 @click.option("-c", "--config", "recipe_path", required=True, type=click.Path(dir_okay=False),
               help="Recipe whose sink receives the proposals.")
-@click.option("--report-file", type=click.Path(dir_okay=False), default=None)
+@click.option("--report-file", type=click.Path(dir_okay=False), default=None,
+              help="Also write the report as JSON here.")
 @_guarded
 def send(proposal_file: str, recipe_path: str, report_file) -> None:
     """Re-send PROPOSAL_FILE (a dead-letter file or any file sink output) through the recipe's sink."""
@@ -172,10 +177,11 @@ def send(proposal_file: str, recipe_path: str, report_file) -> None:
 
 
 @main.command()
-@click.option("-c", "--config", "recipe_path", required=True, type=click.Path(dir_okay=False))
+@click.option("-c", "--config", "recipe_path", required=True, type=click.Path(dir_okay=False),
+              help="Recipe YAML.")
 @_guarded
 def check(recipe_path: str) -> None:
-    """Check that the recipe is valid and MLflow (tracking and registry) answers."""
+    """Check a recipe: valid, MLflow answers, the sink is reachable, the state is readable."""
     from connector.checks import run_checks
 
     recipe, warnings = _load(recipe_path)

@@ -1,7 +1,9 @@
-"""One ingestion run: crawl MLflow -> map each record -> (change tracking selects) -> sink.
+"""One ingestion run: crawl MLflow -> for each record, the tracker selects -> mapping -> sink.
 
-    source (crawl, records)  ->  mapping (entities, proposals)  ->  sink (delivery)
-                                       ^ tracking/ selects what changed, when the recipe keeps state
+    source (crawl, records) -> tracking (select, with a state section) -> mapping -> sink (delivery)
+
+The tracker decides on a version before it is mapped (from its registry data), on anything else
+by the fingerprint of what mapping made of it (it calls the mapping it is handed).
 """
 from __future__ import annotations
 
@@ -253,8 +255,10 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress_interval, resumab
         try:
             chosen = _select(tracker, record, partial(entities_of, ctx, record, memory))
         except Exception as exc:  # one bad record must not sink the run
+            memory.forget_pending()
             report.failure("Mapping failed", f"{describe(record)}: {type(exc).__name__}: {exc}")
             continue
+        memory.settle()
         for title, message in memory.take_warnings():
             report.warning(title, message)
         for entity in chosen:

@@ -77,12 +77,6 @@ class AllowDenyPattern(_Strict):
                 raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
         return patterns
 
-    def allows(self, name: str) -> bool:
-        flags = re.IGNORECASE if self.ignore_case else 0
-        if any(re.match(p, name, flags) for p in self.deny):
-            return False
-        return any(re.match(p, name, flags) for p in self.allow)
-
 
 class TagMatch(_Strict):
     key: str

@@ -59,8 +59,12 @@ def source_connection(config: MlflowSourceConfig) -> SourceConnection:
     )
     tracking_uri = config.resolved_tracking_uri()
     registry_uri = config.resolved_registry_uri()
-    return SourceConnection(tracking_uri, registry_uri if is_http(registry_uri) or not is_http(tracking_uri)
-                            else tracking_uri, http, (username, password or "") if username else None, token)
+    if is_http(tracking_uri) and not is_http(registry_uri):
+        # a server's registry is served by a server: a local registry_uri (often MLflow's default
+        # from the environment) cannot be read over REST, so the tracking server answers for it
+        registry_uri = tracking_uri
+    return SourceConnection(tracking_uri, registry_uri, http, (username, password or "") if username else None,
+                            token)
 
 
 def _name_filter(pattern: AllowDenyPattern) -> NameFilter:
@@ -89,7 +93,8 @@ def mapping_context(config: MlflowSourceConfig) -> MappingContext:
         platform_instance=config.platform_instance,
         model_name_separator=config.model_name_separator,
         base_external_url=external_base_url(config),
-        dataset_platform_mapping={k.lower(): v for k, v in config.dataset_platform_mapping.items()},
+        # sorted: the settings' hash (a change means a full crawl) must not depend on key order
+        dataset_platform_mapping={k.lower(): v for k, v in sorted(config.dataset_platform_mapping.items())},
         deployment_rules=tuple(
             DeploymentRule(platform=r.platform, name_template=r.name_template, alias=r.alias,
                            tag_key=r.tag.key if r.tag else None, tag_value=r.tag.value if r.tag else None,

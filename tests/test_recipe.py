@@ -3,6 +3,7 @@ import sys
 
 import pytest
 
+from connector.settings import crawl_settings
 from connector.recipe import RecipeError, expand_env, load_recipe, parse_recipe
 
 CLI = [sys.executable, "-m", "connector.cli"]
@@ -18,7 +19,7 @@ def test_defaults():
     recipe = parse_recipe(GOOD)
     config = recipe.source.config
     assert (config.env, config.model_name_separator, config.include_deleted) == ("PROD", "_", False)
-    assert config.model_pattern.allows("anything") and recipe.sink.config.filename == "out.json"
+    assert crawl_settings(config).models.allows("anything") and recipe.sink.config.filename == "out.json"
 
 
 def test_unknown_key_names_its_path(write_recipe):

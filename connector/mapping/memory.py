@@ -1,12 +1,14 @@
-"""What mapping one crawl remembers from record to record, in memory only (mapping stays pure):
+"""What mapping one crawl remembers from record to record, in memory only (mapping does no I/O):
 the shared entities already emitted, and the source behind each dataset URN, so that two
-different datasets meeting under one URN become a warning for the report."""
+different datasets meeting under one URN become a warning for the report. A record whose mapping
+fails is forgotten (`forget_pending`): the shared entities it met go with the next record."""
 from __future__ import annotations
 
 
 class MappingMemory:
     def __init__(self) -> None:
         self._emitted: set[str] = set()
+        self._pending: list[str] = []  # met by the record being mapped
         self._dataset_sources: dict[str, tuple[str, str]] = {}  # dataset URN -> (identity, label) first seen
         self._warned: set[tuple[str, str]] = set()
         self._warnings: list[tuple[str, str]] = []
@@ -16,7 +18,17 @@ class MappingMemory:
         if urn in self._emitted:
             return False
         self._emitted.add(urn)
+        self._pending.append(urn)
         return True
+
+    def settle(self) -> None:
+        """The record mapped: what it met counts as emitted."""
+        self._pending.clear()
+
+    def forget_pending(self) -> None:
+        """The record failed to map: nothing it met was emitted."""
+        self._emitted.difference_update(self._pending)
+        self._pending.clear()
 
     def saw_dataset(self, urn: str, identity: str, label: str) -> None:
         """`identity` tells datasets apart (their source); `label` says it in words."""

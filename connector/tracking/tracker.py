@@ -1,5 +1,5 @@
 """The change tracker of one run: picks the mode, makes the crawl's plan, selects what to send
-from the stream of records (its one entry point, `select`), hears page boundaries and deleted
+from the stream of records (its one entry point for records, `select`), hears page boundaries and deleted
 runs from the crawl, and produces removals, cleared aspects and the state to save.
 
 Modes:
