@@ -81,3 +81,14 @@ def test_retrains_keep_one_dataset_and_a_code_built_frame_is_its_content():
 
 def test_every_platform_datahubs_mlflow_source_knows_is_a_source_type_we_map():
     assert set(KNOWN_VALID_PLATFORM_NAMES) <= DATAHUB_PLATFORMS
+
+
+def test_a_record_that_fails_to_map_leaves_its_shared_entities_to_the_next():
+    from connector.mapping.memory import MappingMemory
+
+    memory = MappingMemory()
+    assert memory.first_emission("urn:li:dataset:a")
+    memory.forget_pending()  # the record failed after meeting the dataset: it was never sent
+    assert memory.first_emission("urn:li:dataset:a")
+    memory.settle()  # this record mapped: the dataset went with it
+    assert not memory.first_emission("urn:li:dataset:a")
