@@ -13,7 +13,7 @@ from functools import partial
 from typing import Callable, Iterator, Optional
 
 from connector import stopping
-from connector.secrets import redact_url
+from connector.secrets import Redactor, redact_url
 from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.records import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.recipe import Recipe
@@ -121,7 +121,8 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
             resume: bool, sink: Optional[Sink]) -> None:
     ctx = mapping_context(recipe.source.config)
     tracker, store = _start_tracker(recipe, ctx, report, resume)
-    target: Sink = sink or (_NULL_SINK if dry_run else build_sink(recipe.sink, report.run_id, recipe.pipeline_name))
+    target: Sink = sink or (_NULL_SINK if dry_run else build_sink(recipe.sink, report.run_id, recipe.pipeline_name,
+                                                                 Redactor.from_recipe(recipe)))
     if sink is None:  # the recipe's own sink
         _warn_about_replaced_files(recipe, tracker, report)
     report.sink = target.name

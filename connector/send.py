@@ -9,6 +9,7 @@ from typing import Optional
 from connector.mapping.common import Mcp
 from connector.recipe import Recipe
 from connector.report import Report, new_run_id
+from connector.secrets import Redactor
 from connector.settings import build_sink
 from connector.sinks.base import SinkError
 from connector.sinks.file import read_proposals
@@ -42,7 +43,7 @@ def run_send(recipe: Recipe, filename: str, records: Optional[list] = None) -> R
         report.failure("Cannot read proposals", f"{filename}: {exc}")
         report.finish()
         return report
-    sink = build_sink(recipe.sink)
+    sink = build_sink(recipe.sink, redactor=Redactor.from_recipe(recipe))
     report.sink = sink.name
     sink.resending(filename)
     sent = 0

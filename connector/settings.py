@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from connector.http import HttpSettings, RetryPolicy
-from connector.secrets import redact_url
+from connector.secrets import Redactor, redact_url
 from connector.mapping.common import MappingContext
 from connector.mapping.deployments import DeploymentRule
 from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig, StateConfig
@@ -125,7 +125,10 @@ def gms_settings(c: DatahubRestSinkConfig, *, max_retries: Optional[int] = None)
     return GmsSettings(server=c.server, token=_secret(c.token), http=http, extra_headers=dict(c.extra_headers))
 
 
-def build_sink(section, run_id: str = "", pipeline_name: Optional[str] = None) -> Sink:
+def build_sink(section, run_id: str = "", pipeline_name: Optional[str] = None,
+               redactor: Optional[Redactor] = None) -> Sink:
+    """`redactor`: the whole recipe's secrets (Redactor.from_recipe); by default the sink section's
+    and the environment's."""
     if section.type == "file":
         from connector.sinks.file import FileSink, expand_filename
 
@@ -135,7 +138,8 @@ def build_sink(section, run_id: str = "", pipeline_name: Optional[str] = None) -
 
         c = section.config
         return RestSink(gms_settings(c), max_batch_size=c.max_batch_size, max_batch_bytes=c.max_batch_bytes,
-                        max_in_flight=c.max_in_flight, dead_letter_file=c.dead_letter_file)
+                        max_in_flight=c.max_in_flight, dead_letter_file=c.dead_letter_file,
+                        redactor=redactor or Redactor.from_recipe({"sink": section.model_dump()}))
     raise SinkError(f"sink.type: unknown sink {section.type!r}")
 
 

@@ -535,3 +535,21 @@ def test_incremental_file_output_keeps_a_file_per_run_or_warns(clock_server, tmp
     assert fixed.ok and fixed.mode == "incremental"
     [warning] = [w for w in fixed.warnings if w["title"] == "Incremental file output"]
     assert "{timestamp} or {run_id}" in warning["message"]
+
+
+def test_dead_letter_reasons_never_hold_a_secret(seeded_server, tmp_path):
+    """A catalog that echoes what it got (the token, the MLflow password) in its rejections."""
+    url, _, _ = seeded_server
+    token, password, dead = "gms-tok-e7f1a9c3b2", "mlflow-pw/with#odd?chars", tmp_path / "dead.json"
+    with CatalogServer(token=token) as catalog:
+        catalog.reject = lambda r: (f"refused: Authorization: Bearer {token} (MLflow password {password})"
+                                    if r["aspectName"] == "containerProperties" else None)
+        recipe = write_recipe(tmp_path, url, rest_sink(catalog.url, dead, token=token), username="ingest",
+                              password=password)
+        proc, report, _ = ingest(recipe, tmp_path)
+    assert proc.returncode == 1 and report["dead_lettered"] > 0
+    assert_settled_once(report, catalog, dead)
+    reasons = Path(f"{dead}.reasons.jsonl").read_text(encoding="utf-8")
+    assert "refused: Authorization: Bearer *** (MLflow password ***)" in reasons
+    for text in (reasons, dead.read_text(encoding="utf-8"), proc.stdout, proc.stderr, json.dumps(report)):
+        assert token not in text and password not in text

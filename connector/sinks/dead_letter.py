@@ -10,15 +10,19 @@ from __future__ import annotations
 import json
 import os
 
-from connector.atomic import write_atomically
 import threading
 from pathlib import Path
 from typing import Optional
 
+from connector.atomic import write_atomically
+from connector.secrets import Redactor
+
 
 class DeadLetters:
-    def __init__(self, filename: str):
+    def __init__(self, filename: str, redactor: Optional[Redactor] = None):
         self.path = Path(filename)
+        # a server's message may echo what it was sent (a token, a URL with credentials)
+        self._redactor = redactor or Redactor.from_recipe(None)
         self.reasons_path = self.path.with_name(self.path.name + ".reasons.jsonl")
         self.replace_existing = False
         self._records: list[dict] = []
@@ -30,7 +34,8 @@ class DeadLetters:
         with self._lock:
             self._records.append(file_record)
             self._reasons.append({"entityUrn": file_record["entityUrn"],
-                                  "aspectName": file_record["aspectName"], "reason": reason})
+                                  "aspectName": file_record["aspectName"],
+                                  "reason": self._redactor.redact(reason)})
 
     def __len__(self) -> int:
         return len(self._records)

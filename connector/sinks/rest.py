@@ -19,6 +19,7 @@ from typing import Optional
 
 from connector import stopping
 from connector.mapping.common import Mcp
+from connector.secrets import Redactor
 from connector.sinks.base import SinkError, SinkResult
 from connector.sinks.dead_letter import DeadLetters
 from connector.sinks.file import file_record
@@ -53,12 +54,14 @@ class RestSink:
 
     def __init__(self, settings: GmsSettings, *, max_batch_size: int = 200,
                  max_batch_bytes: int = 14 * 1024 * 1024, max_in_flight: int = 4,
-                 dead_letter_file: str = "dead-letter.json"):
+                 dead_letter_file: str = "dead-letter.json", redactor: Optional[Redactor] = None):
         self.client = GmsClient(settings)
         self.server = self.client.server
+        # the recipe's secrets (and the environment's): out of dead-letter reasons and report messages
+        self.redactor = redactor or Redactor.from_recipe(None)
         self.max_batch_size = max_batch_size
         self.max_batch_bytes = max_batch_bytes
-        self.dead_letters = DeadLetters(dead_letter_file)
+        self.dead_letters = DeadLetters(dead_letter_file, self.redactor)
         self._executor = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="gms-send")
         self._max_in_flight = max_in_flight
         self._in_flight: dict[Future, _Batch] = {}
@@ -183,7 +186,7 @@ class RestSink:
                 self._delivered([item])
 
     def _reject(self, item: _Item, exc: GmsRejected) -> None:
-        reason = f"rejected by {self.server}: {exc}"
+        reason = self.redactor.redact(f"rejected by {self.server}: {exc}")
         self._dead_letter([item], reason)
         with self._lock:
             if len(self.rejections) < 100:
@@ -264,7 +267,7 @@ class RestSink:
         result = SinkResult(delivered=self.delivered, failed=len(self.dead_letters))
         result.messages.extend(self.rejections)
         if self._fatal is not None:
-            result.messages.insert(0, str(self._fatal))
+            result.messages.insert(0, self.redactor.redact(str(self._fatal)))
         if stopped:
             result.messages.insert(0, f"stopped during delivery ({time.monotonic() - started:.1f} s in)")
         try:
