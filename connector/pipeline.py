@@ -223,6 +223,10 @@ def _end_delivery(sink: Sink, report: Report) -> SinkResult:
     except (KeyboardInterrupt, stopping.Stopped):
         report.failure("Interrupted", "stopped during the final delivery; what was not delivered is dead-lettered")
         return sink.abort()
+    if stopping.requested():  # the REST sink ends its delivery on a stop itself: still a stopped run
+        report.failure("Interrupted", "stopped during the final delivery; what was not delivered is "
+                                      "dead-lettered, and this run's checkpoint is not saved")
+        return result
     report.output = sink.output
     return result
 

@@ -503,8 +503,9 @@ def test_pipeline_names_that_differ_never_share_a_lock(tmp_path):
     from connector.state.lock import LockHeld, PipelineLock, lock_name
 
     names = ["team/a", "team_a", "team a", "team:a", "TEAM_A"]
+    names.append(lock_name("team/a"))  # a name spelled like another's lock key
     assert len({lock_name(n) for n in names}) == len(names)
-    assert lock_name("nightly-sync") == "nightly-sync"  # a plain name stays readable
+    assert lock_name("nightly-sync").startswith("nightly-sync-")  # a plain name stays readable
     held = [PipelineLock(tmp_path / "state.json", n) for n in names]
     for lock in held:
         lock.acquire()  # all at once: no two names share a lock file
@@ -553,3 +554,46 @@ def test_dead_letter_reasons_never_hold_a_secret(seeded_server, tmp_path):
     assert "refused: Authorization: Bearer *** (MLflow password ***)" in reasons
     for text in (reasons, dead.read_text(encoding="utf-8"), proc.stdout, proc.stderr, json.dumps(report)):
         assert token not in text and password not in text
+
+
+def test_the_rate_limit_covers_artifact_reads():
+    from connector.http import HttpSettings
+    from connector.source.http_backend import HttpBackend
+    from tests.fake_http import ScriptedServer
+
+    arrivals: list[tuple[float, str]] = []
+
+    def answer(request):
+        arrivals.append((time.monotonic(), request["path"]))
+        if "mlflow-artifacts" in request["path"]:
+            return 200, b"artifact_path: model\n", None
+        return 200, {}, None
+
+    with ScriptedServer(answer) as server:
+        backend = HttpBackend(server.url, server.url, HttpSettings(max_requests_per_second=10))
+        assert backend.search_experiments("ACTIVE_ONLY", 100, None) == ([], None)
+        for i in range(5):
+            assert backend.read_artifact(f"1/models/m-{i}/artifacts/MLmodel") == b"artifact_path: model\n"
+        assert backend.search_registered_models(100, None) == ([], None)
+        backend.close()
+    assert sum("mlflow-artifacts" in path for _, path in arrivals) == 5
+    gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert len(gaps) == 6 and min(gaps) > 0.08, gaps  # 10 a second, artifact reads included
+
+
+def test_sigterm_during_the_final_delivery_exits_1_even_when_the_last_batch_lands(proxy, tmp_path):
+    dead, report_file = tmp_path / "dead.json", tmp_path / "report.json"
+    with CatalogServer() as catalog:
+        catalog.stall_first, catalog.stall_seconds = 10**6, 1.5
+        sink = rest_sink(catalog.url, dead, max_batch_size=10000, max_in_flight=1)  # one batch, at the end
+        proc = start_ingest(write_recipe(tmp_path, proxy.url, sink), report_file)
+        wait_for(lambda: catalog.requests, what="the one batch")
+        out, err, took = terminate(proc)
+    assert proc.returncode == 1 and took < 6, out + err
+    assert "status:     FAILURE" in out and "Traceback" not in err
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    assert report["durations"]["crawl_sec"] > 0  # the crawl had ended
+    # the batch was answered within the grace: delivered, nothing dead-lettered, but the run was stopped
+    assert report["delivered"] == report["proposals"] == len(catalog.received) and report["dead_lettered"] == 0
+    assert any(f["title"] == "Interrupted" for f in report["failures"])
+    assert not dead.exists() and temp_files(tmp_path) == []
