@@ -9,6 +9,7 @@ import pytest
 
 from connector.recipe import RecipeError, parse_recipe
 from connector.settings import open_state_store
+from connector.state.lock import lock_name
 from connector.sinks.gms_client import GmsClient, GmsSettings
 from connector.state.catalog_store import ASPECT, CatalogStateStore
 from connector.state.store import PipelineState, StateError, StateFile
@@ -173,7 +174,7 @@ def test_two_workers_continue_each_others_checkpoint_through_the_catalog(tmp_pat
     assert second["proposals"] == len([r for r in sent_by_b if r["entityType"] != "dataJob"]) < first["proposals"]
     assert gms.problems == []
     for worker in (worker_a, worker_b):  # nothing of the state on either machine, only the local lock
-        assert [p.name for p in (worker / ".mlflow-catalog").iterdir()] == ["state.json.fleet-a.lock"]
+        assert [p.name for p in (worker / ".mlflow-catalog").iterdir()] == [f"state.json.{lock_name('fleet-a')}.lock"]
 
 
 def _finished_run(client, exp_id: str, name: str) -> str:

@@ -264,3 +264,21 @@ def test_basic_credentials_in_the_server_url_are_used_and_never_shown(file_outpu
     assert report.ok and len(catalog.received) == len(reference)
     assert base64.b64decode(sent.split()[1]).decode() == "ingest:pa$$word"
     assert "pa%24%24word" not in json.dumps(report.as_dict()) and "pa$$word" not in json.dumps(report.as_dict())
+
+
+@pytest.mark.parametrize("answer", [
+    (200, {"status": "ok"}, None),                              # another service at the GMS URL
+    (200, b"<html><body>Sign in</body></html>", None),          # a login page (after a redirect)
+    (302, {}, {"Location": "/login"}),                          # a redirect not followed
+])
+def test_an_answer_that_is_not_gms_counts_nothing_as_delivered(file_output, tmp_path, answer):
+    from tests.fake_http import ScriptedServer
+
+    path, records = file_output
+    with ScriptedServer([answer]) as server:
+        report = send_file(path, server.url, tmp_path)
+    assert not report.ok and report.delivered == 0
+    assert report.dead_lettered == report.proposals == len(records)
+    assert len(read_proposals(str(tmp_path / "dead.json"))) == len(records)
+    assert any(server.url in f["message"] and ("is `server` DataHub's GMS?" in f["message"]
+                                               or "TooManyRedirects" in f["message"]) for f in report.failures)

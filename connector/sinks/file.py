@@ -26,9 +26,15 @@ def file_record(proposal: Mcp, system_metadata: dict) -> dict:
     return record
 
 
+def _file_safe(value: str) -> str:
+    """A value put into a file name: no directory separator, no `..` (a pipeline named `team/a`)."""
+    return "".join(c if c.isalnum() or c in "-_.@+=" else "_" for c in value).replace("..", "_")
+
+
 def expand_filename(template: str, run_id: str = "", pipeline_name: str = "") -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return template.format(run_id=run_id, timestamp=stamp, pipeline_name=pipeline_name or "mlflow")
+    return template.format(run_id=_file_safe(run_id), timestamp=stamp,
+                           pipeline_name=_file_safe(pipeline_name or "mlflow"))
 
 
 class FileSink:
@@ -52,8 +58,11 @@ class FileSink:
 
     def write(self, proposal: Mcp, system_metadata: dict) -> None:
         out = self._file()
-        out.write(",\n" if self._count else "\n")
-        json.dump(file_record(proposal, system_metadata), out, ensure_ascii=False, allow_nan=False)
+        try:
+            out.write(",\n" if self._count else "\n")
+            json.dump(file_record(proposal, system_metadata), out, ensure_ascii=False, allow_nan=False)
+        except OSError as exc:  # a full disk, a file size limit
+            raise SinkError(f"file sink cannot write {self.output}: {exc.strerror or exc}") from None
         self._count += 1
 
     def flush(self) -> None:

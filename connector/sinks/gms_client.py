@@ -27,6 +27,11 @@ class GmsUnavailable(Exception):
     """No answer after every retry (connection refused/reset, timeouts, 5xx)."""
 
 
+class GmsNotGms(GmsUnavailable):
+    """A 2xx that is not GMS's answer (a login page behind a redirect, another service): nothing
+    sent there is delivered."""
+
+
 class GmsRejected(Exception):
     """A 4xx other than 401/403/404: the server refuses this payload for good."""
 
@@ -97,9 +102,25 @@ class GmsClient:
             raise GmsAuthError(f"token rejected by {self.server} (HTTP {answer.status})")
         return answer
 
+    def _taken(self, answer: Answer, path: str) -> None:
+        """A delivery counts only on GMS's own answer: 2xx, and Rest.li's {"value": ...} (or nothing)."""
+        if answer.status >= 300:
+            raise GmsNotGms(f"{self.server}{path} answered HTTP {answer.status} (a redirect: a login page or "
+                            "another service?); nothing is counted as delivered")
+        if not answer.body.strip():
+            return
+        try:
+            data = answer.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or "value" not in data:
+            raise GmsNotGms(f"{self.server}{path} answered HTTP {answer.status} with something that is not GMS's "
+                            f"answer ({answer.content_type}: {answer.text(80)!r}): is `server` DataHub's GMS?")
+
     def _post(self, path: str, payload: dict, batch: bool = False) -> None:
         answer = self._request("POST", path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
         if answer.status < 400:
+            self._taken(answer, path)
             return
         if batch and answer.status == 404:
             raise BatchEndpointMissing()
@@ -129,8 +150,8 @@ class GmsClient:
             data = answer.json()
         except ValueError:
             raise GmsRejected(answer.status, f"{self.server}/config is not JSON") from None
-        if not isinstance(data, dict):
-            raise GmsRejected(answer.status, f"{self.server}/config is not a JSON object")
+        if not isinstance(data, dict) or not {"versions", "noCode"} & set(data):
+            raise GmsRejected(answer.status, f"{self.server}/config is not DataHub GMS's configuration")
         return data
 
     def get_aspect(self, urn: str, aspect_name: str) -> Optional[dict]:
