@@ -344,11 +344,17 @@ def test_sigterm_during_the_final_delivery(proxy, tmp_path):
 
 # -- files: a dead-letter file that cannot be written, failed runs, previews ---------------------------------
 
-def test_a_dead_letter_file_that_cannot_be_written_is_a_clear_error(seeded_server, tmp_path):
+@pytest.mark.parametrize("obstacle", ["parent-is-a-file", "path-is-a-directory"])
+def test_a_dead_letter_file_that_cannot_be_written_is_a_clear_error(seeded_server, tmp_path, obstacle):
     url, _, _ = seeded_server
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a file where the dead letters' directory should be\n")
-    dead = blocker / "dead.json"
+    if obstacle == "parent-is-a-file":  # no temporary file can even be made
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("in the way\n")
+        dead = blocker / "dead.json"
+    else:  # a directory in the way is named, not moved aside as an unreadable file
+        dead = tmp_path / "dead.json"
+        dead.mkdir()
+        (dead / "keep.txt").write_text("in the way\n")
     with CatalogServer() as catalog:
         catalog.fail_first, catalog.retry_after = 10**6, "0"
         proc, report, took = ingest(write_recipe(tmp_path, url, rest_sink(catalog.url, dead)), tmp_path)
@@ -357,8 +363,9 @@ def test_a_dead_letter_file_that_cannot_be_written_is_a_clear_error(seeded_serve
     assert f"dead-letter file {dead} cannot be written" in proc.stderr
     assert f"{report['proposals']} proposal(s) not delivered are not on disk" in proc.stderr
     assert report["delivered"] == 0 and report["dead_lettered"] == report["proposals"] > 0
-    assert blocker.read_text() == "a file where the dead letters' directory should be\n"
-    assert temp_files(tmp_path) == []
+    assert temp_files(tmp_path) == [] and not list(tmp_path.rglob(".dead.json.*"))
+    in_the_way = dead.parent if obstacle == "parent-is-a-file" else dead / "keep.txt"
+    assert in_the_way.read_text() == "in the way\n"  # left as it was
 
 
 def _only_the_default_experiment(answer: dict) -> dict:

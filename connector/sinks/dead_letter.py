@@ -43,10 +43,11 @@ class DeadLetters:
     def _load_earlier(self) -> tuple[list, str]:
         if self.replace_existing or not self.path.exists():
             return [], ""
+        # (an OSError, e.g. a directory in the way, is the caller's: "cannot be written", naming the path)
         try:
             records = json.loads(self.path.read_text(encoding="utf-8"))
             reasons = self.reasons_path.read_text(encoding="utf-8") if self.reasons_path.exists() else ""
-        except (OSError, ValueError):
+        except ValueError:
             # not ours to interpret: keep it aside rather than lose it
             os.replace(self.path, self.path.with_name(self.path.name + ".unreadable"))
             return [], ""
