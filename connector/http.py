@@ -203,10 +203,34 @@ class HttpClient:
             stopping.sleep(wait)
 
     def _once(self, method: str, url: str, params, json_body, data) -> Answer:
+        """One attempt, in a thread of its own so that its deadline holds in every phase: a server
+        that drips its headers never returns from `requests` (each byte resets the socket timeout).
+        A stuck attempt is left behind (a daemon thread, its session no longer used here)."""
+        session = self._session()
+        outcome: dict = {}
+        finished = threading.Event()
+
+        def attempt() -> None:
+            try:
+                outcome["answer"] = self._attempt(session, method, url, params, json_body, data)
+            except BaseException as exc:  # handed to the caller below
+                outcome["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=attempt, name="http-attempt", daemon=True).start()
+        if not finished.wait(self.settings.deadline_sec + 1.0):  # the body reader's own check comes first
+            self._local.session = None
+            raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["answer"]
+
+    def _attempt(self, session: requests.Session, method: str, url: str, params, json_body, data) -> Answer:
         settings = self.settings
         deadline = time.monotonic() + settings.deadline_sec
         try:
-            response = self._session().request(
+            response = session.request(
                 method, url, params=params, json=json_body, data=data, stream=True,
                 timeout=(settings.connect_timeout_sec, min(settings.timeout_sec, settings.deadline_sec)))
         except requests.exceptions.RequestException as exc:

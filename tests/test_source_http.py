@@ -172,3 +172,43 @@ sink: {{type: file, config: {{filename: "{tmp_path / 'o.json'}"}}}}
                                   capture_output=True, text=True, timeout=120)
             assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
             assert "not MLflow's JSON" in proc.stderr + proc.stdout and server.url in proc.stderr + proc.stdout
+
+
+def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline():
+    """Each byte resets a socket timeout: only a wall-clock deadline per attempt ends this."""
+    import socket
+    import threading
+
+    from connector.http import HttpSettings, RetryPolicy
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def drip():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            try:
+                while not stop.wait(0.2):
+                    conn.sendall(b"X")  # one more byte of a header line that never ends
+            except OSError:
+                pass
+            conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    settings = HttpSettings(timeout_sec=5, deadline_sec=2, retry=RetryPolicy(max_retries=1, backoff_sec=0.01))
+    started = time.monotonic()
+    try:
+        with pytest.raises(SourceUnreachable, match=r"did not answer experiments/search \(.*after 2 attempt"):
+            HttpBackend(url, url, settings).search_experiments("ALL", 10, None)
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 9  # two attempts of about 2 s, not hours
