@@ -212,3 +212,16 @@ def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline():
         stop.set()
         listener.close()
     assert time.monotonic() - started < 9  # two attempts of about 2 s, not hours
+
+
+def test_a_listing_answering_the_same_page_under_new_tokens_is_stopped():
+    from itertools import count
+
+    from connector.source.paging import Listing, PageLoopError, paged
+
+    tokens = count()
+    listing = Listing("runs/search", lambda token: ([{"info": {"run_id": "r1"}}], f"T{next(tokens)}"))
+    with pytest.raises(PageLoopError, match="runs/search: the server answered the same page again"):
+        for _ in paged(listing):
+            pass
+    assert next(tokens) == 2  # stopped at the second page

@@ -3,6 +3,7 @@ repeats it would be paged forever), and keep the next request in flight while th
 on the current page."""
 from __future__ import annotations
 
+import json
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
@@ -22,18 +23,40 @@ class Listing:
     fetch: Callable[[Optional[str]], Page]
 
 
+MAX_PAGES = 100_000  # of one listing: 100 million runs at 1,000 a page
+
+
+def _page_signature(items: list) -> tuple:
+    if not items:
+        return (0,)
+    return len(items), json.dumps(items[0], sort_keys=True), json.dumps(items[-1], sort_keys=True)
+
+
 class _TokenGuard:
+    """Refuses what would page forever: a token answered before, the same page again under a new
+    token, or more pages than any real listing has."""
+
     def __init__(self, listing: Listing):
         self.listing = listing
         self.seen: set[str] = set()
+        self.last_page: Optional[tuple] = None
 
-    def next_token(self, token: Optional[str]) -> Optional[str]:
+    def _loop(self, what: str) -> PageLoopError:
+        return PageLoopError(f"{self.listing.what}: {what} (after {len(self.seen)} page(s)); "
+                             "stopped instead of paging forever")
+
+    def next_token(self, token: Optional[str], items: list) -> Optional[str]:
         if not token:
             return None
         if token in self.seen:
-            raise PageLoopError(f"{self.listing.what}: the server answered the page token {token[:40]!r} "
-                                f"a second time (after {len(self.seen)} page(s)); stopped instead of paging forever")
+            raise self._loop(f"the server answered the page token {token[:40]!r} a second time")
+        page = _page_signature(items)
+        if page == self.last_page:
+            raise self._loop("the server answered the same page again under a new page token")
+        if len(self.seen) >= MAX_PAGES:
+            raise self._loop(f"more than {MAX_PAGES:,} pages")
         self.seen.add(token)
+        self.last_page = page
         return token
 
 
@@ -43,7 +66,7 @@ def paged(listing: Listing) -> Iterator[dict]:
     while True:
         items, next_token = listing.fetch(token)
         yield from items
-        token = guard.next_token(next_token)
+        token = guard.next_token(next_token, items)
         if token is None:
             return
 
@@ -59,7 +82,7 @@ def prefetched(listings: list[Listing], executor: ThreadPoolExecutor) -> Iterato
     while pending is not None:
         items, token = pending.result()
         current = index
-        token = guard.next_token(token)
+        token = guard.next_token(token, items)
         if token:
             pending = executor.submit(listings[index].fetch, token)
         elif index + 1 < len(listings):
