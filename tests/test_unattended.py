@@ -139,6 +139,12 @@ def test_a_server_answering_ok_to_everything_is_not_an_empty_mlflow(proxy, tmp_p
     message = " ".join(f["message"] for f in report["failures"])
     assert proxy.url in message and "experiments/search" in message and "status" in message
     assert report["proposals"] == 0 and not out.exists()
+    check = subprocess.run(CLI + ["check", "-c", str(tmp_path / "recipe.yml")], capture_output=True, text=True,
+                           timeout=60)
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    api = f"{proxy.url}/api/2.0/mlflow"
+    assert f"[FAIL] tracking server: {api}/experiments/search answered {{'status'}}" in check.stdout
+    assert f"[FAIL] model registry: {api}/registered-models/search" in check.stdout
 
 
 def _drop(items_key: str, *path: str):
@@ -282,9 +288,9 @@ def wait_for(condition, timeout: float = 30, what: str = "") -> None:
         time.sleep(0.02)
 
 
-def terminate(proc: subprocess.Popen) -> tuple[str, str, float]:
-    """SIGTERM; (stdout, stderr, seconds from the signal to the exit)."""
-    proc.send_signal(signal.SIGTERM)
+def terminate(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> tuple[str, str, float]:
+    """SIGTERM (or `signum`); (stdout, stderr, seconds from the signal to the exit)."""
+    proc.send_signal(signum)
     signalled = time.monotonic()
     out, err = proc.communicate(timeout=30)
     return out, err, time.monotonic() - signalled
@@ -307,7 +313,8 @@ def assert_stopped_cleanly(proc, out, err, took, report_file, catalog, dead, tmp
     return report
 
 
-def test_sigterm_during_the_crawl(proxy, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_sigterm_during_the_crawl(proxy, tmp_path, signum):
     dead, report_file = tmp_path / "dead.json", tmp_path / "report.json"
     proxy.add("runs/search", "drip", interval_sec=0.05)  # the crawl sits in a slow answer
     with CatalogServer() as catalog:
@@ -316,7 +323,7 @@ def test_sigterm_during_the_crawl(proxy, tmp_path):
         proc = start_ingest(recipe, report_file)
         wait_for(lambda: any("runs/search" in path for _, path in proxy.requests) and catalog.received,
                  what="the crawl to reach runs/search with something delivered")
-        out, err, took = terminate(proc)
+        out, err, took = terminate(proc, signum)
     report = assert_stopped_cleanly(proc, out, err, took, report_file, catalog, dead, tmp_path)
     assert any(f["title"] == "Interrupted" for f in report["failures"])
     assert report["delivered"] > 0 and report["crawled"].get("run", 0) == 0
