@@ -1,4 +1,5 @@
-"""Run one measured job in this (fresh) process and print {seconds, requests, peak_rss_mb, tree} as JSON.
+"""Run one measured job in this (fresh) process and print {seconds, cpu_seconds, requests,
+peak_rss_mb, tree} as JSON (cpu_seconds: this process's CPU, all threads; less noisy on a busy machine).
 
     python benchmarks/_measure.py floor URL RUNS_PAGE_SIZE
     PYTHONPATH=TREE python benchmarks/_measure.py ours URL RUNS_PAGE_SIZE OUT.json [extra JSON [recipe JSON]]
@@ -86,13 +87,13 @@ if __name__ == "__main__":
     if kind == "ours":
         import connector.pipeline  # (imports are not what we measure)
         tree = str(Path(connector.pipeline.__file__).resolve().parent.parent)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if kind == "floor":
         requests_made = floor(url, page)
     else:
         requests_made = ours(url, page, sys.argv[4], json.loads(sys.argv[5]) if len(sys.argv) > 5 else {},
                              json.loads(sys.argv[6]) if len(sys.argv) > 6 else {})
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     peak = peak_rss_mb()
-    print(json.dumps({"seconds": round(seconds, 3), "requests": requests_made, "peak_rss_mb": round(peak, 1),
-                      "tree": tree}))
+    print(json.dumps({"seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "requests": requests_made,
+                      "peak_rss_mb": round(peak, 1), "tree": tree}))

@@ -3,7 +3,8 @@ with plain requests), and optionally against an older checkout of the connector,
 same real `mlflow server` (one worker) over the same store, measured in the same run, each job in a
 fresh process. Repeats are interleaved (floor, ours, baseline, floor, ...) so that a slow spell of
 a shared machine hits every side alike; a side's time is its best run, its spread (max-min)/min
-says how noisy the machine was, its peak RSS is the highest of its runs.
+says how noisy the machine was, its CPU seconds (the job's own process, best run) are the steadier
+measure of our work on a busy machine, its peak RSS is the highest of its runs.
 
     python -m benchmarks.crawl                          # default size: 20 x 250 runs, 100 x 10 versions
     python -m benchmarks.crawl --baseline-tree ../before             # + the connector of another checkout
@@ -57,6 +58,7 @@ def summarise(runs: list[dict]) -> dict:
     times = [r["seconds"] for r in runs]
     return {"seconds": min(times), "median": statistics.median(times),
             "spread": (max(times) - min(times)) / min(times), "requests": runs[0]["requests"],
+            "cpu_seconds": min(r["cpu_seconds"] for r in runs),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
 
 
@@ -91,16 +93,17 @@ def output_difference(ours: list[str], theirs: list[str]) -> str:
 
 
 def print_table(results: dict[str, dict]) -> None:
-    print(f"{'run':>30}  {'best s':>7}  {'median s':>8}  {'spread':>6}  {'requests':>8}  {'peak RSS MB':>11}")
+    print(f"{'run':>40}  {'best s':>7}  {'median s':>8}  {'spread':>6}  {'CPU s':>6}  {'requests':>8}  "
+          f"{'peak RSS MB':>11}")
     for label, r in results.items():
-        print(f"{label:>30}  {r['seconds']:7.2f}  {r['median']:8.2f}  {r['spread']:6.1%}  {r['requests']:8d}  "
-              f"{r['peak_rss_mb']:11.1f}")
+        print(f"{label:>40}  {r['seconds']:7.2f}  {r['median']:8.2f}  {r['spread']:6.1%}  {r['cpu_seconds']:6.2f}  "
+              f"{r['requests']:8d}  {r['peak_rss_mb']:11.1f}")
 
 
 def print_ratio(numerator: str, denominator: str, results: dict[str, dict]) -> None:
     n, d = results[numerator], results[denominator]
     print(f"{numerator} / {denominator}: time {n['seconds'] / d['seconds']:.3f} "
-          f"(median {n['median'] / d['median']:.3f})  "
+          f"(median {n['median'] / d['median']:.3f}, CPU {n['cpu_seconds'] / d['cpu_seconds']:.3f})  "
           f"requests {n['requests'] / d['requests']:.2f}  peak RSS {n['peak_rss_mb'] / d['peak_rss_mb']:.3f}")
 
 
