@@ -22,6 +22,7 @@ from connector.settings import (
     build_sink, crawl_settings, mapping_context, open_state_store, source_connection, source_filters,
 )
 from connector.sinks.base import Sink, SinkError, SinkResult
+from connector.sinks.dead_letter import retire
 from connector.sinks.file import PLACEHOLDERS
 from connector.source.connect import open_backend
 from connector.source.crawler import MlflowCrawler
@@ -135,8 +136,30 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
     report.sink_result(result)
     if tracker is not None:
         report.entities_removed = len(tracker.removed) if report.removals_emitted else 0
-        if report.ok and not dry_run and not preview:
-            _save_state(recipe, store, tracker, report)
+    if report.ok and not dry_run and not preview:
+        _after_a_good_run(recipe, tracker, store, report, own_sink=sink is None)
+
+
+def _after_a_good_run(recipe: Recipe, tracker: Optional[ChangeTracker], store, report: Report,
+                      own_sink: bool) -> None:
+    if tracker is not None:
+        _save_state(recipe, store, tracker, report)
+    if own_sink and report.ok and recipe.sink.type == "datahub-rest":
+        _retire_dead_letters(recipe.sink.config.dead_letter_file, report)
+
+
+def _retire_dead_letters(filename: str, report: Report) -> None:
+    """A good run sent everything that changed since the last good one: older dead letters are
+    out of date (re-sending one could overwrite a newer value), so they are moved aside."""
+    try:
+        superseded = retire(filename)
+    except OSError as exc:
+        report.warning("Dead letters not retired", f"{filename}: {exc.strerror or exc}; do not re-send them: "
+                       "this run sent what changed since the last good run")
+        return
+    if superseded:
+        report.info("Dead letters superseded", f"this run sent everything that changed since the last good run: "
+                    f"the older dead letters are out of date, moved to {superseded} (do not re-send them)")
 
 
 def _warn_about_replaced_files(recipe: Recipe, tracker: Optional[ChangeTracker], report: Report) -> None:

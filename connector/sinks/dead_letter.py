@@ -2,8 +2,9 @@
 `datahub check metadata-file` and `mlflow-catalog send` read them), with the reasons beside it.
 
 The file is written at every checkpoint and at the end, atomically, and added to rather than
-replaced: dead letters of an earlier run that nobody re-sent yet stay in it. `send` of the
-dead-letter file itself replaces it (what was delivered leaves it, what was not stays).
+replaced: dead letters of an earlier run that nobody re-sent yet stay in it (once per proposal).
+`send` of the dead-letter file itself replaces it (what was delivered leaves it, what was not
+stays). A later run that succeeds makes them out of date: it moves them aside (`retire`).
 """
 from __future__ import annotations
 
@@ -64,8 +65,45 @@ class DeadLetters:
             if self._earlier is None:
                 self._earlier = self._load_earlier()
             earlier_records, earlier_reasons = self._earlier
-            write_atomically(self.path, json.dumps(earlier_records + self._records, ensure_ascii=False,
-                                                   indent=1) + "\n")
-            write_atomically(self.reasons_path, earlier_reasons + "".join(
-                json.dumps(r, ensure_ascii=False) + "\n" for r in self._reasons))
+            kept = _not_again(earlier_records, self._records)
+            records = [earlier_records[i] for i in kept] + self._records
+            write_atomically(self.path, json.dumps(records, ensure_ascii=False, indent=1) + "\n")
+            lines = [line for line in earlier_reasons.splitlines() if line.strip()]
+            if len(lines) == len(earlier_records):  # a reason per record: keep those of the records kept
+                lines = [lines[i] for i in kept]
+            lines += [json.dumps(r, ensure_ascii=False) for r in self._reasons]
+            write_atomically(self.reasons_path, "".join(line + "\n" for line in lines))
             return str(self.path)
+
+
+def retire(filename: str) -> Optional[str]:
+    """After a run that sent everything changed since the last good run (and failed nowhere), the
+    dead letters of earlier runs are out of date: re-sending them could overwrite newer values.
+    They are moved aside to FILE.superseded (replacing an older one); its path, or None."""
+    path = Path(filename)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not records:
+        return None
+    superseded = path.with_name(path.name + ".superseded")
+    os.replace(path, superseded)
+    reasons = path.with_name(path.name + ".reasons.jsonl")
+    if reasons.exists():
+        os.replace(reasons, reasons.with_name(reasons.name + ".superseded"))
+    return str(superseded)
+
+
+def _key(record) -> tuple:
+    if not isinstance(record, dict):
+        return (id(record),)
+    return (record.get("entityUrn"), record.get("aspectName"),
+            json.dumps(record.get("aspect"), sort_keys=True, ensure_ascii=False))
+
+
+def _not_again(earlier: list, now: list[dict]) -> list[int]:
+    """The positions of earlier dead letters this run did not dead-letter again: a proposal a
+    server keeps refusing is in the file once (as this run's), not once per run."""
+    again = {_key(r) for r in now}
+    return [i for i, r in enumerate(earlier) if _key(r) not in again]
