@@ -11,6 +11,7 @@ catalog fed by both has no duplicates. Two rules go further than DataHub's encod
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import string
@@ -73,7 +74,8 @@ def _fit(build: Callable[[str], str], name: str, simple: bool = False) -> str:
     """build(encoded name), shortening the name when the URN would be over GMS's limit.
     `simple`: the id of a non-tuple URN (corpuser, tag)."""
     urn = build(_simple_id(encode(name)) if simple else encode(name))
-    if url_encoded_length(urn) <= MAX_URN_BYTES:
+    # (each UTF-8 byte is at most 3 once URL-encoded: most URNs are short enough not to count)
+    if 3 * len(urn.encode("utf-8", "surrogatepass")) <= MAX_URN_BYTES or url_encoded_length(urn) <= MAX_URN_BYTES:
         return urn
     return build(_shortened(name, MAX_URN_BYTES - url_encoded_length(build("")), simple))
 
@@ -84,6 +86,7 @@ def guid(fields: dict) -> str:
     ).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)  # a few platforms, asked for every entity
 def platform_urn(platform: str = PLATFORM) -> str:
     if platform.startswith("urn:li:dataPlatform:"):
         return platform
@@ -134,6 +137,7 @@ def stage_tag_name(stage: str) -> str:
     return f"{PLATFORM}_{stage.lower()}"
 
 
+@functools.lru_cache(maxsize=4096)  # a few users, asked for every run and version
 def corpuser_urn(user: str) -> str:
     """An MLflow user name (or, from the SDK, a corpuser URN already) as a corpuser URN."""
     prefix = "urn:li:corpuser:"
