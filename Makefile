@@ -57,7 +57,7 @@ test: install-test lint $(if $(findstring not airflow,$(PYTEST_ARGS)),,install-a
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install-test
-	$(VENV)/bin/ruff check connector benchmarks examples
+	$(VENV)/bin/ruff check connector benchmarks examples testkit
 	$(VENV)/bin/mypy
 
 cassettes: install-test
