@@ -1,30 +1,27 @@
-"""Safe to run unattended (issue 11) and wrong servers (issue 12): a real `mlflow server` behind a
-fault-injecting proxy (tests/fault_proxy.py) and the stand-in GMS (tests/catalog_server.py).
+"""Safe to run unattended (issue 11): a real `mlflow server` behind a fault-injecting proxy
+(tests/fault_proxy.py) and the stand-in GMS (tests/catalog_server.py).
 
 Each test asserts the time bound, the invariant `delivered + dead_lettered == proposals` from the
 report, the files on disk (output unchanged, dead letters present, no temporary files) and the
-exit code. The bounds are made small through recipe keys, so no test waits for long."""
+exit code. The bounds are made small through recipe keys (tests/unattended_kit.py), so no test
+waits for long. State that cannot go blind: tests/test_unattended_state.py."""
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from connector.sinks.file import read_proposals
 from tests.catalog_server import CatalogServer
 from tests.fault_proxy import FaultProxy
+from tests.unattended_kit import (
+    assert_settled_once, assert_stopped_cleanly, dead_letters, file_sink, good_output, ingest, proposal_key,
+    rest_sink, start_ingest, temp_files, terminate, wait_for, write_recipe,
+)
 
-CLI = [sys.executable, "-m", "connector.cli"]
-# small bounds: one attempt of a request, all of its attempts, one wait between attempts
-FAST_SOURCE = {"timeout_sec": 2, "request_deadline_sec": 2, "retry_budget_sec": 3, "max_backoff_sec": 0.2,
-               "max_retries": 2, "retry_backoff_sec": 0.05, "max_workers": 2}
-FAST_SINK = {"timeout_sec": 2, "request_deadline_sec": 2, "retry_budget_sec": 2, "max_backoff_sec": 0.3,
-             "max_retries": 3, "retry_backoff_sec": 0.05}
+pytestmark = pytest.mark.server
 
 
 @pytest.fixture
@@ -32,53 +29,6 @@ def proxy(seeded_server):
     url, _, _ = seeded_server
     with FaultProxy(url) as p:
         yield p
-
-
-def write_recipe(tmp_path: Path, tracking_uri: str, sink: dict, *, name: str = "recipe.yml",
-                 state: dict | None = None, pipeline: str | None = None, **source) -> Path:
-    recipe: dict = {"source": {"type": "mlflow", "config": {"tracking_uri": tracking_uri, **FAST_SOURCE, **source}},
-                    "sink": sink}
-    if pipeline:
-        recipe["pipeline_name"] = pipeline
-    if state is not None:
-        recipe["state"] = state
-    path = tmp_path / name
-    path.write_text(json.dumps(recipe), encoding="utf-8")
-    return path
-
-
-def file_sink(path: Path) -> dict:
-    return {"type": "file", "config": {"filename": str(path)}}
-
-
-def rest_sink(server: str, dead: Path, **config) -> dict:
-    return {"type": "datahub-rest", "config": {"server": server, "dead_letter_file": str(dead), **FAST_SINK,
-                                               "max_batch_size": 20, **config}}
-
-
-def ingest(recipe: Path, tmp_path: Path, *args: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess,
-                                                                                    dict, float]:
-    """Run the CLI; (process, report JSON, seconds it took)."""
-    report_file = tmp_path / f"report-{time.monotonic_ns()}.json"
-    started = time.monotonic()
-    proc = subprocess.run(CLI + ["ingest", "-c", str(recipe), "--report-file", str(report_file), *args],
-                          capture_output=True, text=True, timeout=timeout)
-    took = time.monotonic() - started
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc, json.loads(report_file.read_text(encoding="utf-8")), took
-
-
-def temp_files(*directories: Path) -> list[Path]:
-    return [p for d in directories for p in d.rglob("*.tmp")]
-
-
-def good_output(tmp_path: Path, proxy: FaultProxy) -> tuple[Path, bytes]:
-    """A complete output file from a clean run, which a failed run must leave as it is."""
-    out = tmp_path / "out.json"
-    proc, report, _ = ingest(write_recipe(tmp_path, proxy.url, file_sink(out), name="good.yml"), tmp_path)
-    assert proc.returncode == 0 and report["proposals"] > 20, proc.stderr
-    proxy.requests.clear()
-    return out, out.read_bytes()
 
 
 # -- a source that never ends an answer, or a listing -------------------------------------------------
@@ -129,112 +79,7 @@ def test_an_mlflow_answering_503_retry_after_an_hour_is_bounded(proxy, tmp_path)
     assert out.read_bytes() == before
 
 
-# -- wrong servers (issue 12) ------------------------------------------------------------------------------
-
-def test_a_server_answering_ok_to_everything_is_not_an_empty_mlflow(proxy, tmp_path):
-    proxy.add("", "wrong_server")
-    out = tmp_path / "out.json"
-    proc, report, took = ingest(write_recipe(tmp_path, proxy.url, file_sink(out)), tmp_path)
-    assert proc.returncode == 1 and took < 15
-    message = " ".join(f["message"] for f in report["failures"])
-    assert proxy.url in message and "experiments/search" in message and "status" in message
-    assert report["proposals"] == 0 and not out.exists()
-    check = subprocess.run(CLI + ["check", "-c", str(tmp_path / "recipe.yml")], capture_output=True, text=True,
-                           timeout=60)
-    assert check.returncode == 1 and "Traceback" not in check.stderr
-    api = f"{proxy.url}/api/2.0/mlflow"
-    assert f"[FAIL] tracking server: {api}/experiments/search answered {{'status'}}" in check.stdout
-    assert f"[FAIL] model registry: {api}/registered-models/search" in check.stdout
-
-
-def _drop(items_key: str, *path: str):
-    def rewrite(answer: dict) -> dict:
-        for item in answer.get(items_key, []):
-            holder = item
-            for key in path[:-1]:
-                holder = holder[key]
-            holder.pop(path[-1], None)
-            if path[-1] == "run_id":
-                holder.pop("run_uuid", None)
-        return answer
-    return rewrite
-
-
-@pytest.mark.parametrize("endpoint,rewrite,missing", [
-    ("experiments/search", _drop("experiments", "experiment_id"), "experiments[0]) without experiment_id"),
-    ("runs/search", _drop("runs", "info", "run_id"), "runs[0]) without info.run_id or info.run_uuid"),
-    ("registered-models/search", _drop("registered_models", "name"), "registered_models[0]) without name"),
-    ("model-versions/search", _drop("model_versions", "version"), "model_versions[0]) without version"),
-], ids=["experiment", "run", "registered-model", "model-version"])
-def test_an_item_without_its_id_is_an_error_naming_the_endpoint(proxy, tmp_path, endpoint, rewrite, missing):
-    out = tmp_path / "out.json"
-    proxy.add(endpoint, "rewrite", rewrite=rewrite)
-    proc, report, _ = ingest(write_recipe(tmp_path, proxy.url, file_sink(out)), tmp_path)
-    assert proc.returncode == 1
-    [failure] = report["failures"]
-    assert failure["title"] == "UnexpectedAnswer" and "KeyError" not in failure["message"]
-    assert f"{proxy.url}/api/2.0/mlflow/{endpoint} answered an item ({missing}" in failure["message"]
-    assert not out.exists()
-
-
-def test_an_empty_answer_is_an_empty_listing_not_a_wrong_server(proxy, tmp_path):
-    """MLflow leaves out empty lists: `{}` is a registry without models."""
-    out = tmp_path / "out.json"
-    proxy.add("registered-models/search", "rewrite", rewrite=lambda answer: {})
-    proxy.add("model-versions/search", "rewrite", rewrite=lambda answer: {})
-    proc, report, _ = ingest(write_recipe(tmp_path, proxy.url, file_sink(out)), tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert report["crawled"].get("registered_models", 0) == 0 and report["crawled"]["runs"] > 0
-    assert "mlModelGroup" not in report["entities"] and out.exists()
-
-
-@pytest.mark.parametrize("declare_length", [False, True], ids=["streamed", "content-length"])
-def test_a_huge_answer_is_refused_at_the_cap_without_reading_it_all(proxy, tmp_path, declare_length):
-    proxy.add("experiments/search", "huge", megabytes=40, declare_length=declare_length)
-    out = tmp_path / "out.json"
-    recipe = write_recipe(tmp_path, proxy.url, file_sink(out), max_response_mb=1)
-    proc, report, took = ingest(recipe, tmp_path)
-    assert proc.returncode == 1 and took < 15
-    message = " ".join(f["message"] for f in report["failures"])
-    assert "experiments/search" in message and "1,048,576-byte cap" in message
-    # read up to the cap, not the 40 MB (the proxy's writes stop once the socket buffers fill)
-    assert proxy.bytes_sent.get("huge", 0) < 20 * 1024 * 1024
-    assert not out.exists()
-
-
 # -- the catalog side: bounded waits, nothing lost, nothing counted twice ---------------------------------
-
-def proposal_key(record: dict) -> tuple:
-    aspect = record["aspect"]
-    aspect = aspect["json"] if isinstance(aspect, dict) and set(aspect) == {"json"} else aspect
-    return record["entityUrn"], record["aspectName"], json.dumps(aspect, sort_keys=True)
-
-
-def dead_letters(path: Path) -> list[tuple[tuple, str]]:
-    """(proposal key, reason) of every dead letter, in the file's order."""
-    if not path.exists():
-        return []
-    records = read_proposals(str(path))
-    reasons = [json.loads(line) for line in Path(f"{path}.reasons.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [(r["entityUrn"], r["aspectName"]) for r in records] == [(r["entityUrn"], r["aspectName"]) for r in reasons]
-    return [(proposal_key(r), why["reason"]) for r, why in zip(records, reasons, strict=True)]
-
-
-def assert_settled_once(report: dict, catalog: CatalogServer, dead: Path, unknown_allowed: bool = False) -> None:
-    """delivered + dead-lettered == proposals; what the catalog took is counted delivered, and is
-    in the dead letters only as 'delivery unknown' (a batch on the wire when the run stopped)."""
-    letters = dead_letters(dead)
-    assert report["delivered"] + report["dead_lettered"] == report["proposals"]
-    assert report["dead_lettered"] == len(letters)
-    received = [proposal_key(r) for r in catalog.received]
-    lettered = {key for key, _ in letters}
-    unknown = {key for key, reason in letters if "delivery unknown" in reason}
-    twice = [key for key in received if key in lettered and key not in unknown]
-    assert twice == [], f"{len(twice)} delivered proposal(s) also dead-lettered"
-    if not unknown_allowed:
-        assert not unknown
-    assert report["delivered"] == sum(key not in unknown for key in received)
-
 
 def test_a_gms_answering_503_retry_after_an_hour_ends_within_seconds(seeded_server, tmp_path):
     url, _, _ = seeded_server
@@ -280,38 +125,6 @@ def test_a_rejected_proposal_then_an_outage_counts_every_proposal_once(seeded_se
 
 
 # -- SIGTERM in every phase: out within seconds, report printed and written, nothing lost ---------------
-
-def wait_for(condition, timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
-def terminate(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> tuple[str, str, float]:
-    """SIGTERM (or `signum`); (stdout, stderr, seconds from the signal to the exit)."""
-    proc.send_signal(signum)
-    signalled = time.monotonic()
-    out, err = proc.communicate(timeout=30)
-    return out, err, time.monotonic() - signalled
-
-
-def start_ingest(recipe: Path, report_file: Path) -> subprocess.Popen:
-    return subprocess.Popen(CLI + ["ingest", "-c", str(recipe), "--report-file", str(report_file)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def assert_stopped_cleanly(proc, out, err, took, report_file, catalog, dead, tmp_path) -> dict:
-    assert proc.returncode == 1, out + err
-    assert took < 6, f"{took:.1f} s from SIGTERM to exit"
-    assert "Traceback" not in err and "Aborted" not in err + out
-    assert "=== MLflow ingestion report" in out and "status:     FAILURE" in out
-    report = json.loads(report_file.read_text(encoding="utf-8"))
-    assert report["dead_lettered"] > 0 and Path(report["dead_letter_file"]) == dead
-    assert_settled_once(report, catalog, dead, unknown_allowed=True)
-    assert temp_files(tmp_path) == []
-    return report
-
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_sigterm_during_the_crawl(proxy, tmp_path, signum):
@@ -371,6 +184,24 @@ def test_sigterm_during_the_final_delivery(proxy, tmp_path):
     assert sorted(unknown) == sorted(map(proposal_key, catalog.received))
     assert all("not sent" in reason for _, reason in letters)  # the rest was never sent
     assert any("stopped during delivery" in f["message"] for f in report["failures"])
+
+
+def test_sigterm_during_the_final_delivery_exits_1_even_when_the_last_batch_lands(proxy, tmp_path):
+    dead, report_file = tmp_path / "dead.json", tmp_path / "report.json"
+    with CatalogServer() as catalog:
+        catalog.stall_first, catalog.stall_seconds = 10**6, 1.5
+        sink = rest_sink(catalog.url, dead, max_batch_size=10000, max_in_flight=1)  # one batch, at the end
+        proc = start_ingest(write_recipe(tmp_path, proxy.url, sink), report_file)
+        wait_for(lambda: catalog.requests, what="the one batch")
+        out, err, took = terminate(proc)
+    assert proc.returncode == 1 and took < 6, out + err
+    assert "status:     FAILURE" in out and "Traceback" not in err
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    assert report["durations"]["crawl_sec"] > 0  # the crawl had ended
+    # the batch was answered within the grace: delivered, nothing dead-lettered, but the run was stopped
+    assert report["delivered"] == report["proposals"] == len(catalog.received) and report["dead_lettered"] == 0
+    assert any(f["title"] == "Interrupted" for f in report["failures"])
+    assert not dead.exists() and temp_files(tmp_path) == []
 
 
 # -- files: a dead-letter file that cannot be written, failed runs, previews ---------------------------------
@@ -445,137 +276,6 @@ def test_preview_never_touches_the_recipes_output(proxy, tmp_path):
     assert out.read_bytes() == before and temp_files(tmp_path) == []
 
 
-# -- state that cannot go blind -------------------------------------------------------------------------
-
-YEAR_2100_MS = 4_102_444_800_000
-
-
-@pytest.fixture(scope="module")
-def clock_server(tmp_path_factory):
-    """An MLflow server of its own (runs are added to it): one run dated 2100, one of now."""
-    from mlflow import MlflowClient
-
-    from tests.mlflow_server import mlflow_server
-
-    with mlflow_server(tmp_path_factory.mktemp("mlflow-clock")) as url:
-        client = MlflowClient(url)
-        experiment = client.create_experiment("clock")
-        client.create_run(experiment, start_time=YEAR_2100_MS, run_name="from-2100")
-        client.create_run(experiment, run_name="today")
-        yield url, client, experiment
-
-
-def state_recipe(url: str, tmp_path: Path, filename: str, incremental: bool = True, pipeline: str = "cron"):
-    from connector.recipe import parse_recipe
-
-    return parse_recipe({"pipeline_name": pipeline,
-                         "source": {"type": "mlflow", "config": {"tracking_uri": url, "incremental": incremental}},
-                         "sink": file_sink(tmp_path / filename), "state": {"path": str(tmp_path / "state.json")}})
-
-
-def checkpoint(tmp_path: Path, pipeline: str = "cron") -> dict:
-    return json.loads((tmp_path / "state.json").read_text())["pipelines"][pipeline]["checkpoint"]
-
-
-def test_a_run_dated_2100_does_not_move_the_checkpoint_past_now(clock_server, tmp_path):
-    from connector.pipeline import run_ingest
-    from connector.mapping.urns import run_urn
-
-    url, client, experiment = clock_server
-    first = run_ingest(state_recipe(url, tmp_path, "first.json"))
-    assert first.ok and first.mode == "full", first.failures
-    now_ms = time.time() * 1000
-    assert checkpoint(tmp_path)["runs_started_until"] <= now_ms
-    # a run started after that is seen by the next incremental run
-    later = client.create_run(experiment, run_name="later").info.run_id
-    second = run_ingest(state_recipe(url, tmp_path, "second.json"))
-    assert second.ok and second.mode == "incremental"
-    assert run_urn(later) in {r["entityUrn"] for r in read_proposals(str(tmp_path / "second.json"))}
-    assert checkpoint(tmp_path)["runs_started_until"] <= time.time() * 1000
-
-
-def test_a_checkpoint_in_the_future_makes_the_next_run_a_full_one(clock_server, tmp_path):
-    from connector.pipeline import run_ingest
-
-    url, _, _ = clock_server
-    assert run_ingest(state_recipe(url, tmp_path, "first.json")).ok
-    state = json.loads((tmp_path / "state.json").read_text())
-    state["pipelines"]["cron"]["checkpoint"]["runs_started_until"] = YEAR_2100_MS  # written by an older release
-    (tmp_path / "state.json").write_text(json.dumps(state))
-    report = run_ingest(state_recipe(url, tmp_path, "second.json"))
-    assert report.ok and report.mode == "full"
-    assert checkpoint(tmp_path)["runs_started_until"] <= time.time() * 1000  # recomputed from what it saw
-
-
-def test_pipelines_saving_into_one_state_file_at_once_keep_every_entry(tmp_path):
-    import threading
-
-    from connector.state.store import PipelineState, StateFile
-
-    path, names, rounds = tmp_path / "state.json", [f"pipeline-{i}" for i in range(6)], 25
-    start = threading.Barrier(len(names))
-    errors: list[BaseException] = []
-
-    def save_many(name: str) -> None:
-        store = StateFile(path)  # each its own, as separate processes would have
-        start.wait()
-        try:
-            for i in range(rounds):
-                store.save(name, PipelineState(checkpoint={"runs_started_until": i, "run_id": name}))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=save_many, args=(n,)) for n in names]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
-    saved = json.loads(path.read_text())["pipelines"]
-    assert {n: saved[n]["checkpoint"] for n in names} == {
-        n: {"runs_started_until": rounds - 1, "run_id": n} for n in names}
-    assert temp_files(tmp_path) == []
-
-
-def test_pipeline_names_that_differ_never_share_a_lock(tmp_path):
-    from connector.state.lock import LockHeld, PipelineLock, lock_name
-
-    names = ["team/a", "team_a", "team a", "team:a", "TEAM_A"]
-    names.append(lock_name("team/a"))  # a name spelled like another's lock key
-    assert len({lock_name(n) for n in names}) == len(names)
-    assert lock_name("nightly-sync").startswith("nightly-sync-")  # a plain name stays readable
-    held = [PipelineLock(tmp_path / "state.json", n) for n in names]
-    for lock in held:
-        lock.acquire()  # all at once: no two names share a lock file
-    try:
-        with pytest.raises(LockHeld):
-            PipelineLock(tmp_path / "state.json", "team/a").acquire()
-    finally:
-        for lock in held:
-            lock.release()
-
-
-# -- incremental runs with the file sink -----------------------------------------------------------------
-
-def test_incremental_file_output_keeps_a_file_per_run_or_warns(clock_server, tmp_path):
-    from connector.pipeline import run_ingest
-
-    url, client, experiment = clock_server
-    first = run_ingest(state_recipe(url, tmp_path, "catalog-{run_id}.json"))
-    client.create_run(experiment, run_name="between")
-    second = run_ingest(state_recipe(url, tmp_path, "catalog-{run_id}.json"))
-    assert first.ok and second.ok and second.mode == "incremental"
-    files = sorted(tmp_path.glob("catalog-*.json"))
-    assert [f.name for f in files] == sorted(f"catalog-{r.run_id}.json" for r in (first, second))
-    assert len(read_proposals(str(tmp_path / f"catalog-{first.run_id}.json"))) > len(
-        read_proposals(str(tmp_path / f"catalog-{second.run_id}.json"))) > 0
-    assert not any(w["title"] == "Incremental file output" for w in first.warnings + second.warnings)
-    fixed = run_ingest(state_recipe(url, tmp_path, "catalog.json"))
-    assert fixed.ok and fixed.mode == "incremental"
-    [warning] = [w for w in fixed.warnings if w["title"] == "Incremental file output"]
-    assert "{timestamp} or {run_id}" in warning["message"]
-
-
 def test_dead_letter_reasons_never_hold_a_secret(seeded_server, tmp_path):
     """A catalog that echoes what it got (the token, the MLflow password) in its rejections."""
     url, _, _ = seeded_server
@@ -592,46 +292,3 @@ def test_dead_letter_reasons_never_hold_a_secret(seeded_server, tmp_path):
     assert "refused: Authorization: Bearer *** (MLflow password ***)" in reasons
     for text in (reasons, dead.read_text(encoding="utf-8"), proc.stdout, proc.stderr, json.dumps(report)):
         assert token not in text and password not in text
-
-
-def test_the_rate_limit_covers_artifact_reads():
-    from connector.http import HttpSettings
-    from connector.source.http_backend import HttpBackend
-    from tests.fake_http import ScriptedServer
-
-    arrivals: list[tuple[float, str]] = []
-
-    def answer(request):
-        arrivals.append((time.monotonic(), request["path"]))
-        if "mlflow-artifacts" in request["path"]:
-            return 200, b"artifact_path: model\n", None
-        return 200, {}, None
-
-    with ScriptedServer(answer) as server:
-        backend = HttpBackend(server.url, server.url, HttpSettings(max_requests_per_second=10))
-        assert backend.search_experiments("ACTIVE_ONLY", 100, None) == ([], None)
-        for i in range(5):
-            assert backend.read_artifact(f"1/models/m-{i}/artifacts/MLmodel") == b"artifact_path: model\n"
-        assert backend.search_registered_models(100, None) == ([], None)
-        backend.close()
-    assert sum("mlflow-artifacts" in path for _, path in arrivals) == 5
-    gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    assert len(gaps) == 6 and min(gaps) > 0.08, gaps  # 10 a second, artifact reads included
-
-
-def test_sigterm_during_the_final_delivery_exits_1_even_when_the_last_batch_lands(proxy, tmp_path):
-    dead, report_file = tmp_path / "dead.json", tmp_path / "report.json"
-    with CatalogServer() as catalog:
-        catalog.stall_first, catalog.stall_seconds = 10**6, 1.5
-        sink = rest_sink(catalog.url, dead, max_batch_size=10000, max_in_flight=1)  # one batch, at the end
-        proc = start_ingest(write_recipe(tmp_path, proxy.url, sink), report_file)
-        wait_for(lambda: catalog.requests, what="the one batch")
-        out, err, took = terminate(proc)
-    assert proc.returncode == 1 and took < 6, out + err
-    assert "status:     FAILURE" in out and "Traceback" not in err
-    report = json.loads(report_file.read_text(encoding="utf-8"))
-    assert report["durations"]["crawl_sec"] > 0  # the crawl had ended
-    # the batch was answered within the grace: delivered, nothing dead-lettered, but the run was stopped
-    assert report["delivered"] == report["proposals"] == len(catalog.received) and report["dead_lettered"] == 0
-    assert any(f["title"] == "Interrupted" for f in report["failures"])
-    assert not dead.exists() and temp_files(tmp_path) == []

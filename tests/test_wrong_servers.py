@@ -1,0 +1,117 @@
+"""Wrong servers (issue 12): answers that are not MLflow's, items without their ids, a huge answer,
+and the rate limit over every request, artifact reads included. A real `mlflow server` behind a
+fault-injecting proxy (tests/fault_proxy.py)."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.fault_proxy import FaultProxy
+from tests.unattended_kit import CLI, file_sink, ingest, write_recipe
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def proxy(seeded_server):
+    url, _, _ = seeded_server
+    with FaultProxy(url) as p:
+        yield p
+
+
+def test_a_server_answering_ok_to_everything_is_not_an_empty_mlflow(proxy, tmp_path):
+    proxy.add("", "wrong_server")
+    out = tmp_path / "out.json"
+    proc, report, took = ingest(write_recipe(tmp_path, proxy.url, file_sink(out)), tmp_path)
+    assert proc.returncode == 1 and took < 15
+    message = " ".join(f["message"] for f in report["failures"])
+    assert proxy.url in message and "experiments/search" in message and "status" in message
+    assert report["proposals"] == 0 and not out.exists()
+    check = subprocess.run(CLI + ["check", "-c", str(tmp_path / "recipe.yml")], capture_output=True, text=True,
+                           timeout=60)
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    api = f"{proxy.url}/api/2.0/mlflow"
+    assert f"[FAIL] tracking server: {api}/experiments/search answered {{'status'}}" in check.stdout
+    assert f"[FAIL] model registry: {api}/registered-models/search" in check.stdout
+
+
+def _drop(items_key: str, *path: str):
+    def rewrite(answer: dict) -> dict:
+        for item in answer.get(items_key, []):
+            holder = item
+            for key in path[:-1]:
+                holder = holder[key]
+            holder.pop(path[-1], None)
+            if path[-1] == "run_id":
+                holder.pop("run_uuid", None)
+        return answer
+    return rewrite
+
+
+@pytest.mark.parametrize("endpoint,rewrite,missing", [
+    ("experiments/search", _drop("experiments", "experiment_id"), "experiments[0]) without experiment_id"),
+    ("runs/search", _drop("runs", "info", "run_id"), "runs[0]) without info.run_id or info.run_uuid"),
+    ("registered-models/search", _drop("registered_models", "name"), "registered_models[0]) without name"),
+    ("model-versions/search", _drop("model_versions", "version"), "model_versions[0]) without version"),
+], ids=["experiment", "run", "registered-model", "model-version"])
+def test_an_item_without_its_id_is_an_error_naming_the_endpoint(proxy, tmp_path, endpoint, rewrite, missing):
+    out = tmp_path / "out.json"
+    proxy.add(endpoint, "rewrite", rewrite=rewrite)
+    proc, report, _ = ingest(write_recipe(tmp_path, proxy.url, file_sink(out)), tmp_path)
+    assert proc.returncode == 1
+    [failure] = report["failures"]
+    assert failure["title"] == "UnexpectedAnswer" and "KeyError" not in failure["message"]
+    assert f"{proxy.url}/api/2.0/mlflow/{endpoint} answered an item ({missing}" in failure["message"]
+    assert not out.exists()
+
+
+def test_an_empty_answer_is_an_empty_listing_not_a_wrong_server(proxy, tmp_path):
+    """MLflow leaves out empty lists: `{}` is a registry without models."""
+    out = tmp_path / "out.json"
+    proxy.add("registered-models/search", "rewrite", rewrite=lambda answer: {})
+    proxy.add("model-versions/search", "rewrite", rewrite=lambda answer: {})
+    proc, report, _ = ingest(write_recipe(tmp_path, proxy.url, file_sink(out)), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert report["crawled"].get("registered_models", 0) == 0 and report["crawled"]["runs"] > 0
+    assert "mlModelGroup" not in report["entities"] and out.exists()
+
+
+@pytest.mark.parametrize("declare_length", [False, True], ids=["streamed", "content-length"])
+def test_a_huge_answer_is_refused_at_the_cap_without_reading_it_all(proxy, tmp_path, declare_length):
+    proxy.add("experiments/search", "huge", megabytes=40, declare_length=declare_length)
+    out = tmp_path / "out.json"
+    recipe = write_recipe(tmp_path, proxy.url, file_sink(out), max_response_mb=1)
+    proc, report, took = ingest(recipe, tmp_path)
+    assert proc.returncode == 1 and took < 15
+    message = " ".join(f["message"] for f in report["failures"])
+    assert "experiments/search" in message and "1,048,576-byte cap" in message
+    # read up to the cap, not the 40 MB (the proxy's writes stop once the socket buffers fill)
+    assert proxy.bytes_sent.get("huge", 0) < 20 * 1024 * 1024
+    assert not out.exists()
+
+
+def test_the_rate_limit_covers_artifact_reads():
+    from connector.http import HttpSettings
+    from connector.source.http_backend import HttpBackend
+    from tests.fake_http import ScriptedServer
+
+    arrivals: list[tuple[float, str]] = []
+
+    def answer(request):
+        arrivals.append((time.monotonic(), request["path"]))
+        if "mlflow-artifacts" in request["path"]:
+            return 200, b"artifact_path: model\n", None
+        return 200, {}, None
+
+    with ScriptedServer(answer) as server:
+        backend = HttpBackend(server.url, server.url, HttpSettings(max_requests_per_second=10))
+        assert backend.search_experiments("ACTIVE_ONLY", 100, None) == ([], None)
+        for i in range(5):
+            assert backend.read_artifact(f"1/models/m-{i}/artifacts/MLmodel") == b"artifact_path: model\n"
+        assert backend.search_registered_models(100, None) == ([], None)
+        backend.close()
+    assert sum("mlflow-artifacts" in path for _, path in arrivals) == 5
+    gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert len(gaps) == 6 and min(gaps) > 0.08, gaps  # 10 a second, artifact reads included
