@@ -30,6 +30,7 @@ from connector.source.errors import SourceError
 from connector.source.records import FullPlan, RunsPageDone
 from connector.state.backends import StateStore
 from connector.state.store import StateError
+from connector.tracking.changes import FULLY_LISTED
 from connector.tracking.tracker import ChangeTracker, config_fingerprint
 
 log = logging.getLogger(__name__)
@@ -133,11 +134,28 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
             target.flush()
             store.save(recipe.pipeline_name or "", tracker.with_progress(report.run_id))
     result = _crawl_and_deliver(recipe, ctx, tracker, target, report, preview, progress_interval, checkpoint)
+    went_through = report.ok  # crawled, mapped and handed to the sink without a failure
     report.sink_result(result)
     if tracker is not None:
         report.entities_removed = len(tracker.removed) if report.removals_emitted else 0
-    if report.ok and not dry_run and not preview:
+    if dry_run or preview:
+        return
+    if report.ok:
         _after_a_good_run(recipe, tracker, store, report, own_sink=sink is None)
+    elif went_through and tracker is not None:
+        _checkpoint_despite_refusals(recipe, store, tracker, report, result.only_refused)
+
+
+def _checkpoint_despite_refusals(recipe: Recipe, store, tracker: ChangeTracker, report: Report,
+                                 refused: Optional[frozenset]) -> None:
+    """A proposal the catalog refuses for good must not hold every later run back to a full
+    re-send: the checkpoint moves on without the refused entities, which the next run sends again
+    (only entities listed whole on every run: the next run surely sees them)."""
+    if not refused or not all(urn.startswith(FULLY_LISTED) for urn in refused):
+        return
+    _save_state(recipe, store, tracker, report, not_delivered=refused)
+    report.info("Checkpoint saved", f"without the {len(refused)} entities the catalog refused: the next run "
+                "sends them again; the rest is not sent again")
 
 
 def _after_a_good_run(recipe: Recipe, tracker: Optional[ChangeTracker], store, report: Report,
@@ -171,8 +189,9 @@ def _warn_about_replaced_files(recipe: Recipe, tracker: Optional[ChangeTracker],
                        "run keeps a file of its own")
 
 
-def _save_state(recipe: Recipe, store: StateStore, tracker: ChangeTracker, report: Report) -> None:
-    new_state = tracker.new_state(report.run_id)
+def _save_state(recipe: Recipe, store: StateStore, tracker: ChangeTracker, report: Report,
+                not_delivered: frozenset = frozenset()) -> None:
+    new_state = tracker.new_state(report.run_id, not_delivered)
     try:
         store.save(recipe.pipeline_name or "", new_state)
         report.checkpoint_after = new_state.checkpoint

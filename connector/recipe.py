@@ -261,7 +261,8 @@ class StateConfig(_Strict):
         "file", description="file: a local JSON file at `path`; datahub: the catalog itself (GMS), "
                             "so runs on different machines continue each other's checkpoint")
     path: str = Field(".mlflow-catalog/state.json",
-                      description="the state file (file backend); the lock file `<path>.<pipeline>-<hash>.lock` beside it")
+                      description="the state file (file backend); the lock file "
+                                  "`<path>.<pipeline>-<hash>.lock` beside it")
     server: Optional[str] = Field(None, description="datahub backend: GMS URL; default: the datahub-rest sink's")
     token: Optional[SecretStr] = Field(None, description="datahub backend: token for `server`")
     remove_stale: bool = True

@@ -105,6 +105,12 @@ def test_incremental_emits_exactly_what_changed_and_removes_what_is_gone(server,
 
 
 def test_safety_threshold_refuses_mass_removal(server, tmp_path_factory, tmp_path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(server)  # entities of its own: the test does not depend on the others
+    exp = client.create_experiment("mass-removal")
+    for i in range(5):
+        new_run(client, exp, f"mass-{i}")
     assert run_ingest(recipe(server, tmp_path, "out.json", incremental=False)).ok
     state_before = (tmp_path / "state.json").read_text()
     output_before = (tmp_path / "out.json").read_bytes()
@@ -367,3 +373,32 @@ def test_new_urns_after_a_settings_change_are_not_taken_for_a_broken_crawl(serve
     out = ingest_ok(base, tmp_path, "by-source.json")  # a full crawl: the mapping settings changed
     assert all(out[u] == {"status": {"removed": True}} for u in by_name)
     assert sum(1 for u in out if u.startswith("urn:li:dataset:") and u not in by_name) == 12
+
+
+def test_a_proposal_the_catalog_refuses_does_not_hold_the_checkpoint_back(server, tmp_path):
+    """A model version GMS refuses for good: the run fails (dead letter), but its checkpoint is
+    saved without that version, so the next run is incremental and sends just that version again."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(server)
+    exp = client.create_experiment("refused")
+    run_id = new_run(client, exp, "refused-run")
+    client.create_registered_model("refused_model")
+    client.create_model_version("refused_model", f"runs:/{run_id}/m", run_id=run_id)
+    refused = model_urn("refused_model", 1)
+    config = {"pipeline_name": "refusals", "state": {"path": str(tmp_path / "state.json")},
+              "source": {"type": "mlflow", "config": {"tracking_uri": server, "incremental": True,
+                                                     "experiment_pattern": {"allow": ["refused$"]},
+                                                     "model_pattern": {"allow": ["refused_model$"]}}}}
+    with CatalogServer() as gms:
+        sink = {"type": "datahub-rest", "config": {"server": gms.url, "dead_letter_file": str(tmp_path / "dead.json"),
+                                                   "max_retries": 0}}
+        gms.reject = lambda r: "refused" if r["entityUrn"] == refused and r["aspectName"] == "versionProperties" \
+            else None
+        first = run_ingest(parse_recipe({**config, "sink": sink}))
+        assert not first.ok and first.dead_lettered == 1 and first.checkpoint_after is not None
+        gms.reject = lambda r: None
+        gms.received.clear()
+        second = run_ingest(parse_recipe({**config, "sink": sink}))
+    assert second.ok and second.mode == "incremental"
+    assert {r["entityUrn"] for r in gms.received} == {refused}

@@ -18,6 +18,8 @@ class SinkResult:
     dead_letter_file: Optional[str] = None
     messages: list[str] = field(default_factory=list)  # what went wrong, for the report
     error: Optional[str] = None  # the sink itself failed (e.g. dead letters not written)
+    # set when the only proposals not delivered are ones the server refused for good: their entities
+    only_refused: Optional[frozenset] = None
 
 
 def to_wire(proposal: Mcp, system_metadata: dict) -> dict:

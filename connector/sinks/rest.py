@@ -72,6 +72,8 @@ class RestSink:
         self.delivered = 0
         self.written = 0
         self.rejections: list[str] = []
+        self.rejected_urns: set[str] = set()  # entities with a proposal the server refused for good
+        self.rejected_count = 0
         self._result: Optional[SinkResult] = None
 
     def __repr__(self) -> str:
@@ -189,6 +191,8 @@ class RestSink:
         reason = self.redactor.redact(f"rejected by {self.server}: {exc}")
         self._dead_letter([item], reason)
         with self._lock:
+            self.rejected_urns.add(item.proposal.entity_urn)
+            self.rejected_count += 1
             if len(self.rejections) < 100:
                 self.rejections.append(f"{item.proposal.entity_urn} {item.proposal.aspect_name}: {reason}")
 
@@ -266,6 +270,9 @@ class RestSink:
         self.client.close()
         result = SinkResult(delivered=self.delivered, failed=len(self.dead_letters))
         result.messages.extend(self.rejections)
+        # every proposal not delivered was refused for good (no outage, no stop): the run itself went through
+        if not stopped and self._fatal is None and self.rejected_count == len(self.dead_letters):
+            result.only_refused = frozenset(self.rejected_urns)
         if self._fatal is not None:
             result.messages.insert(0, self.redactor.redact(str(self._fatal)))
         if stopped:

@@ -204,7 +204,9 @@ class ChangeTracker:
             seen = max(int(self.previous.checkpoint.get(key, 0) or 0), seen)
         return min(seen, self.started_at)
 
-    def new_state(self, run_id: str) -> PipelineState:
+    def new_state(self, run_id: str, not_delivered: frozenset = frozenset()) -> PipelineState:
+        """The state to save; `not_delivered`: entities the catalog refused, left out so that the
+        next run sends them again."""
         checkpoint = {
             "runs_started_until": self._high_water_mark("runs_started_until", self.max_start_time),
             "registry_updated_until": self._high_water_mark("registry_updated_until", self.max_registry_update),
@@ -213,7 +215,7 @@ class ChangeTracker:
             "run_id": run_id,
             "mode": self.mode,
         }
-        current = self.changes.current
+        current = {u: fp for u, fp in self.changes.current.items() if u not in not_delivered}
         experiments = {**self.previous.experiments, **self.experiments} if self.incremental else self.experiments
         return PipelineState(checkpoint=checkpoint, open_runs=sorted(self.open_runs), config_hash=self.config_hash,
                              fingerprints=dict(current), optional_aspects=self.optional.to_save(current),
