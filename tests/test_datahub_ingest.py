@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from datahub.emitter.mcp import MetadataChangeProposalWrapper
 
+from tests.seeding import new_run
 from tests.catalog_server import CatalogServer
 from tests.expectations import expected_urns, group_urn, model_urn, run_urn
 from tests.mlflow_server import QUIET_ENV, mlflow_server
@@ -179,14 +180,6 @@ def own_server(tmp_path_factory):
     """A server of its own: these tests change MLflow between runs."""
     with mlflow_server(tmp_path_factory.mktemp("mlflow-dh-state")) as url:
         yield url
-
-
-def new_run(client, exp_id, name):
-    run = client.create_run(exp_id, run_name=name)
-    client.log_param(run.info.run_id, "lr", "0.1")
-    client.log_metric(run.info.run_id, "acc", 0.5)
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
 
 
 def test_incremental_second_run_through_datahub_sends_only_the_changes(own_server, tmp_path):

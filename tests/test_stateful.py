@@ -14,6 +14,7 @@ from connector.recipe import parse_recipe
 from tests.catalog_server import CatalogServer
 from tests.expectations import group_urn, model_urn, run_urn
 from tests.mlflow_server import mlflow_server
+from tests.seeding import new_run
 
 pytestmark = pytest.mark.server
 CLI = [sys.executable, "-m", "connector.cli"]
@@ -46,14 +47,6 @@ def ingest_ok(config: dict, tmp_path, name: str) -> dict:
         "filename": str(tmp_path / name)}}}))
     assert report.ok, report.failures
     return emitted(tmp_path / name)
-
-
-def new_run(client, exp_id, name):
-    run = client.create_run(exp_id, run_name=name)
-    client.log_param(run.info.run_id, "lr", "0.1")
-    client.log_metric(run.info.run_id, "acc", 0.5)
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
 
 
 def test_incremental_emits_exactly_what_changed_and_removes_what_is_gone(server, tmp_path):
