@@ -135,7 +135,8 @@ def test_rejected_credentials_and_a_failing_catalog_never_show_a_secret(auth_ser
     assert rejected.returncode == 1 and "aspect refused by policy" in rejected.stdout
     assert refused.returncode == 1 and f"token rejected by {catalog.url}" in refused.stderr
     reasons = (tmp_path / "dead.json.reasons.jsonl").read_text()
-    assert "aspect refused by policy" in reasons and "token rejected" in reasons
+    # a proposal dead-lettered again is in the file once, with its latest reason
+    assert "token rejected" in reasons
     outputs = {**_outputs(tmp_path, rejected), "refused stdout": refused.stdout, "refused stderr": refused.stderr}
     assert {"dead.json", "dead.json.reasons.jsonl", "report.json"} <= set(outputs)
     _assert_no_secret(outputs, SECRETS + ("wrong-" + GMS_TOKEN,))
