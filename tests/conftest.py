@@ -58,3 +58,13 @@ def auth_server(tmp_path_factory):
                  "MLFLOW_TRACKING_PASSWORD": PASSWORD}, capture_output=True, text=True, timeout=120)
         assert seed.returncode == 0, seed.stderr
         yield url
+
+
+@pytest.fixture
+def proxy(seeded_server):
+    """A fault-injecting proxy (tests/fault_proxy.py) in front of the seeded MLflow server."""
+    from tests.fault_proxy import FaultProxy
+
+    url, _, _ = seeded_server
+    with FaultProxy(url) as p:
+        yield p

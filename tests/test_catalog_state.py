@@ -9,6 +9,7 @@ import pytest
 
 from connector.recipe import RecipeError, parse_recipe
 from connector.settings import open_state_store
+from tests.seeding import new_run
 from connector.state.lock import lock_name
 from connector.sinks.gms_client import GmsClient, GmsSettings
 from connector.state.catalog_store import ASPECT, CatalogStateStore
@@ -147,7 +148,7 @@ def test_two_workers_continue_each_others_checkpoint_through_the_catalog(tmp_pat
     with mlflow_server(root / "mlflow") as mlflow_url, CatalogServer() as gms:
         client = MlflowClient(mlflow_url)
         exp = client.create_experiment("fleet-exp")
-        first_runs = [_finished_run(client, exp, f"r{i}") for i in range(3)]
+        first_runs = [new_run(client, exp, f"r{i}") for i in range(3)]
         client.create_registered_model("fleet_model")
         client.create_model_version("fleet_model", f"runs:/{first_runs[0]}/m", run_id=first_runs[0])
 
@@ -161,28 +162,20 @@ def test_two_workers_continue_each_others_checkpoint_through_the_catalog(tmp_pat
         assert first["mode"] == "full" and first["status"] == "success"
         assert run_urn(first_runs[2]) in {r["entityUrn"] for r in gms.received}
 
-        new_run = _finished_run(client, exp, "r-new")
-        client.create_model_version("fleet_model", f"runs:/{new_run}/m", run_id=new_run)
+        added = new_run(client, exp, "r-new")
+        client.create_model_version("fleet_model", f"runs:/{added}/m", run_id=added)
         second = _ingest_in(worker_b, recipe)
         sent_by_b = gms.received[delivered_by_a:]
 
     assert second["mode"] == "incremental"
     assert second["checkpoint_before"] == first["checkpoint_after"]
     data = {r["entityUrn"] for r in sent_by_b if r["entityType"] != "dataJob"}
-    assert data == {run_urn(new_run), model_urn("fleet_model", 2), model_urn("fleet_model", 1),
+    assert data == {run_urn(added), model_urn("fleet_model", 2), model_urn("fleet_model", 1),
                     group_urn("fleet_model")}  # version 1 loses isLatest; the group's latest version moves
     assert second["proposals"] == len([r for r in sent_by_b if r["entityType"] != "dataJob"]) < first["proposals"]
     assert gms.problems == []
     for worker in (worker_a, worker_b):  # nothing of the state on either machine, only the local lock
         assert [p.name for p in (worker / ".mlflow-catalog").iterdir()] == [f"state.json.{lock_name('fleet-a')}.lock"]
-
-
-def _finished_run(client, exp_id: str, name: str) -> str:
-    run = client.create_run(exp_id, run_name=name)
-    client.log_param(run.info.run_id, "lr", "0.1")
-    client.log_metric(run.info.run_id, "acc", 0.5)
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
 
 
 def _ingest_in(workdir, recipe: dict) -> dict:

@@ -8,7 +8,6 @@ import pytest
 from click.testing import CliRunner
 
 from connector.cli import main
-from connector.mapping.urns import run_urn
 from tests.fake_http import ScriptedServer
 
 GOOD_SINK = "sink: {type: file, config: {filename: out.json}}\n"

@@ -15,20 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.catalog_server import CatalogServer
-from tests.fault_proxy import FaultProxy
 from tests.unattended_kit import (
     assert_settled_once, assert_stopped_cleanly, dead_letters, file_sink, good_output, ingest, proposal_key,
     rest_sink, start_ingest, temp_files, terminate, wait_for, write_recipe,
 )
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture
-def proxy(seeded_server):
-    url, _, _ = seeded_server
-    with FaultProxy(url) as p:
-        yield p
 
 
 # -- a source that never ends an answer, or a listing -------------------------------------------------

@@ -8,17 +8,9 @@ import time
 
 import pytest
 
-from tests.fault_proxy import FaultProxy
 from tests.unattended_kit import CLI, file_sink, ingest, write_recipe
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture
-def proxy(seeded_server):
-    url, _, _ = seeded_server
-    with FaultProxy(url) as p:
-        yield p
 
 
 def test_a_server_answering_ok_to_everything_is_not_an_empty_mlflow(proxy, tmp_path):
