@@ -31,7 +31,7 @@ from connector.source.records import FullPlan, RunsPageDone
 from connector.state.backends import StateStore
 from connector.state.store import StateError
 from connector.tracking.changes import FULLY_LISTED
-from connector.tracking.tracker import ChangeTracker, config_fingerprint
+from connector.tracking.tracker import ChangeTracker, checkpoint_in_future, config_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +214,10 @@ def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report, resume: 
                                          f"running a {tracker.mode} crawl")
     report.checkpoint_before = previous.checkpoint or None
     if config.incremental and not tracker.incremental:
-        report.info("Full crawl", "no usable checkpoint (first run, or mapping settings changed): "
-                                  "crawling everything once")
+        why = ("the checkpoint is in the future (a clock error, or a run dated ahead, saved by an older release)"
+               if checkpoint_in_future(previous, int(time.time() * 1000))
+               else "no usable checkpoint (first run, or mapping settings changed)")
+        report.info("Full crawl", f"{why}: crawling everything once")
     return tracker, store
 
 
