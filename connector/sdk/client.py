@@ -28,6 +28,7 @@ from connector.report import new_run_id
 from connector.settings import build_sink
 from connector.sinks.base import Sink, SinkError, SinkResult
 from connector.sinks.gms_client import GmsClient
+from connector.sinks.rest import RestSink
 
 
 def _now() -> int:
@@ -51,9 +52,8 @@ class CatalogClient:
         self.sink = sink
         self.ctx = MappingContext(env=env, platform_instance=platform_instance)
         self.run_id = new_run_id(pipeline_name or "sdk")
-        gms = getattr(sink, "client", None)
-        # A reader of our own: the sink's client is busy sending from its worker threads.
-        self._reader: Optional[GmsClient] = GmsClient(gms.settings) if isinstance(gms, GmsClient) else None
+        # Against the catalog server, a reader of our own: the sink's client is busy sending from its threads.
+        self._reader: Optional[GmsClient] = GmsClient(sink.client.settings) if isinstance(sink, RestSink) else None
         self._latest: dict[tuple[str, str], dict] = {}   # what this client wrote, per (urn, aspect)
         self._events: list[Mcp] = []                    # timeseries aspects, held for a file sink
         self._closed = False

@@ -104,9 +104,10 @@ class StdoutSink(FileSink):
         super().__init__("<stdout>")
         self.output = None
         self._stream = stream
+        self._started = False
 
     def _file(self):
-        if not self._count and not getattr(self, "_started", False):
+        if not self._started:
             self._started = True
             self._stream.write("[")
         return self._stream
