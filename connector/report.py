@@ -84,15 +84,16 @@ class Report:
         if result.error:
             self.dead_lettered = result.failed
             self.failure("Sink failed", result.error)
+        if result.dead_letter_file or result.error:  # the sink's messages say why they were not delivered
+            for message in result.messages:
+                self.failure("Not delivered", message)
         if result.dead_letter_file:
             self.dead_lettered = result.failed
             self.dead_letter_file = result.dead_letter_file
-            for message in result.messages:
-                self.failure("Not delivered", message)
             self.failure("Dead-lettered", f"{result.failed} proposal(s) not delivered are in "
                          f"{result.dead_letter_file}; re-send them with: mlflow-catalog send "
                          f"{result.dead_letter_file} -c RECIPE")
-        else:
+        elif not result.error:
             for message in result.messages:
                 self.info("Sink", message)
 
