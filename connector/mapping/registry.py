@@ -32,11 +32,6 @@ def map_stage_tag(stage: str, description: str, color: str) -> Iterator[Mcp]:
     yield mcp(urns.tag_urn(name), "status", status())
 
 
-def map_stage_tags() -> Iterator[Mcp]:
-    for stage in STAGES:
-        yield from map_stage_tag(*stage)
-
-
 def _model_version_urn(ctx: MappingContext, version: ModelVersion) -> str:
     return urns.model_urn(version.name, version.version, ctx.model_name_separator, ctx.env)
 

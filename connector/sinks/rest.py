@@ -70,7 +70,6 @@ class RestSink:
         self._use_batch_endpoint = True
         self._fatal: Optional[Exception] = None
         self.delivered = 0
-        self.written = 0
         self.rejections: list[str] = []
         self.rejected_urns: set[str] = set()  # entities with a proposal the server refused for good
         self.rejected_count = 0
@@ -99,7 +98,6 @@ class RestSink:
     def write(self, proposal: Mcp, system_metadata: dict) -> None:
         wire = rest_record(proposal, system_metadata)
         item = _Item(proposal, system_metadata, wire, len(json.dumps(wire, ensure_ascii=False).encode("utf-8")))
-        self.written += 1
         if self._fatal is not None:
             self._dead_letter([item], f"not sent: {self._fatal}")
             raise SinkError(str(self._fatal))
@@ -210,7 +208,6 @@ class RestSink:
 
     def dead_letter_unsent(self, proposal: Mcp, system_metadata: dict, reason: str) -> None:
         """A proposal the caller could no longer write (the sink failed): keep it with the rest."""
-        self.written += 1
         self.dead_letters.add(file_record(proposal, system_metadata), reason)
 
     def resending(self, filename: str) -> None:
