@@ -147,7 +147,7 @@ def _yaml_lines(model: type[BaseModel], indent: int, overrides: dict) -> list[st
 def yaml_reference() -> str:
     lines = [f"# Every recipe key with its default ({GENERATED}).",
              "# Values may use ${ENV_VAR} or ${ENV_VAR:-default}; write $$ for a literal $.",
-             "# An unknown key is an error naming its path (exit code 2); docs/recipe-reference.md: the same as tables.",
+             "# An unknown key is an error naming its path (exit 2); docs/recipe-reference.md: the same as tables.",
              "pipeline_name: mlflow-prod", "", "source:", "  type: mlflow", "  config:"]
     lines += _yaml_lines(recipe.MlflowSourceConfig, 4, {"tracking_uri": "http://mlflow.internal:5000"})
     lines += ["", "sink:", "  type: file", "  config:"]
