@@ -19,6 +19,7 @@ from typing import Optional
 
 from connector import stopping
 from connector.mapping.common import Mcp
+from connector.mapping.links import ForeignLinks
 from connector.secrets import Redactor
 from connector.sinks.base import SinkError, SinkResult
 from connector.sinks.dead_letter import DeadLetters
@@ -74,6 +75,7 @@ class RestSink:
         self.rejected_urns: set[str] = set()  # entities with a proposal the server refused for good
         self.rejected_count = 0
         self._result: Optional[SinkResult] = None
+        self.foreign_links: Optional[ForeignLinks] = None  # set by ingestion: keep links it does not own
 
     def __repr__(self) -> str:
         return f"RestSink({self.server!r})"
@@ -150,7 +152,7 @@ class RestSink:
             self._dead_letter(items, f"not sent: {self._fatal}")
             return
         try:
-            self._send(items)
+            self._send(self._with_foreign_links(items))
         except (GmsAuthError, GmsUnavailable) as exc:
             with self._lock:
                 self._fatal = self._fatal or exc
@@ -159,6 +161,29 @@ class RestSink:
             self._dead_letter(items, "not sent: the run was stopped")
         except Exception as exc:  # keep the promise of "nothing lost"
             self._dead_letter(items, f"{type(exc).__name__}: {exc}")
+
+    def _with_foreign_links(self, items: list[_Item]) -> list[_Item]:
+        """Shared link lists: read what the catalog holds and keep the links ingestion does not
+        own (see mapping/links.py). An item whose read is refused is dead-lettered, not written blind."""
+        keeper = self.foreign_links
+        if keeper is None:
+            return items
+        sendable: list[_Item] = []
+        written: dict[tuple[str, str], Optional[dict]] = {}
+        for item in items:
+            key = (item.proposal.entity_urn, item.proposal.aspect_name)
+            if key[1] in keeper.aspects:
+                try:
+                    current = written[key] if key in written else self.client.get_aspect(*key)
+                except GmsRejected as exc:
+                    self._dead_letter([item], self.redactor.redact(f"not sent: reading the current {key[1]} "
+                                                                   f"from {self.server} failed: {exc}"))
+                    continue
+                merged = Mcp(key[0], key[1], keeper.merge(key[1], current, item.proposal.aspect))
+                written[key] = merged.aspect
+                item.proposal, item.wire = merged, rest_record(merged, item.system_metadata)
+            sendable.append(item)
+        return sendable
 
     def _send(self, items: list[_Item]) -> None:
         if self._use_batch_endpoint:
