@@ -6,8 +6,9 @@ Ingestion writes `mlModelProperties` and `dataProcessInstanceOutput` whole (an U
 alone, a full crawl would drop the deployments and output datasets the SDK linked. So in
 those link lists ingestion keeps every link it does not own, and replaces the ones it owns
 (a link it owned that MLflow no longer gives, such as a deployment whose alias moved, goes):
-- `deployments`: ingestion owns the deployments its rules name (a rule's platform and env,
-  and a name its `name_template` can give); every other deployment is kept.
+- `deployments`: ingestion owns the deployments its rules can name (a rule's platform and env,
+  and a name its `name_template` gives with the rule's alias, any model and version); every
+  other deployment is kept.
 - `groups`, `trainingJobs`, `downstreamJobs`: a version's group and run never change, so
   ingestion owns none to remove; the SDK's are kept.
 - a run's `outputs` (and `outputEdges`): ingestion owns the models (versions and LoggedModels
@@ -31,12 +32,18 @@ _EDGES = {"outputs": "outputEdges"}  # a URN list written beside its edges
 _DEPLOYMENT = re.compile(r"^urn:li:mlModelDeployment:\(urn:li:dataPlatform:([^,]+),(.+),([^,]+)\)$")
 
 
-def _name_pattern(template: str) -> re.Pattern:
-    """The names a rule's template can give: each {field} stands for any text."""
+def _name_pattern(rule) -> re.Pattern:
+    """The deployment names a rule can give: its alias (and tag value, when it names one) as
+    written, a version as digits, a model name as any text."""
+    fixed = {"alias": rule.alias or "", "tag_value": rule.tag_value}
     parts = []
-    for literal, field_name, _spec, _conv in string.Formatter().parse(template):
+    for literal, field_name, _spec, _conv in string.Formatter().parse(rule.name_template):
         parts.append(re.escape(urns.encode(literal)))
-        if field_name is not None:
+        if field_name == "version":
+            parts.append(r"\d+")
+        elif field_name is not None and fixed.get(field_name) is not None:
+            parts.append(re.escape(urns.encode(fixed[field_name])))
+        elif field_name is not None:
             parts.append(".+")
     return re.compile("^" + "".join(parts) + "$")
 
@@ -65,7 +72,7 @@ class ForeignLinks:
             return False
         platform, name, env = found.groups()
         return any(rule.platform == platform and (rule.env or self.default_env) == env
-                   and (urns.is_shortened(deployment) or _name_pattern(rule.name_template).match(name))
+                   and (urns.is_shortened(deployment) or _name_pattern(rule).match(name))
                    for rule in self.deployment_rules)
 
     def merge(self, aspect_name: str, current: Optional[dict], written: dict) -> dict:
