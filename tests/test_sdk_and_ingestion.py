@@ -7,6 +7,7 @@ import pytest
 from connector.mapping import urns
 from connector.pipeline import run_ingest
 from connector.recipe import parse_recipe
+from connector.send import run_send
 from connector.sdk import CatalogClient, DeploymentStatus
 from connector.sinks.base import SinkError
 from tests.catalog_server import CatalogServer
@@ -115,17 +116,34 @@ def test_sdk_links_and_full_crawls_keep_each_other(tmp_path):
 
 
 @pytest.mark.server
-def test_a_version_gone_from_mlflow_leaves_no_stale_output(tmp_path):
-    """Ingestion owns a run's model outputs: a deleted version goes, the SDK's dataset stays."""
+def test_a_crawl_file_sent_to_gms_composes_too(tmp_path):
+    """Ingestion through the file sink, delivered with `mlflow-catalog send`: the same merge.
+    Ingestion owns a run's model outputs: a deleted version goes, the SDK's dataset stays."""
     with mlflow_server(tmp_path / "mlflow") as url, CatalogServer() as server:
         mlflow_client, run_id = _seed(url)
         run = urns.run_urn(run_id)
-        _ingest(url, server, tmp_path, "first")
+
+        def crawl_and_send(name):
+            out = tmp_path / f"{name}.json"
+            recipe = parse_recipe({
+                "source": {"type": "mlflow", "config": {"tracking_uri": url, "deployments": RULES}},
+                "sink": {"type": "file", "config": {"filename": str(out)}}})
+            assert run_ingest(recipe).ok
+            validate_file(out)  # the file itself is as before: whole aspects
+            sending = parse_recipe({**recipe.model_dump(mode="json", exclude_none=True), "sink": {
+                "type": "datahub-rest", "config": {"server": server.url, "dead_letter_file": str(tmp_path / "d.json")}}})
+            assert run_send(sending, str(out)).ok
+
+        crawl_and_send("first")
         with _sdk(server, tmp_path) as sdk:
             sdk.add_output_datasets_to_run(run, [SCORES])
-        mlflow_client.delete_model_version("churn", "2")
-        _ingest(url, server, tmp_path, "second")
-        assert server.store[(run, "dataProcessInstanceOutput")]["outputs"] == [V1, SCORES]
+            sdk.add_deployment_to_model(V2, SHADOW)
+        mlflow_client.delete_model_version("churn", "1")
+        crawl_and_send("second")
+        assert server.store[(run, "dataProcessInstanceOutput")]["outputs"] == [V2, SCORES]
+        assert server.store[(V2, "mlModelProperties")]["deployments"] == [SHADOW]
+        assert server.store[(V2, "mlModelProperties")]["hyperParams"] == [{"name": "depth", "value": "6"}]
+        assert server.problems == []
 
 
 def test_file_sink_refuses_a_link_that_would_replace_an_ingested_aspect(tmp_path):
