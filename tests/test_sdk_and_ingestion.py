@@ -2,6 +2,8 @@
 on a version, an output dataset on a run), then a full crawl, then SDK links again, against
 a real MLflow server and the stand-in GMS; every link and every ingested field is there at
 the end. With the file sink the SDK refuses a merge it cannot make."""
+import json
+
 import pytest
 
 from connector.mapping import urns
@@ -164,3 +166,33 @@ def test_file_sink_refuses_a_link_that_would_replace_an_ingested_aspect(tmp_path
         sdk.add_output_datasets_to_run(run, [SCORES])
     written = {(r["entityUrn"], r["aspectName"]): r["aspect"]["json"] for r in validate_file(out)}
     assert written[(run, "dataProcessInstanceOutput")] == {"outputs": [SCORES], "outputEdges": [{"destinationUrn": SCORES}]}
+
+
+def test_a_refused_read_dead_letters_the_shared_aspect_instead_of_writing_it_blind(tmp_path):
+    from connector.http import HttpSettings, RetryPolicy
+    from connector.mapping.common import Mcp
+    from connector.mapping.links import ForeignLinks
+    from connector.sinks.gms_client import GmsSettings
+    from connector.sinks.rest import RestSink
+
+    run = urns.run_urn("r1")
+    with CatalogServer() as server:
+        server.store[(V1, "mlModelProperties")] = {"name": "churn_1", "deployments": [SHADOW]}
+        server.read_status = 400
+        sink = RestSink(GmsSettings(server.url, http=HttpSettings(retry=RetryPolicy(max_retries=0))),
+                        dead_letter_file=str(tmp_path / "dead.json"))
+        sink.foreign_links = ForeignLinks()
+        meta = {"lastObserved": 1, "runId": "r"}
+        sink.write(Mcp(V1, "mlModelProperties", {"name": "churn_1", "groups": [GROUP]}), meta)
+        sink.write(Mcp(V1, "status", {"removed": False}), meta)
+        sink.write(Mcp(run, "dataProcessInstanceOutput", {"outputs": [V1], "outputEdges": [{"destinationUrn": V1}]}),
+                   meta)
+        result = sink.commit()
+        assert (result.delivered, result.failed) == (1, 2)
+        assert server.store[(V1, "mlModelProperties")] == {"name": "churn_1", "deployments": [SHADOW]}  # untouched
+        assert server.store[(V1, "status")] == {"removed": False}
+    dead = validate_file(tmp_path / "dead.json")
+    assert sorted(r["aspectName"] for r in dead) == ["dataProcessInstanceOutput", "mlModelProperties"]
+    reasons = [json.loads(line)["reason"] for line in (tmp_path / "dead.json.reasons.jsonl").read_text().splitlines()]
+    assert len(reasons) == 2
+    assert all(r.startswith("not sent: reading the current ") and "HTTP 400: read refused" in r for r in reasons)
