@@ -25,7 +25,8 @@ from connector.sinks.base import SinkError, SinkResult
 from connector.sinks.dead_letter import DeadLetters
 from connector.sinks.file import file_record
 from connector.sinks.gms_client import (
-    BatchEndpointMissing, GmsAuthError, GmsClient, GmsRejected, GmsSettings, GmsUnavailable, rest_record,
+    BatchEndpointMissing, GmsAuthError, GmsClient, GmsNotGms, GmsRejected, GmsSettings, GmsUnavailable,
+    rest_record,
 )
 
 STOP_GRACE_SEC = 3.0  # on a stop, how long batches already on the wire may take to be answered
@@ -174,7 +175,7 @@ class RestSink:
             key = (item.proposal.entity_urn, item.proposal.aspect_name)
             if key[1] in keeper.aspects:
                 try:
-                    current = written[key] if key in written else self.client.get_aspect(*key)
+                    current = written[key] if key in written else self._read_current(*key)
                 except GmsRejected as exc:
                     self._dead_letter([item], self.redactor.redact(f"not sent: reading the current {key[1]} "
                                                                    f"from {self.server} failed: {exc}"))
@@ -184,6 +185,13 @@ class RestSink:
                 item.proposal, item.wire = merged, rest_record(merged, item.system_metadata)
             sendable.append(item)
         return sendable
+
+    def _read_current(self, urn: str, aspect_name: str) -> Optional[dict]:
+        try:
+            return self.client.get_aspect(urn, aspect_name)
+        except ValueError:  # a 2xx that is not JSON (a login page): nothing sent there would be delivered
+            raise GmsNotGms(f"{self.server}/aspects answered something that is not GMS's answer: "
+                            "is `server` DataHub's GMS?") from None
 
     def _send(self, items: list[_Item]) -> None:
         if self._use_batch_endpoint:
