@@ -41,6 +41,7 @@ class CatalogServer:
         self.no_batch_endpoint = False         # 404 on ingestProposalBatch
         self.reject: Callable[[dict], Optional[str]] = lambda record: None
         self.gone_after: Optional[int] = None  # stop listening after N ingest requests
+        self.read_status: Optional[int] = None  # answer this status to every aspect read
         self._ingest_requests = 0
         self._lock = threading.Lock()
         owner = self
@@ -71,6 +72,8 @@ class CatalogServer:
                 if url.path == "/config":
                     return self._reply(200, {"noCode": "true", "statefulIngestionCapable": True,
                                              "versions": {"acryldata/datahub": {"version": "v1.3.0"}}})
+                if url.path.startswith("/aspects/") and owner.read_status is not None:
+                    return self._reply(owner.read_status, {"message": "read refused", "status": owner.read_status})
                 if url.path.startswith("/aspects/"):
                     urn = unquote(url.path[len("/aspects/"):])
                     aspect = dict(p.split("=", 1) for p in url.query.split("&") if "=" in p).get("aspect")
