@@ -133,14 +133,13 @@ class GmsClient:
         self._post("/aspects?action=ingestProposal", {"proposal": record, "async": "false"})
 
     def post(self, path: str, payload: dict) -> Optional[dict]:
-        """Any Rest.li action: the answer's JSON (None when empty); GmsRejected for a 4xx."""
+        """Any Rest.li action: the answer's JSON (None when empty); GmsRejected for a 4xx, GmsNotGms
+        for a 2xx that is not GMS's answer (the rule deliveries follow)."""
         answer = self._request("POST", path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
         if answer.status >= 400:
             raise GmsRejected(answer.status, _server_message(answer))
-        try:
-            return answer.json() if answer.body else None
-        except ValueError:
-            raise GmsRejected(answer.status, f"{self.server}{path} answered something that is not JSON") from None
+        self._taken(answer, path)
+        return answer.json() if answer.body.strip() else None
 
     def config(self) -> dict:
         answer = self._request("GET", "/config")
