@@ -20,11 +20,13 @@ from __future__ import annotations
 import base64
 import bz2
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
+from connector import stopping
 from connector.mapping.urns import checkpoint_job_urn
 from connector.sinks.gms_client import GmsAuthError, GmsClient, GmsNotGms, GmsRejected, GmsUnavailable
 from connector.state.lineage import StoredValue, heads, lineage_config, next_position, stored_value
@@ -40,6 +42,12 @@ MAX_PAYLOAD_BYTES = 14 * 1024 * 1024  # GMS refuses requests of ~15 MB
 # per page, but merges what it sees at each save, so others' values are taken in long before they drop out).
 WINDOW = 10
 OWN_IDS_KEPT = 50  # a run's own earlier values its next one names (a backfill saves once per page)
+# The newest value's id, sequence and time also go into a versioned aspect, which GMS reads back at
+# once: a run waits (at most INDEX_WAIT_SEC) until the timeseries index shows that value.
+POINTER_ASPECT = "dataJobInfo"
+INDEX_WAIT_SEC = 20.0
+
+log = logging.getLogger(__name__)
 
 
 def checkpoint_aspect(pipeline: str, state: PipelineState, run_id: str, now_ms: int) -> dict:
@@ -84,6 +92,29 @@ class _Session:
     position: Optional[tuple[int, int]] = None  # (sequence, timestampMillis) of its last value
 
 
+@dataclass(frozen=True)
+class _Pointer:
+    id: str
+    sequence: int
+    timestamp: int
+
+
+def pointer_aspect(job_name: str, pointer: _Pointer) -> dict:
+    return {"name": job_name, "type": {"string": "COMMAND"},
+            "description": "checkpoints of an mlflow-catalog pipeline (datahubIngestionCheckpoint)",
+            "customProperties": {"checkpointId": pointer.id, "checkpointSequence": str(pointer.sequence),
+                                 "checkpointTimestampMillis": str(pointer.timestamp)}}
+
+
+def pointer_from_aspect(aspect: Optional[dict]) -> Optional[_Pointer]:
+    props = (aspect or {}).get("customProperties") or {}
+    try:
+        return _Pointer(str(props["checkpointId"]), int(props["checkpointSequence"]),
+                        int(props["checkpointTimestampMillis"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class CatalogStateStore:
     """`load` / `save` like StateFile, against GMS (through the connector's one HTTP layer)."""
 
@@ -115,7 +146,7 @@ class CatalogStateStore:
 
     def load(self, pipeline: str) -> PipelineState:
         """The current state: the newest value, or the merge of several that did not see each other."""
-        values = self._read(pipeline)
+        values, _ = self._read_current(pipeline)
         current = heads(values)
         state = self._combine(PipelineState(), [self._state(v, pipeline) for v in current])
         self._sessions[pipeline] = _Session(state, frozenset(v.id for v in current))
@@ -123,7 +154,7 @@ class CatalogStateStore:
 
     def save(self, pipeline: str, state: PipelineState) -> None:
         """A new value after every value seen; what other runs saved since this run's load is merged in."""
-        values = self._read(pipeline)
+        values, pointer = self._read_current(pipeline)
         session = self._sessions.get(pipeline)
         if session is None:  # a save without a load: it supersedes what is there
             session = _Session(state, frozenset(v.id for v in heads(values)))
@@ -136,7 +167,8 @@ class CatalogStateStore:
             state = merge_states(session.base, state, self._combine(session.base, theirs))
             session.merged = state
             session.absorbed.update(v.id for v in others)
-        sequence, now = next_position(values, session.position, int(time.time() * 1000))
+        positions = [p for p in (session.position, pointer and (pointer.sequence, pointer.timestamp)) if p]
+        sequence, now = next_position(values, positions, int(time.time() * 1000))
         value_id = uuid.uuid4().hex[:16]
         based_on = session.started_from | set(session.written[-OWN_IDS_KEPT:]) | session.absorbed
         urn = self.urn(pipeline)
@@ -144,6 +176,7 @@ class CatalogStateStore:
         aspect = checkpoint_aspect(pipeline, state, run_id, now)
         aspect.update(messageId=value_id, config=lineage_config(sequence, based_on))
         self._ingest(urn, ASPECT, aspect, now, run_id)
+        self._ingest(urn, POINTER_ASPECT, pointer_aspect(self.job_name, _Pointer(value_id, sequence, now)), now, run_id)
         session.written.append(value_id)
         session.position = (sequence, now)
         # Out of search, as DataHub does. The fresh lifecycleLastUpdated keeps DataHub's GC from
@@ -166,6 +199,32 @@ class CatalogStateStore:
 
     def _state(self, value: StoredValue, pipeline: str) -> PipelineState:
         return state_from_aspect(value.aspect, f"{self.server} {self.urn(pipeline)}")
+
+    def _read_current(self, pipeline: str) -> tuple[list[StoredValue], Optional[_Pointer]]:
+        """The newest values, once the newest one saved (the pointer says which) is among them."""
+        pointer = self._pointer(pipeline)
+        deadline, pause = time.monotonic() + INDEX_WAIT_SEC, 0.1
+        while True:
+            values = self._read(pipeline)
+            if pointer is None or any(v.id == pointer.id for v in values):
+                return values, pointer
+            if time.monotonic() + pause > deadline:
+                log.warning("%s: checkpoint %s (sequence %s) is not indexed yet after %.0f s; going on with the "
+                            "values GMS shows (what it holds is merged in later)", self.urn(pipeline), pointer.id,
+                            pointer.sequence, INDEX_WAIT_SEC)
+                return values, pointer
+            stopping.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _pointer(self, pipeline: str) -> Optional[_Pointer]:
+        urn = self.urn(pipeline)
+        try:
+            return pointer_from_aspect(self.client.get_aspect(urn, POINTER_ASPECT))
+        except (GmsAuthError, GmsUnavailable) as exc:
+            raise StateError(f"reading the checkpoint of {urn}: {exc}") from None
+        except (GmsRejected, ValueError, AttributeError) as exc:
+            raise StateError(f"reading the checkpoint of {urn}: {self.server} answered something that is not GMS's "
+                             f"answer ({type(exc).__name__}): is the state server DataHub's GMS?") from None
 
     def _read(self, pipeline: str) -> list[StoredValue]:
         """The newest values of the pipeline's checkpoint (GMS answers them newest first)."""

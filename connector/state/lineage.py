@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ def heads(values: list[StoredValue]) -> list[StoredValue]:
     return sorted((v for v in values if v.id not in history), key=lambda v: (v.sequence, v.timestamp), reverse=True)
 
 
-def next_position(values: list[StoredValue], after: Optional[tuple[int, int]], now_ms: int) -> tuple[int, int]:
-    """(sequence, timestampMillis) of the next value: past every value seen, whatever the clocks said."""
-    sequence = max([v.sequence for v in values] + [after[0] if after else 0])
-    newest = max([v.timestamp for v in values] + [after[1] if after else 0])
+def next_position(values: list[StoredValue], known: list[tuple[int, int]], now_ms: int) -> tuple[int, int]:
+    """(sequence, timestampMillis) of the next value: past every value seen and every (sequence,
+    timestamp) `known` otherwise, whatever the clocks said."""
+    sequence = max([v.sequence for v in values] + [k[0] for k in known] + [0])
+    newest = max([v.timestamp for v in values] + [k[1] for k in known] + [0])
     return sequence + 1, max(now_ms, newest + 1)
