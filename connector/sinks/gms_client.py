@@ -73,6 +73,8 @@ def _server_message(answer: Answer) -> str:
 
 
 class GmsClient:
+    named = "`server`"  # what the user set to this URL, for messages
+
     def __init__(self, settings: GmsSettings):
         self.settings = settings
         self._http = HttpClient(settings.server, settings.http, token=settings.token, headers={
@@ -115,7 +117,7 @@ class GmsClient:
             data = None
         if not isinstance(data, dict) or "value" not in data:
             raise GmsNotGms(f"{self.server}{path} answered HTTP {answer.status} with something that is not GMS's "
-                            f"answer ({answer.content_type}: {answer.text(80)!r}): is `server` DataHub's GMS?")
+                            f"answer ({answer.content_type}: {answer.text(80)!r}): is {self.named} DataHub's GMS?")
 
     def _post(self, path: str, payload: dict, batch: bool = False) -> None:
         answer = self._request("POST", path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))

@@ -120,6 +120,7 @@ class CatalogStateStore:
 
     def __init__(self, client: GmsClient, job_name: str = JOB_NAME):
         self.client = client
+        client.named = "the state server"
         self.job_name = job_name
         self.server = client.server
         self._sessions: dict[str, _Session] = {}
@@ -256,7 +257,7 @@ class CatalogStateStore:
         except GmsAuthError as exc:
             raise StateError(f"{doing}: {exc}") from None
         except GmsNotGms as exc:
-            raise StateError(f"{doing}: {exc} (the state server: state.server, else the sink's)") from None
+            raise StateError(f"{doing}: {exc} (state.server, else the sink's server)") from None
         except GmsUnavailable as exc:
             raise StateError(f"{doing}: {exc}") from None
         except GmsRejected as exc:
