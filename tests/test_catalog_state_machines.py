@@ -90,7 +90,7 @@ def test_a_run_whose_starting_checkpoint_is_no_longer_the_newest_merges_instead_
         machine_a.save("fleet-a", a_state("run-a", {run_urn("r1"): "1"}))  # saw `gone` deleted
         merged = store_of(gms).load("fleet-a")
     assert merged.fingerprints == {run_urn("r1"): "1", run_urn("sent-by-b"): "1"}
-    assert merged.checkpoint["run_id"] == "run-a" and merged.checkpoint["merged_with"] == "run-b"
+    assert merged.checkpoint["run_id"] == "run-a" and merged.checkpoint["merged_with"] == ["run-b"]
     assert [json.loads(v["config"])["sequence"] for v in stored(gms)] == [3, 2, 1]
 
 

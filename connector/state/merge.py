@@ -40,6 +40,13 @@ def _merge_one(base: Optional[str], mine: Optional[str], theirs: Optional[str]) 
     return RESEND
 
 
+def _merged_runs(base: PipelineState, mine: PipelineState, theirs: PipelineState) -> list:
+    """The runs whose saves this state took in (for people reading the state)."""
+    runs = {theirs.checkpoint.get("run_id"), *mine.checkpoint.get("merged_with", ()),
+            *theirs.checkpoint.get("merged_with", ())}
+    return sorted(r for r in runs - {base.checkpoint.get("run_id"), mine.checkpoint.get("run_id")} if r)
+
+
 def merge_states(base: PipelineState, mine: PipelineState, theirs: PipelineState) -> PipelineState:
     """`mine` (the state this run is saving, made from `base`) merged with `theirs` (what other runs
     saved meanwhile). Fields this function does not know are `mine`'s."""
@@ -50,7 +57,7 @@ def merge_states(base: PipelineState, mine: PipelineState, theirs: PipelineState
             marks = [int(c.get(key) or 0) for c in (mine.checkpoint, theirs.checkpoint) if key in c]
             if marks:
                 checkpoint[key] = max(marks)
-        checkpoint["merged_with"] = theirs.checkpoint.get("run_id")
+        checkpoint["merged_with"] = _merged_runs(base, mine, theirs)
     optional = {urn: set(mine.optional_aspects.get(urn, ())) | set(theirs.optional_aspects.get(urn, ()))
                 for urn in mine.optional_aspects.keys() | theirs.optional_aspects.keys() if urn in fingerprints}
     return dataclasses.replace(
