@@ -161,10 +161,13 @@ def test_two_machines_running_one_pipeline_at_once_lose_neither_run(tmp_path):
         removal_then_quiet(gms, client, added, remover=machine_b, quiet=machine_a)
 
 
-def test_a_state_server_that_answers_2xx_but_is_not_gms_is_refused(tmp_path, seeded_server):
+@pytest.mark.parametrize("answer,why", [
+    ((200, {"ok": True}, None), "is not DataHub GMS's configuration"),        # another service at that URL
+    ((200, b"<html><body>Sign in</body></html>", None), "is not JSON"),     # a login page after a redirect
+], ids=["json", "login-page"])
+def test_a_state_server_that_answers_2xx_but_is_not_gms_is_refused(tmp_path, seeded_server, answer, why):
     mlflow_url, _, _ = seeded_server
-    login_page = (200, b"<html><body>Sign in</body></html>", None)
-    with CatalogServer() as gms, ScriptedServer([login_page]) as not_gms:
+    with CatalogServer() as gms, ScriptedServer([answer]) as not_gms:
         workdir = machine(tmp_path, "a", mlflow_url, gms.url)
         recipe = json.loads((workdir / "recipe.yml").read_text(encoding="utf-8"))
         recipe["state"].update(server=not_gms.url, path="state/state.json")
@@ -176,7 +179,7 @@ def test_a_state_server_that_answers_2xx_but_is_not_gms_is_refused(tmp_path, see
         out, err = proc.communicate(timeout=120)
         report = json.loads((workdir / "report.json").read_text(encoding="utf-8"))
     assert check.returncode == 1 and "Traceback" not in check.stderr
-    assert (f"[FAIL] state (datahub): HTTP 200: {not_gms.url}/config is not JSON: is the state server "
+    assert (f"[FAIL] state (datahub): HTTP 200: {not_gms.url}/config {why}: is the state server "
             "DataHub's GMS?") in check.stdout
     assert "[ok] catalog server" in check.stdout and "[ok] tracking server" in check.stdout
     assert proc.returncode == 1 and "Traceback" not in err

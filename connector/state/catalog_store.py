@@ -28,7 +28,7 @@ from typing import Optional
 
 from connector import stopping
 from connector.mapping.urns import checkpoint_job_urn
-from connector.sinks.gms_client import GmsAuthError, GmsClient, GmsNotGms, GmsRejected, GmsUnavailable
+from connector.sinks.gms_client import GmsAuthError, GmsClient, GmsRejected, GmsUnavailable
 from connector.state.lineage import StoredValue, heads, lineage_config, next_position, stored_value
 from connector.state.merge import merge_states
 from connector.state.store import PipelineState, StateError
@@ -158,28 +158,36 @@ class CatalogStateStore:
         values, pointer = self._read_current(pipeline)
         session = self._sessions.get(pipeline)
         if session is None:  # a save without a load: it supersedes what is there
-            session = _Session(state, frozenset(v.id for v in heads(values)))
-            self._sessions[pipeline] = session
+            session = self._sessions[pipeline] = _Session(state, frozenset(v.id for v in heads(values)))
+        state = self._merge_others(pipeline, session, values, state)
+        known = [p for p in (session.position, pointer and (pointer.sequence, pointer.timestamp)) if p]
+        sequence, now = next_position(values, known, int(time.time() * 1000))
+        value_id = uuid.uuid4().hex[:16]
+        based_on = session.started_from | set(session.written[-OWN_IDS_KEPT:]) | session.absorbed
+        self._write(pipeline, state, _Pointer(value_id, sequence, now), based_on)
+        session.written.append(value_id)
+        session.position = (sequence, now)
+
+    def _merge_others(self, pipeline: str, session: _Session, values: list[StoredValue],
+                      state: PipelineState) -> PipelineState:
+        """`state` merged with what other runs saved since this one started (unchanged when nothing)."""
         mine = set(session.written)
         others = [v for v in heads([v for v in values if v.id not in mine])
                   if v.id not in session.started_from and v.id not in session.absorbed]
         theirs = ([session.merged] if session.merged is not None else []) + [self._state(v, pipeline) for v in others]
-        if theirs:
-            state = merge_states(session.base, state, self._combine(session.base, theirs))
-            session.merged = state
-            session.absorbed.update(v.id for v in others)
-        positions = [p for p in (session.position, pointer and (pointer.sequence, pointer.timestamp)) if p]
-        sequence, now = next_position(values, positions, int(time.time() * 1000))
-        value_id = uuid.uuid4().hex[:16]
-        based_on = session.started_from | set(session.written[-OWN_IDS_KEPT:]) | session.absorbed
-        urn = self.urn(pipeline)
+        if not theirs:
+            return state
+        session.merged = merge_states(session.base, state, self._combine(session.base, theirs))
+        session.absorbed.update(v.id for v in others)
+        return session.merged
+
+    def _write(self, pipeline: str, state: PipelineState, pointer: _Pointer, based_on: frozenset) -> None:
+        urn, now = self.urn(pipeline), pointer.timestamp
         run_id = str((state.backfill or {}).get("run_id") or state.checkpoint.get("run_id") or "")
         aspect = checkpoint_aspect(pipeline, state, run_id, now)
-        aspect.update(messageId=value_id, config=lineage_config(sequence, based_on))
+        aspect.update(messageId=pointer.id, config=lineage_config(pointer.sequence, based_on))
         self._ingest(urn, ASPECT, aspect, now, run_id)
-        self._ingest(urn, POINTER_ASPECT, pointer_aspect(self.job_name, _Pointer(value_id, sequence, now)), now, run_id)
-        session.written.append(value_id)
-        session.position = (sequence, now)
+        self._ingest(urn, POINTER_ASPECT, pointer_aspect(self.job_name, pointer), now, run_id)
         # Out of search, as DataHub does. The fresh lifecycleLastUpdated keeps DataHub's GC from
         # hard-deleting a soft-deleted entity it thinks unchanged (and the checkpoint with it); a GMS
         # older than that field refuses it, and gets the plain status.
@@ -256,8 +264,6 @@ class CatalogStateStore:
             return self.client.post(path, payload)
         except GmsAuthError as exc:
             raise StateError(f"{doing}: {exc}") from None
-        except GmsNotGms as exc:
-            raise StateError(f"{doing}: {exc} (state.server, else the sink's server)") from None
         except GmsUnavailable as exc:
             raise StateError(f"{doing}: {exc}") from None
         except GmsRejected as exc:
