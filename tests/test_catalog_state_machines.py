@@ -133,3 +133,19 @@ def test_a_state_server_that_is_not_gms_is_refused(answer):
             store.save("fleet-a", a_state("run-a", {}))
     assert "\n" not in str(load.value)
     assert not any(r["path"].startswith("/aspects?action=ingestProposal") for r in fake.requests)
+
+
+def test_values_of_an_older_release_are_read_and_then_continued():
+    """Values without lineage (written before this release): the newest of them is the state, as
+    that release read it; the next save names it, so it is history from then on."""
+    old = CatalogStateStore(GmsClient(GmsSettings(server="http://unused")))
+    with CatalogServer() as gms:
+        store = store_of(gms)
+        for n, when in ((1, 1000), (2, 2000)):
+            aspect = catalog_store.checkpoint_aspect("fleet-a", a_state(f"old-{n}", {run_urn(f"r{n}"): "1"}),
+                                                     f"old-{n}", when)
+            store._ingest(old.urn("fleet-a"), ASPECT, aspect, when, f"old-{n}")
+        assert store.load("fleet-a") == a_state("old-2", {run_urn("r2"): "1"})
+        store.save("fleet-a", a_state("new", {run_urn("r2"): "1", run_urn("r3"): "1"}))
+        assert store_of(gms).load("fleet-a") == a_state("new", {run_urn("r2"): "1", run_urn("r3"): "1"})
+        assert json.loads(stored(gms)[0]["config"])["basedOn"] == ["legacy-2000-old-2"]
