@@ -7,7 +7,11 @@ artifact reads through the tracking server, and the catalog server (GMS).
   timeout, so a server that drips its answer cannot hold a run;
 - a cap on the size of an answer;
 - one `requests.Session` per thread (sessions are not thread-safe), and a shared rate limit;
-- waits that end at once when the run is told to stop (`connector.stopping`).
+- waits that end at once when the run is told to stop (`connector.stopping`);
+- redirects followed only to the same origin (scheme, host and port; or http to https on the same
+  host): the token, basic credentials and extra headers never go to another server (requests
+  strips only `Authorization` on a host change), and the caller gets the redirect answer itself
+  (a 3xx, never another server's answer in its place).
 Callers classify what an answer means for their server (401 -> bad credentials, ...).
 """
 from __future__ import annotations
@@ -19,6 +23,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
+from urllib.parse import urljoin, urlsplit
+
 import requests
 
 from connector import stopping
@@ -130,6 +136,36 @@ def _read_some(raw) -> bytes:
         return raw.read(_CHUNK)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_origin(url: str, target: str) -> bool:
+    """Whether a redirect from `url` to `target` stays with the same server: same scheme, host and
+    port, or an upgrade from http to https on the same host at the default ports."""
+    old, new = urlsplit(url), urlsplit(target)
+    try:
+        old_port = old.port or _DEFAULT_PORTS.get(old.scheme)
+        new_port = new.port or _DEFAULT_PORTS.get(new.scheme)
+    except ValueError:  # a port that is not a number
+        return False
+    if (old.hostname or "").lower() != (new.hostname or "").lower():
+        return False
+    if (old.scheme, old_port) == (new.scheme, new_port):
+        return True
+    return (old.scheme, old_port, new.scheme, new_port) == ("http", 80, "https", 443)
+
+
+class _SameOriginSession(requests.Session):
+    """A session that follows a redirect only within the same origin; any other redirect ends the
+    request with the redirect answer itself."""
+
+    def get_redirect_target(self, resp):
+        target = super().get_redirect_target(resp)
+        if target is not None and not same_origin(resp.url, urljoin(resp.url, target)):
+            return None
+        return target
+
+
 class HttpClient:
     """Requests to one server (one base URL): auth, headers, retries, deadline, size cap, counting."""
 
@@ -158,7 +194,7 @@ class HttpClient:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = _SameOriginSession()
             session.verify = self.settings.verify
             session.headers.update(self._headers)
             if self._auth is not None:

@@ -112,12 +112,30 @@ def _url_secrets(url: str) -> set[str]:
     return {s for s in found if s}
 
 
+def urls_with_passwords(tree: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    """(location, URL without credentials) of every URL value that holds a password written as is
+    (`user:password@`); a `${VAR}` in its place is only the variable's name."""
+    found: list[tuple[tuple, str]] = []
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            found += urls_with_passwords(value, path + (key,))
+    elif isinstance(tree, (list, tuple)):
+        for index, item in enumerate(tree):
+            found += urls_with_passwords(item, path + (index,))
+    elif isinstance(tree, str) and "://" in tree:
+        password = (split_userinfo(tree)[1] or "").partition(":")[2]
+        if password and not re.fullmatch(r"\$\{?\w+\}?", password):
+            found.append((path, redact_url(tree)))
+    return found
+
+
 class Redactor:
     """Replaces known secrets in any text, and removes user information from URLs in it."""
 
     def __init__(self, secrets: Iterable[str] = ()):
+        self.secrets = frozenset(s for s in secrets if s)  # as given (e.g. to register with DataHub's masking)
         spellings: set[str] = set()
-        for secret in secrets:
+        for secret in self.secrets:
             if secret:
                 spellings |= _spellings(secret)
         ordered = sorted(spellings, key=len, reverse=True)  # a longer spelling wins over its parts
