@@ -84,6 +84,7 @@ def secrets_in(tree: Any, key: str = "") -> set[str]:
     tokens, extra header values, and the user information of every URL."""
     found: set[str] = set()
     if isinstance(tree, Mapping):
+        found |= _basic_auth(_secret_value(tree.get("username")), _secret_value(tree.get("password")))
         for k, v in tree.items():
             if k == "extra_headers" and isinstance(v, Mapping):
                 found.update(s for s in map(_secret_value, v.values()) if s)
@@ -99,6 +100,17 @@ def secrets_in(tree: Any, key: str = "") -> set[str]:
         elif value and "://" in value:
             found |= _url_secrets(value)
     return found
+
+
+def _dig(tree: Any, *keys: str) -> Any:
+    for key in keys:
+        tree = tree.get(key) if isinstance(tree, Mapping) else None
+    return tree
+
+
+def _basic_auth(user: Optional[str], password: Optional[str]) -> set[str]:
+    """What a basic-auth header carries for these credentials (a server may echo the header)."""
+    return {base64.b64encode(f"{user}:{password}".encode()).decode()} if user and password else set()
 
 
 def _url_secrets(url: str) -> set[str]:
@@ -149,6 +161,8 @@ class Redactor:
         tree = recipe.model_dump() if hasattr(recipe, "model_dump") else recipe
         secrets = secrets_in(tree) if tree is not None else set()
         secrets.update(environ[name] for name in SECRET_ENV_VARS if environ.get(name))
+        user = _secret_value(_dig(tree, "source", "config", "username")) or environ.get("MLFLOW_TRACKING_USERNAME")
+        secrets |= _basic_auth(user, environ.get("MLFLOW_TRACKING_PASSWORD"))
         for name in URL_ENV_VARS:
             secrets |= _url_secrets(environ.get(name, ""))
         return cls(secrets)
