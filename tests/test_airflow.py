@@ -251,3 +251,28 @@ def test_a_timed_out_task_stops_cleanly_and_no_secret_reaches_its_xcom_or_log(se
     for name, text in {"xcom": json.dumps(bad["xcom"]), "log": log}.items():
         for secret in SECRETS:
             assert secret not in text, f"{secret!r} in the {name}"
+
+
+def test_sigterm_while_a_retry_waits_ends_airflow_dags_test(tmp_path):
+    """A server that is down: the try fails in seconds (bounded HTTP retries), then Airflow waits for
+    the retry; SIGTERM in that wait ends the process instead of being swallowed by Airflow's handler."""
+    write(tmp_path / "recipes" / "down.yml", {"pipeline_name": "down", "source": {"type": "mlflow", "config": {
+        "tracking_uri": f"http://127.0.0.1:{free_port()}"}},
+        "sink": {"type": "file", "config": {"filename": str(tmp_path / "down.json")}}})
+    dag_file = write(tmp_path / "dags" / "mlflow_catalog.py", DAG_FILE.format(
+        recipes=str(tmp_path / "recipes"), options=", dag_id='down', retries=2, retry_delay=timedelta(minutes=10)"))
+    proc, _ = start_airflow("run", dag_file, "down", RUN_AT[0], home=tmp_path)
+    try:
+        lines, deadline = [], time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if not line or "up_for_retry" in line:
+                break
+        assert "up_for_retry" in lines[-1], "".join(lines)[-5000:]
+        assert any("did not answer experiments/search" in line for line in lines)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM

@@ -190,9 +190,9 @@ def test_datahub_ingest_keeps_secrets_out_of_its_report_and_of_the_run_summary_s
                    "sink": {"type": "datahub-rest", "config": {"server": gms.url, "token": "${GMS_TOKEN}"}}}
         proc = _datahub_ingest(tmp_path, "written", written, {"GMS_TOKEN": GMS_TOKEN})
     assert proc.returncode == 1 and (
-        "source.config.tracking_uri: refused: the URL holds a password (user:password@), which DataHub would "
-            f"store unmasked with the run's recipe; give {url} without credentials and put them in "
-            "source.config.username and source.config.password") in proc.stdout + proc.stderr, proc.stderr[-3000:]
+        "source.config.tracking_uri: refused: the URL holds a password (user:password@), which DataHub stores "
+        f"unmasked with each run's recipe; give {url} without credentials and put them in "
+        "source.config.username and source.config.password") in proc.stdout + proc.stderr, proc.stderr[-3000:]
     _assert_clean({"stdout": proc.stdout, "stderr": proc.stderr})
     # DataHub records the recipe as written before any source starts: the refused run's record
     # holds the password written into the URL (README: "Secrets inside `datahub ingest`"); nothing else does

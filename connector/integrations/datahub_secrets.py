@@ -3,8 +3,10 @@
 - DataHub stores each run's recipe with its run summary (REST and Kafka sinks), masking only
   fields whose names look secret (`password`, `token`, ...; REDACT_KEYS in
   datahub.configuration.common). A password written into a URL value (`user:password@`) would be
-  stored as written, so the plugin refuses it, naming the field to put it in instead. A `${VAR}`
-  is stored as the variable's name, so a URL (or its password) from the environment is accepted.
+  stored as written, so the plugin refuses it, naming the field to put it in instead. (DataHub
+  records the recipe before any source starts: the refused attempt's record still holds it.) A
+  `${VAR}` is stored as the variable's name, so a URL (or its password) from the environment is
+  accepted.
 - Our secrets are registered with DataHub's masking registry (acryl-datahub 1.7's
   SecretRegistry), which masks DataHub's own log lines and run summary.
 """
@@ -30,7 +32,7 @@ def refuse_passwords_in_urls(raw_source_config: Any) -> None:
     field = ".".join(str(part) for part in location)
     instead = _INSTEAD.get(str(location[-1]), "a field of its own")
     raise ConfigurationError(
-        f"{field}: refused: the URL holds a password (user:password@), which DataHub would store unmasked with the "
+        f"{field}: refused: the URL holds a password (user:password@), which DataHub stores unmasked with each "
         f"run's recipe; give {shown} without credentials and put them in {instead} (DataHub masks those), "
         f"or take the whole URL from a ${{VAR}}")
 
