@@ -32,6 +32,8 @@ from connector.secrets import split_userinfo, url_credentials
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _CHUNK = 64 * 1024
+_POLL_SEC = 0.2
+STOP_GRACE_SEC = 3.0  # after a stop, how long an attempt on the wire may still take to be answered
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
@@ -255,12 +257,27 @@ class HttpClient:
                 finished.set()
 
         threading.Thread(target=attempt, name="http-attempt", daemon=True).start()
-        if not finished.wait(self.settings.deadline_sec + 1.0):  # the body reader's own check comes first
-            self._local.session = None
-            raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
+        self._await(finished)
         if "error" in outcome:
             raise outcome["error"]
         return outcome["answer"]
+
+    def _await(self, finished: threading.Event) -> None:
+        """Until the attempt ends, or its deadline passes (the body reader's own check comes first),
+        or a stop was requested STOP_GRACE_SEC ago (an answer on its way may still say the server
+        took a batch): no thread waits on a stopped run for longer than that."""
+        ends = time.monotonic() + self.settings.deadline_sec + 1.0
+        stop_seen: Optional[float] = None
+        while not finished.wait(_POLL_SEC):
+            now = time.monotonic()
+            if now > ends:
+                self._local.session = None
+                raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
+            if stop_seen is None and stopping.requested():
+                stop_seen = now
+            if stop_seen is not None and now - stop_seen > STOP_GRACE_SEC:
+                self._local.session = None
+                stopping.check()
 
     def _attempt(self, session: requests.Session, method: str, url: str, params, json_body, data) -> Answer:
         settings = self.settings
