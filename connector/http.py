@@ -7,7 +7,11 @@ artifact reads through the tracking server, and the catalog server (GMS).
   timeout, so a server that drips its answer cannot hold a run;
 - a cap on the size of an answer;
 - one `requests.Session` per thread (sessions are not thread-safe), and a shared rate limit;
-- waits that end at once when the run is told to stop (`connector.stopping`).
+- waits that end at once when the run is told to stop (`connector.stopping`);
+- redirects followed only to the same origin (scheme, host and port; or http to https on the same
+  host): the token, basic credentials and extra headers never go to another server (requests
+  strips only `Authorization` on a host change), and the caller gets the redirect answer itself
+  (a 3xx, never another server's answer in its place).
 Callers classify what an answer means for their server (401 -> bad credentials, ...).
 """
 from __future__ import annotations
@@ -19,6 +23,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
+from urllib.parse import urljoin, urlsplit
+
 import requests
 
 from connector import stopping
@@ -26,6 +32,8 @@ from connector.secrets import split_userinfo, url_credentials
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _CHUNK = 64 * 1024
+_POLL_SEC = 0.2
+STOP_GRACE_SEC = 3.0  # after a stop, how long an attempt on the wire may still take to be answered
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
@@ -130,6 +138,36 @@ def _read_some(raw) -> bytes:
         return raw.read(_CHUNK)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_origin(url: str, target: str) -> bool:
+    """Whether a redirect from `url` to `target` stays with the same server: same scheme, host and
+    port, or an upgrade from http to https on the same host at the default ports."""
+    old, new = urlsplit(url), urlsplit(target)
+    try:
+        old_port = old.port or _DEFAULT_PORTS.get(old.scheme)
+        new_port = new.port or _DEFAULT_PORTS.get(new.scheme)
+    except ValueError:  # a port that is not a number
+        return False
+    if (old.hostname or "").lower() != (new.hostname or "").lower():
+        return False
+    if (old.scheme, old_port) == (new.scheme, new_port):
+        return True
+    return (old.scheme, old_port, new.scheme, new_port) == ("http", 80, "https", 443)
+
+
+class _SameOriginSession(requests.Session):
+    """A session that follows a redirect only within the same origin; any other redirect ends the
+    request with the redirect answer itself."""
+
+    def get_redirect_target(self, resp):
+        target = super().get_redirect_target(resp)
+        if target is not None and not same_origin(resp.url, urljoin(resp.url, target)):
+            return None
+        return target
+
+
 class HttpClient:
     """Requests to one server (one base URL): auth, headers, retries, deadline, size cap, counting."""
 
@@ -158,7 +196,7 @@ class HttpClient:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = _SameOriginSession()
             session.verify = self.settings.verify
             session.headers.update(self._headers)
             if self._auth is not None:
@@ -219,12 +257,27 @@ class HttpClient:
                 finished.set()
 
         threading.Thread(target=attempt, name="http-attempt", daemon=True).start()
-        if not finished.wait(self.settings.deadline_sec + 1.0):  # the body reader's own check comes first
-            self._local.session = None
-            raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
+        self._await(finished)
         if "error" in outcome:
             raise outcome["error"]
         return outcome["answer"]
+
+    def _await(self, finished: threading.Event) -> None:
+        """Until the attempt ends, or its deadline passes (the body reader's own check comes first),
+        or a stop was requested STOP_GRACE_SEC ago (an answer on its way may still say the server
+        took a batch): no thread waits on a stopped run for longer than that."""
+        ends = time.monotonic() + self.settings.deadline_sec + 1.0
+        stop_seen: Optional[float] = None
+        while not finished.wait(_POLL_SEC):
+            now = time.monotonic()
+            if now > ends:
+                self._local.session = None
+                raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
+            if stop_seen is None and stopping.requested():
+                stop_seen = now
+            if stop_seen is not None and now - stop_seen > STOP_GRACE_SEC:
+                self._local.session = None
+                stopping.check()
 
     def _attempt(self, session: requests.Session, method: str, url: str, params, json_body, data) -> Answer:
         settings = self.settings

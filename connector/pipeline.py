@@ -100,7 +100,8 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
     this pipeline is going on."""
     stopping.reset()
     config = recipe.source.config
-    report = Report(pipeline_name=recipe.pipeline_name or "", dry_run=dry_run, run_id=new_run_id(recipe.pipeline_name))
+    report = Report(pipeline_name=recipe.pipeline_name or "", dry_run=dry_run, run_id=new_run_id(recipe.pipeline_name),
+                    redactor=Redactor.from_recipe(recipe))  # a secret a server echoes never reaches the report
     report.source = redact_url(config.resolved_tracking_uri())
     lock = None
     try:
@@ -132,7 +133,7 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
     ctx = mapping_context(recipe.source.config)
     tracker, store = _start_tracker(recipe, ctx, report, resume)
     target: Sink = sink or (_NULL_SINK if dry_run else build_sink(recipe.sink, report.run_id, recipe.pipeline_name,
-                                                                 Redactor.from_recipe(recipe)))
+                                                                 report.redactor))
     if sink is None:  # the recipe's own sink
         _warn_about_replaced_files(recipe, tracker, report)
     report.sink = target.name

@@ -37,15 +37,16 @@ def _read(filename: str, records: Optional[list]) -> list[tuple[Mcp, Optional[di
 
 def run_send(recipe: Recipe, filename: str, records: Optional[list] = None) -> Report:
     """`records`: the file's records, already read and checked (the CLI does, to exit 2 on a bad file)."""
+    redactor = Redactor.from_recipe(recipe)
     report = Report(pipeline_name=recipe.pipeline_name or "", run_id=new_run_id(recipe.pipeline_name),
-                    source=filename)
+                    source=filename, redactor=redactor)
     try:
         pairs = _read(filename, records)
     except (OSError, ValueError, SinkError) as exc:
         report.failure("Cannot read proposals", f"{filename}: {exc}")
         report.finish()
         return report
-    sink = build_sink(recipe.sink, redactor=Redactor.from_recipe(recipe))
+    sink = build_sink(recipe.sink, redactor=redactor)
     report.sink = sink.name
     if isinstance(sink, RestSink):  # a crawl's file composes with SDK links as the crawl itself would
         ctx = mapping_context(recipe.source.config)

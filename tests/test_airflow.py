@@ -208,3 +208,71 @@ def test_a_killed_task_stops_cleanly_and_dead_letters_what_was_not_delivered(see
     dead = read_proposals(str(tmp_path / "dead.json"))
     assert 0 < delivered < report["proposals"]
     assert report["delivered"] == delivered and report["dead_lettered"] == len(dead) == report["proposals"] - delivered
+
+
+def test_a_timed_out_task_stops_cleanly_and_no_secret_reaches_its_xcom_or_log(seeded_server, tmp_path, monkeypatch):
+    """execution_timeout shorter than the crawl: the run stops like SIGTERM (dead letters, the report
+    as XCom, the lock released) and the task fails as timed out. Beside it, a task whose MLflow echoes
+    the credentials it was sent (basic auth from a tracking URI in the environment) in an error."""
+    from tests.hostile_servers import EchoProxy
+    from tests.test_secret_sweep import SECRETS, _env
+
+    with CatalogServer() as gms, EchoProxy(seeded_server[0], echo="experiments/search") as hostile:
+        gms.stall_first, gms.stall_seconds = 10**6, 1.0  # 1 s per batch of 5: the crawl outlasts the timeout
+        write(tmp_path / "recipes" / "slow.yml", {
+            "pipeline_name": "slow", "source": {"type": "mlflow", "config": {"tracking_uri": seeded_server[0]}},
+            "sink": {"type": "datahub-rest", "config": {"server": gms.url, "max_batch_size": 5, "max_in_flight": 1,
+                                                        "dead_letter_file": str(tmp_path / "dead.json")}},
+            "state": {"path": str(tmp_path / "state" / "slow.json")}})
+        write(tmp_path / "recipes" / "hostile.yml", {
+            "pipeline_name": "hostile", "source": {"type": "mlflow", "config": {"tracking_uri": "${TRACKING}"}},
+            "sink": {"type": "file", "config": {"filename": str(tmp_path / "hostile.json")}}})
+        for name, value in _env(hostile.url).items():
+            monkeypatch.setenv(name, value)
+        dag_file = write(tmp_path / "dags" / "mlflow_catalog.py", DAG_FILE.format(
+            recipes=str(tmp_path / "recipes"), options=", dag_id='timeouts', retries=0, "
+                                                       "execution_timeout=timedelta(seconds=8)"))
+        [run], log = airflow("run", dag_file, "timeouts", RUN_AT[0], home=tmp_path)
+        delivered = len(gms.received)
+    slow, bad = run["tasks"]["ingest_slow"], run["tasks"]["ingest_hostile"]
+    assert slow["state"] == bad["state"] == "failed"
+    report = slow["xcom"]
+    assert report["failures"][0]["title"] == "Interrupted"
+    assert "pipeline 'slow' stopped at its execution_timeout" in log
+    dead = read_proposals(str(tmp_path / "dead.json"))
+    assert 0 < delivered < report["proposals"]
+    assert report["delivered"] == delivered and report["dead_lettered"] == len(dead) == report["proposals"] - delivered
+    with PipelineLock(tmp_path / "state" / "slow.json", "slow"):  # released by the stopped run
+        pass
+    assert not (tmp_path / "state" / "slow.json").exists()  # no checkpoint of a stopped run
+    # the hostile server echoed the credentials; neither the XCom nor the task log holds them
+    assert any("cannot serve what you sent" in f["message"] for f in bad["xcom"]["failures"])
+    assert "cannot serve what you sent" in log
+    for name, text in {"xcom": json.dumps(bad["xcom"]), "log": log}.items():
+        for secret in SECRETS:
+            assert secret not in text, f"{secret!r} in the {name}"
+
+
+def test_sigterm_while_a_retry_waits_ends_airflow_dags_test(tmp_path):
+    """A server that is down: the try fails in seconds (bounded HTTP retries), then Airflow waits for
+    the retry; SIGTERM in that wait ends the process instead of being swallowed by Airflow's handler."""
+    write(tmp_path / "recipes" / "down.yml", {"pipeline_name": "down", "source": {"type": "mlflow", "config": {
+        "tracking_uri": f"http://127.0.0.1:{free_port()}"}},
+        "sink": {"type": "file", "config": {"filename": str(tmp_path / "down.json")}}})
+    dag_file = write(tmp_path / "dags" / "mlflow_catalog.py", DAG_FILE.format(
+        recipes=str(tmp_path / "recipes"), options=", dag_id='down', retries=2, retry_delay=timedelta(minutes=10)"))
+    proc, _ = start_airflow("run", dag_file, "down", RUN_AT[0], home=tmp_path)
+    try:
+        lines, deadline = [], time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if not line or "up_for_retry" in line:
+                break
+        assert "up_for_retry" in lines[-1], "".join(lines)[-5000:]
+        assert any("did not answer experiments/search" in line for line in lines)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM

@@ -16,13 +16,16 @@ LockHeld directly, with no CLI, PATH or second virtualenv to keep in step with t
 """
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, MultipleCronTriggerTimetable, Param
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException, AirflowTaskTimeout
 
 from connector.integrations.recipe_plan import PlannedRecipe, plan_folder
 
@@ -41,6 +44,39 @@ def is_full_crawl_time(full_schedule: Optional[str], logical_date: Optional[date
     return croniter(full_schedule, at.subtract(seconds=1)).get_next(datetime) == at
 
 
+def _stop(reason: str) -> None:
+    """What SIGTERM does in the CLI: every wait of the run ends; the first signal also interrupts
+    what the main thread waits for (the run then dead-letters, reports and releases its lock)."""
+    from connector import stopping
+
+    first = not stopping.requested()
+    stopping.request_stop(reason)
+    if first:
+        raise stopping.Stopped(reason)
+
+
+@contextmanager
+def _timeout_as_stop(timeout: Optional[timedelta]) -> Iterator[dict]:
+    """Airflow's `execution_timeout` is a SIGALRM whose handler raises AirflowTaskTimeout wherever
+    the run is, and only then calls on_kill: the sink would neither dead-letter nor report. During
+    the run the alarm stops it like SIGTERM instead (its handler restored afterwards); the caller
+    then raises AirflowTaskTimeout itself, with the report in the XCom."""
+    fired: dict = {"timed_out": False}
+    if timeout is None or threading.current_thread() is not threading.main_thread():
+        yield fired
+        return
+
+    def on_alarm(signum, frame) -> None:
+        fired["timed_out"] = True
+        _stop(f"execution_timeout ({timeout}) reached")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        yield fired
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 class MlflowCatalogIngestOperator(BaseOperator):
     """Ingest one recipe. Fails when the report says failure (after Airflow's retries), skips
     when another run of the pipeline holds its lock; the report (as JSON) is the XCom."""
@@ -56,6 +92,7 @@ class MlflowCatalogIngestOperator(BaseOperator):
         self.timezone = timezone
         self.progress_interval_sec = progress_interval_sec
         self._ingesting = False
+        self._timeout_raised = False  # Airflow calls on_kill right after our AirflowTaskTimeout
 
     def execute(self, context) -> dict:
         from connector.pipeline import run_ingest
@@ -73,7 +110,8 @@ class MlflowCatalogIngestOperator(BaseOperator):
                       "incremental" if recipe.source.config.incremental else "full", self.recipe_path)
         self._ingesting = True
         try:
-            report = run_ingest(recipe, progress_interval=self.progress_interval_sec)
+            with _timeout_as_stop(self.execution_timeout) as alarm:
+                report = run_ingest(recipe, progress_interval=self.progress_interval_sec)
         except RecipeError as exc:
             raise AirflowFailException(f"{self.recipe_path}: {exc}") from None
         except LockHeld as exc:
@@ -89,8 +127,12 @@ class MlflowCatalogIngestOperator(BaseOperator):
         if not report.ok:
             context["ti"].xcom_push(key="return_value", value=result)  # the report, also of a failed try
             first = report.failures[0] if report.failures else {"title": "failure", "message": ""}
-            raise AirflowException(f"pipeline {name!r} failed ({report.failure_count} failure(s); first: "
-                                   f"{first['title']}: {first['message']})")
+            summary = (f"{report.failure_count} failure(s); first: {first['title']}: {first['message']}; "
+                       f"{report.delivered} delivered, {report.dead_lettered} dead-lettered")
+            if alarm["timed_out"]:
+                self._timeout_raised = True
+                raise AirflowTaskTimeout(f"pipeline {name!r} stopped at its execution_timeout ({summary})")
+            raise AirflowException(f"pipeline {name!r} failed ({summary})")
         return result
 
     def _wants_full(self, context) -> bool:
@@ -99,13 +141,18 @@ class MlflowCatalogIngestOperator(BaseOperator):
         return is_full_crawl_time(self.full_schedule, context.get("logical_date"), self.timezone)
 
     def on_kill(self) -> None:
-        """SIGTERM (task killed or timed out): stop like Ctrl-C in the CLI, so the sink
-        dead-letters what it still holds and no checkpoint of this run is saved."""
-        if self._ingesting:
-            from connector import stopping
+        """SIGTERM (the task killed): stop like SIGTERM in the CLI, so the sink dead-letters what
+        it still holds, the report becomes the XCom and no checkpoint of this run is saved. (After
+        a timeout Airflow calls this too; the run has stopped by then, see _timeout_as_stop.)
 
-            stopping.request_stop("stopped by Airflow (task killed or timed out)")  # every wait ends
-            raise stopping.Stopped("stopped by Airflow")
+        Airflow's SIGTERM handler stays installed after the task (in `airflow dags test`, while a
+        retry waits its delay): SIGTERM then ends the process, as it would without that handler."""
+        if self._ingesting:
+            _stop("stopped by Airflow (task killed)")
+        elif self._timeout_raised:
+            self._timeout_raised = False
+        else:
+            raise SystemExit(128 + signal.SIGTERM)
 
 
 def recipe_dags(recipes_dir: str | Path, *, dag_id: Optional[str] = None, dag_id_prefix: str = "mlflow_catalog",
@@ -125,7 +172,7 @@ def recipe_dags(recipes_dir: str | Path, *, dag_id: Optional[str] = None, dag_id
                       start_date=start_date, catchup=False, max_active_runs=1, tags=list(tags),
                       params={"full": Param(False, type="boolean", description="a full crawl, whatever the time")})
     task_defaults = dict(full_schedule=full_schedule, timezone=timezone, progress_interval_sec=progress_interval_sec,
-                         retries=retries, retry_delay=retry_delay, retry_exponential_backoff=True,
+                         retries=retries, retry_delay=retry_delay, retry_exponential_backoff=2.0,
                          max_retry_delay=max_retry_delay, **task_kwargs)
 
     def task(plan: PlannedRecipe, dag: DAG) -> MlflowCatalogIngestOperator:

@@ -296,7 +296,8 @@ class RestSink:
         stopped = stopping.requested() or not self._drain()
         if stopped:
             self._abandon()
-        self._executor.shutdown(wait=not stopped, cancel_futures=True)
+        # joined also after a stop: a send ends within the HTTP layer's stop grace (http.STOP_GRACE_SEC)
+        self._executor.shutdown(wait=True, cancel_futures=True)
         self.client.close()
         result = SinkResult(delivered=self.delivered, failed=len(self.dead_letters))
         result.messages.extend(self.rejections)
