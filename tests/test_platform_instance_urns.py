@@ -130,3 +130,22 @@ def test_a_crawl_with_an_instance_qualifies_every_mlflow_object(scenario, tmp_pa
     assert unqualified and not unqualified & {p["entityUrn"] for p in output}
     for urn in {p["entityUrn"] for p in output}:
         assert str(Urn.from_string(urn)) == urn
+
+
+def test_the_sdk_builds_the_sources_urns_with_its_platform_instance(tmp_path):
+    from connector.sdk.client import CatalogClient
+
+    sink = {"type": "file", "config": {"filename": str(tmp_path / "out.json")}}
+    with CatalogClient.from_sink_config(sink, platform_instance=INSTANCE) as client:
+        assert client.model_group_urn("churn") == urns.model_group_urn("churn", "PROD", instance=INSTANCE)
+        assert client.model_version_urn("churn", 3) == "urn:li:mlModel:(urn:li:dataPlatform:mlflow,east.churn_3,PROD)"
+        assert client.run_urn("abc123") == urns.run_urn("abc123", instance=INSTANCE)
+        assert client.dataset_urn("mlflow", "train") == "urn:li:dataset:(urn:li:dataPlatform:mlflow,east.train,PROD)"
+        assert client.dataset_urn("s3", "bucket/train") == "urn:li:dataset:(urn:li:dataPlatform:s3,bucket/train,PROD)"
+        model = client.create_model("churn_m-1", 1)
+        assert model == "urn:li:mlModel:(urn:li:dataPlatform:mlflow,east.churn_m-1,PROD)"
+    written = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    version_set = next(r["aspect"]["json"]["versionSet"] for r in written if r["aspectName"] == "versionProperties")
+    assert version_set == urns.version_set_urn("churn_m-1", instance=INSTANCE)
+    with CatalogClient.from_sink_config(sink) as plain:
+        assert plain.model_version_urn("churn", 3) == "urn:li:mlModel:(urn:li:dataPlatform:mlflow,churn_3,PROD)"
