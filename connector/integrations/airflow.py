@@ -130,8 +130,7 @@ def recipe_dags(recipes_dir: str | Path, *, dag_id: Optional[str] = None, dag_id
     "tracking_server". Schedules are cron strings; either may be None. With an incremental schedule,
     a recipe without `incremental: true` and a state section is refused on its incremental runs (its
     task fails saying so); so are two recipes whose URNs would collide (recipe_plan's fleet guard).
-    `task_kwargs` go to every
-    task (e.g. `execution_timeout`, `queue`, `priority_weight`)."""
+    `task_kwargs` go to every task (e.g. `execution_timeout`, `queue`, `priority_weight`)."""
     plans = plan_folder(recipes_dir)
     dag_kwargs = dict(schedule=_timetable(incremental_schedule, full_schedule, timezone),
                       start_date=start_date, catchup=False, max_active_runs=1, tags=list(tags),
