@@ -61,8 +61,9 @@ def write(path: Path, data) -> Path:
 
 
 def fleet_recipes(folder: Path, mlflow_url: str, gms_url: str, work: Path) -> None:
-    """team-a: file sink, no state (a full crawl each run); team-b: REST sink, incremental, its state in
-    the catalog; broken: an MLflow that does not answer; busy: a pipeline whose lock the test holds."""
+    """team-a: file sink, no state (refused on the incremental schedule, a full crawl at night); team-b: REST
+    sink, incremental, its state in the catalog; broken: an MLflow that does not answer; busy: a pipeline
+    whose lock the test holds."""
     source = {"type": "mlflow", "config": {"tracking_uri": mlflow_url, "incremental": True}}
     write(folder / "team-a.yml", {"pipeline_name": "team-a", "source": {"type": "mlflow", "config": {
         "tracking_uri": mlflow_url}}, "sink": {"type": "file", "config": {"filename": str(work / "team-a.json")}}})
@@ -70,8 +71,10 @@ def fleet_recipes(folder: Path, mlflow_url: str, gms_url: str, work: Path) -> No
                                   "sink": {"type": "datahub-rest", "config": {"server": gms_url}},
                                   "state": {"backend": "datahub", "path": str(work / "state" / "team-b.json")}})
     write(folder / "broken.yml", {"pipeline_name": "broken", "source": {"type": "mlflow", "config": {
-        "tracking_uri": f"http://127.0.0.1:{free_port()}", "max_retries": 0}},
-        "sink": {"type": "file", "config": {"filename": str(work / "broken.json")}}})
+        "tracking_uri": f"http://127.0.0.1:{free_port()}", "max_retries": 0, "incremental": True,
+        "platform_instance": "elsewhere"}},  # another server: the fleet guard wants its own instance
+        "sink": {"type": "file", "config": {"filename": str(work / "broken.json")}},
+        "state": {"path": str(work / "state" / "broken.json")}})
     write(folder / "busy.yml", {"pipeline_name": "busy", "source": source,
                                 "sink": {"type": "file", "config": {"filename": str(work / "busy.json")}},
                                 "state": {"path": str(work / "state" / "busy.json")}})
@@ -112,7 +115,7 @@ def task(fleet, run: int, name: str) -> dict:
 
 
 def test_a_dag_of_two_recipes_delivers_what_the_pipeline_makes(fleet, reference):
-    a, b = task(fleet, 0, "team-a"), task(fleet, 0, "team-b")
+    a, b = task(fleet, 1, "team-a"), task(fleet, 0, "team-b")  # team-a: no state, crawled at 03:00 only
     assert (a["state"], b["state"]) == ("success", "success")
     records = validate_file(fleet["work"] / "team-a.json")  # acryl-datahub's check of the file
     assert strip([{**r, "aspect": r["aspect"]["json"]} for r in records]) == reference
@@ -131,7 +134,8 @@ def test_nightly_full_crawl_and_incremental_runs_continue_the_checkpoint(fleet, 
     assert reports[1]["checkpoint_before"] == reports[0]["checkpoint_after"]  # kept in the catalog
     assert reports[2]["checkpoint_before"] == reports[1]["checkpoint_after"]
     assert reports[1]["proposals"] == len(reference) and reports[2]["proposals"] == 0  # nothing changed since
-    assert [task(fleet, i, "team-a")["xcom"]["proposals"] for i in range(3)] == [len(reference)] * 3  # no state
+    assert [task(fleet, i, "team-a")["state"] for i in range(3)] == ["failed", "success", "failed"]  # no state
+    assert task(fleet, 1, "team-a")["xcom"]["proposals"] == len(reference)
     assert not (fleet["work"] / "state" / "team-b.json").exists()  # team-b's state is not a local file
 
 
@@ -153,7 +157,9 @@ def test_a_held_lock_skips_the_task(fleet):
 
 def test_progress_and_summary_lines_are_in_the_task_log(fleet):
     assert "[progress] " in fleet["log"] and "proposals=" in fleet["log"]
-    assert "mlflow-catalog team-b: incremental crawl of" in fleet["log"]  # what the recipe asks (no checkpoint: full)
+    assert "mlflow-catalog team-b: incremental run (a full crawl when no checkpoint is usable) of" in fleet["log"]
+    assert "mlflow-catalog team-a: incremental" not in fleet["log"]
+    assert "team-a.yml: the recipe runs on the incremental schedule (*/15 * * * *) but has no state" in fleet["log"]
     assert "mlflow-catalog team-b: full crawl of" in fleet["log"]  # 03:00, the nightly full crawl
     assert "mlflow-catalog team-b: success, mode full," in fleet["log"]
 
@@ -188,7 +194,7 @@ def test_a_killed_task_stops_cleanly_and_dead_letters_what_was_not_delivered(see
             "sink": {"type": "datahub-rest", "config": {"server": gms.url, "max_batch_size": 10, "max_in_flight": 1,
                                                         "dead_letter_file": str(tmp_path / "dead.json")}}})
         dag_file = write(tmp_path / "dags" / "mlflow_catalog.py", DAG_FILE.format(
-            recipes=str(tmp_path / "recipes"), options=", dag_id='slow', retries=0"))
+            recipes=str(tmp_path / "recipes"), options=", dag_id='slow', retries=0, incremental_schedule=None"))
         proc, out = start_airflow("run", dag_file, "slow", RUN_AT[0], home=tmp_path)
         try:
             deadline = time.monotonic() + 300

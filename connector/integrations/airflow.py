@@ -27,7 +27,7 @@ from typing import Any, Iterator, Optional
 from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, MultipleCronTriggerTimetable, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException, AirflowTaskTimeout
 
-from connector.integrations.recipe_plan import PlannedRecipe, plan_folder
+from connector.integrations.recipe_plan import PlannedRecipe, plan_folder, schedule_refusal
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=dt_timezone.utc)
 
@@ -85,10 +85,13 @@ class MlflowCatalogIngestOperator(BaseOperator):
     ui_color = "#d7ecf9"
 
     def __init__(self, *, recipe_path: str, full_schedule: Optional[str] = None, timezone: str = "UTC",
-                 progress_interval_sec: float = 30.0, **kwargs: Any):
+                 progress_interval_sec: float = 30.0, incremental_schedule: Optional[str] = None,
+                 refusal: Optional[str] = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.recipe_path = recipe_path
         self.full_schedule = full_schedule
+        self.incremental_schedule = incremental_schedule  # runs not at full-crawl time are incremental
+        self.refusal = refusal  # the fleet guard's, from the folder's plan
         self.timezone = timezone
         self.progress_interval_sec = progress_interval_sec
         self._ingesting = False
@@ -99,6 +102,8 @@ class MlflowCatalogIngestOperator(BaseOperator):
         from connector.recipe import RecipeError, load_recipe
         from connector.state.lock import LockHeld
 
+        if self.refusal:  # no retry can help either
+            raise AirflowFailException(f"{self.recipe_path}: {self.refusal}")
         try:
             recipe = load_recipe(self.recipe_path)
         except RecipeError as exc:  # no retry can help
@@ -106,8 +111,12 @@ class MlflowCatalogIngestOperator(BaseOperator):
         name = recipe.pipeline_name or Path(self.recipe_path).stem
         if self._wants_full(context):
             recipe.source.config.incremental = False
-        self.log.info("mlflow-catalog %s: %s crawl of %s", name,
-                      "incremental" if recipe.source.config.incremental else "full", self.recipe_path)
+        elif self.incremental_schedule:
+            refused = schedule_refusal(recipe, self.incremental_schedule)
+            if refused:
+                raise AirflowFailException(f"{self.recipe_path}: {refused}")
+        self.log.info("mlflow-catalog %s: %s of %s", name, "incremental run (a full crawl when no checkpoint is "
+                      "usable)" if recipe.source.config.incremental else "full crawl", self.recipe_path)
         self._ingesting = True
         try:
             with _timeout_as_stop(self.execution_timeout) as alarm:
@@ -165,19 +174,22 @@ def recipe_dags(recipes_dir: str | Path, *, dag_id: Optional[str] = None, dag_id
 
     `dag_id`: one DAG with a task per recipe, instead of one DAG per recipe. `pool_by`: "gms"
     (the datahub-rest sink's server; file sinks fall back to the tracking server) or
-    "tracking_server". Schedules are cron strings; either may be None. `task_kwargs` go to every
-    task (e.g. `execution_timeout`, `queue`, `priority_weight`)."""
+    "tracking_server". Schedules are cron strings; either may be None. With an incremental schedule,
+    a recipe without `incremental: true` and a state section is refused on its incremental runs (its
+    task fails saying so); so are two recipes whose URNs would collide (recipe_plan's fleet guard).
+    `task_kwargs` go to every task (e.g. `execution_timeout`, `queue`, `priority_weight`)."""
     plans = plan_folder(recipes_dir)
     dag_kwargs = dict(schedule=_timetable(incremental_schedule, full_schedule, timezone),
                       start_date=start_date, catchup=False, max_active_runs=1, tags=list(tags),
                       params={"full": Param(False, type="boolean", description="a full crawl, whatever the time")})
-    task_defaults = dict(full_schedule=full_schedule, timezone=timezone, progress_interval_sec=progress_interval_sec,
+    task_defaults = dict(full_schedule=full_schedule, incremental_schedule=incremental_schedule, timezone=timezone,
+                         progress_interval_sec=progress_interval_sec,
                          retries=retries, retry_delay=retry_delay, retry_exponential_backoff=2.0,
                          max_retry_delay=max_retry_delay, **task_kwargs)
 
     def task(plan: PlannedRecipe, dag: DAG) -> MlflowCatalogIngestOperator:
         return MlflowCatalogIngestOperator(task_id=f"ingest_{plan.name}", recipe_path=str(plan.path.resolve()),
-                                           pool=plan.pool(pool_by), dag=dag, **task_defaults)
+                                           pool=plan.pool(pool_by), refusal=plan.refusal, dag=dag, **task_defaults)
 
     if dag_id is not None:
         dag = DAG(dag_id, description=f"mlflow-catalog: the recipes of {recipes_dir}", **dag_kwargs)

@@ -46,9 +46,9 @@ def dataset_urn_for(ctx: MappingContext, dataset: LoggedDataset) -> str:
     """The run's input on the mlflow platform: NAME@ID with ID from its source, or NAME alone
     (`dataset_urn: name`)."""
     if ctx.dataset_urn == "name":
-        return urns.dataset_urn(urns.PLATFORM, dataset.name, ctx.env)
+        return urns.dataset_urn(urns.PLATFORM, dataset.name, ctx.env, instance=ctx.platform_instance)
     source_id = urns.guid(dataset_source_key(dataset))[:SOURCE_ID_LENGTH]
-    return urns.dataset_urn(urns.PLATFORM, f"{dataset.name}@{source_id}", ctx.env)
+    return urns.dataset_urn(urns.PLATFORM, f"{dataset.name}@{source_id}", ctx.env, instance=ctx.platform_instance)
 
 
 def upstream_platform(ctx: MappingContext, source_type: str) -> Optional[str]:

@@ -7,7 +7,7 @@ from connector.mapping import urns
 from connector.mapping.common import (
     MappingContext, Mcp, custom_properties, drop_none, external_url, hyper_params, known_user,
     logged_model_name, mcp, metric_value, metrics, ownership, platform_instance_aspect, sorted_props,
-    status, time_stamp,
+    run_urn, status, time_stamp, version_urn,
 )
 from connector.mapping.deployments import deployments_for_version
 from connector.mapping.datasets import dataset_urn_for
@@ -33,12 +33,12 @@ def map_stage_tag(stage: str, description: str, color: str) -> Iterator[Mcp]:
 
 
 def _model_version_urn(ctx: MappingContext, version: ModelVersion) -> str:
-    return urns.model_urn(version.name, version.version, ctx.model_name_separator, ctx.env)
+    return version_urn(ctx, version.name, version.version)
 
 
 def map_model_group(ctx: MappingContext, model: RegisteredModel, versions: Sequence[ModelVersion]) -> Iterator[Mcp]:
-    urn = urns.model_group_urn(model.name, ctx.env)
-    training_jobs = list(dict.fromkeys(urns.run_urn(v.run_id) for v in versions if v.run_id))
+    urn = urns.model_group_urn(model.name, ctx.env, instance=ctx.platform_instance)
+    training_jobs = list(dict.fromkeys(run_urn(ctx, v.run_id) for v in versions if v.run_id))
     latest = max(versions, key=lambda v: v.version_number).version if versions else None
     props = drop_none({
         "name": model.name,
@@ -86,7 +86,9 @@ def _evaluation_dataset_urn(ctx: MappingContext, run: Optional[Run], metric) -> 
                     [i for i in inputs if i.dataset.name == metric.dataset_name]):
         if len({dataset_urn_for(ctx, i.dataset) for i in matches}) == 1:
             return dataset_urn_for(ctx, matches[0].dataset)
-    return urns.dataset_urn(urns.PLATFORM, metric.dataset_name, ctx.env) if ctx.dataset_urn == "name" else None
+    if ctx.dataset_urn != "name":
+        return None
+    return urns.dataset_urn(urns.PLATFORM, metric.dataset_name, ctx.env, instance=ctx.platform_instance)
 
 
 def _model_metrics(logged: Optional[LoggedModel]) -> list:
@@ -151,20 +153,21 @@ def _version_properties(ctx: MappingContext, version: ModelVersion, model: Regis
         "hyperParams": hyper_params(params) if (run or logged_model) else None,
         "trainingMetrics": training_metrics,
         "tags": [f"{k}:{v}" for k, v in sorted(own_tags.items())],
-        "groups": [urns.model_group_urn(model.name, ctx.env)],
-        "trainingJobs": [urns.run_urn(version.run_id)] if version.run_id else [],
+        "groups": [urns.model_group_urn(model.name, ctx.env, instance=ctx.platform_instance)],
+        "trainingJobs": [run_urn(ctx, version.run_id)] if version.run_id else [],
         "mlFeatures": list(feature_urns) or None,
     })
     if ctx.deployment_rules:
         # Always written when rules exist: a version that lost its alias loses the link.
-        props["deployments"] = [d.urn for d in deployments_for_version(ctx.deployment_rules, version, ctx.env)]
+        rules = ctx.deployment_rules
+        props["deployments"] = [d.urn for d in deployments_for_version(rules, version, ctx.env, ctx.platform_instance)]
     return props
 
 
-def _version_set_properties(version: ModelVersion, model: RegisteredModel, owner_id: Optional[str],
-                            is_latest: Optional[bool]) -> dict:
+def _version_set_properties(ctx: MappingContext, version: ModelVersion, model: RegisteredModel,
+                            owner_id: Optional[str], is_latest: Optional[bool]) -> dict:
     props: dict = {
-        "versionSet": urns.version_set_urn(model.name),
+        "versionSet": urns.version_set_urn(model.name, instance=ctx.platform_instance),
         "version": {"versionTag": version.version, "metadataAttribution": {
             "time": int(version.creation_timestamp or 0),
             "actor": urns.corpuser_urn(owner_id or MLFLOW_ACTOR),
@@ -183,7 +186,7 @@ def _deprecation(ctx: MappingContext, urn: str, version: ModelVersion, model: Re
     if not note:
         return
     champion = model.aliases.get(ctx.champion_alias)
-    replacement = (urns.model_urn(model.name, champion, ctx.model_name_separator, ctx.env)
+    replacement = (version_urn(ctx, model.name, champion)
                    if champion and champion != version.version else None)
     yield mcp(urn, "deprecation", deprecation(note, urns.corpuser_urn(owner_id or MLFLOW_ACTOR), replacement))
 
@@ -196,7 +199,7 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
     training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged_model)
     yield mcp(urn, "mlModelProperties", _version_properties(ctx, version, model, run, logged_model, owner_id,
                                                             training_metrics, feature_urns))
-    yield mcp(urn, "versionProperties", _version_set_properties(version, model, owner_id, is_latest))
+    yield mcp(urn, "versionProperties", _version_set_properties(ctx, version, model, owner_id, is_latest))
     stage_tag = urns.tag_urn(urns.stage_tag_name(version.current_stage or "None"))
     yield mcp(urn, "globalTags", {"tags": [{"tag": stage_tag}]})
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
@@ -214,7 +217,7 @@ def map_logged_model(ctx: MappingContext, logged: LoggedModel, experiment: Exper
     """An MLflow 3 LoggedModel no registry version points at (include_logged_models). Its name
     ends with its model id (m-...), so it cannot collide with a version (NAME_<number>)."""
     name = logged_model_name(ctx, logged.name, logged.model_id)
-    urn = urns.plain_model_urn(name, ctx.env)
+    urn = urns.plain_model_urn(name, ctx.env, instance=ctx.platform_instance)
     training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged)
     custom = custom_properties({k: v for k, v in logged.tags.items() if not k.startswith("mlflow.")}, {
         "model_id": logged.model_id, "status": logged.status, "model_type": logged.model_type,
@@ -228,7 +231,7 @@ def map_logged_model(ctx: MappingContext, logged: LoggedModel, experiment: Exper
         "lastModified": time_stamp(logged.last_updated_timestamp),
         "hyperParams": hyper_params({**(run.params if run else {}), **logged.params}),
         "trainingMetrics": training_metrics,
-        "trainingJobs": [urns.run_urn(logged.source_run_id)] if logged.source_run_id else [],
+        "trainingJobs": [run_urn(ctx, logged.source_run_id)] if logged.source_run_id else [],
         "mlFeatures": list(feature_urns) or None,
     }))
     yield mcp(urn, "container", {"container": experiment_container_urn(ctx, experiment)})

@@ -81,28 +81,32 @@ class CatalogClient:
         return cls(build_sink(recipe.sink), env=config.env, platform_instance=config.platform_instance,
                    pipeline_name=recipe.pipeline_name)
 
-    # -- URNs, exactly as the MLflow source builds them ------------------------
+    # -- URNs, exactly as the MLflow source builds them (with the client's platform_instance) ---
     def model_group_urn(self, group_id: str) -> str:
-        return urns.model_group_urn(group_id, self.ctx.env)
+        return urns.model_group_urn(group_id, self.ctx.env, instance=self.ctx.platform_instance)
 
     def model_urn(self, model_id: str) -> str:
-        return urns.plain_model_urn(model_id, self.ctx.env)
+        return urns.plain_model_urn(model_id, self.ctx.env, instance=self.ctx.platform_instance)
 
     def model_version_urn(self, registered_model: str, version: Union[str, int], separator: str = "_") -> str:
         """A version of an MLflow registered model, as the source names it."""
-        return urns.model_urn(registered_model, str(version), separator, self.ctx.env)
+        return urns.model_urn(registered_model, str(version), separator, self.ctx.env,
+                              instance=self.ctx.platform_instance)
 
     def experiment_urn(self, experiment_name: str) -> str:
         return urns.experiment_urn(experiment_name, self.ctx.platform_instance)
 
     def run_urn(self, run_id: str) -> str:
-        return urns.run_urn(run_id)
+        return urns.run_urn(run_id, instance=self.ctx.platform_instance)
 
     def dataset_urn(self, platform: str, name: str, env: Optional[str] = None) -> str:
-        return urns.dataset_urn(platform, name, env or self.ctx.env)
+        """On the mlflow platform a dataset MLflow holds, named with the instance; elsewhere where data lives."""
+        held_by_mlflow = urns.platform_urn(platform) == urns.platform_urn()
+        instance = self.ctx.platform_instance if held_by_mlflow else None
+        return urns.dataset_urn(platform, name, env or self.ctx.env, instance)
 
     def deployment_urn(self, platform: str, name: str, env: Optional[str] = None) -> str:
-        return urns.deployment_urn(platform, name, env or self.ctx.env)
+        return urns.deployment_urn(platform, name, env or self.ctx.env, self.ctx.platform_instance)
 
     # -- entities ----------------------------------------------------------------
     def create_model_group(self, group_id: str, properties: Union[ModelGroupProperties, Any, None] = None) -> str:
@@ -132,7 +136,7 @@ class CatalogClient:
             aliases.append({"versionTag": alias})
         self._put(urn, "versionProperties", {
             **current,
-            "versionSet": urns.version_set_urn(version_set or model_id),
+            "versionSet": urns.version_set_urn(version_set or model_id, instance=self.ctx.platform_instance),
             "version": {"versionTag": version},
             "sortId": version.zfill(10) if version.isdigit() else version,
             "aliases": aliases,
