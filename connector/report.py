@@ -145,6 +145,12 @@ class Report:
             "infos": self.infos,
         }
 
+    def _filtered_line(self) -> str:
+        if not self.filtered:
+            return ""
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(self.filtered.items()))
+        return f"filtered:   {counts} (left out by model_pattern / experiment_pattern)\n"
+
     def render(self, out: TextIO = sys.stdout) -> None:
         w = out.write
         w(f"\n=== MLflow ingestion report ({'dry run' if self.dry_run else self.sink}) ===\n")
@@ -152,9 +158,7 @@ class Report:
         w(f"duration:   {self.duration_sec:.2f} s, {self.source_requests} MLflow requests "
           f"({self.source_retries} retries, {self.point_lookups} point look-ups)\n")
         w("crawled:    " + (", ".join(f"{k}={v}" for k, v in sorted(self.crawled.items())) or "nothing") + "\n")
-        if self.filtered:
-            w("filtered:   " + ", ".join(f"{k}={v}" for k, v in sorted(self.filtered.items()))
-              + " (left out by model_pattern / experiment_pattern)\n")
+        w(self._filtered_line())
         w(f"proposals:  {self.proposals} ({self.delivered} delivered"
           + (f", {self.dead_lettered} dead-lettered" if self.dead_lettered else "") + ")\n")
         if self.output:

@@ -31,18 +31,25 @@ def _artifact_path(source: str, run: Run) -> Optional[str]:
     return source[len(base):].strip("/") if base and source.startswith(base) else None
 
 
+def _signed_entries(run: Run) -> list[dict]:
+    """The entries of the run's log-model history that hold a signature."""
+    raw = run.tags.get(HISTORY_TAG)
+    try:
+        entries = json.loads(raw) if raw else None
+    except ValueError:
+        return []
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("signature"), dict)]
+
+
 def logged_signature(run: Optional[Run], source: str) -> Optional[tuple]:
     """MLflow 2.x: the signature the run's `mlflow.log-model.history` tag recorded for the model
     at this version's artifact path (or the run's only logged model), for when its MLmodel file
     cannot be read. None when the tag holds none."""
-    raw = run.tags.get(HISTORY_TAG) if run is not None else None
-    try:
-        entries = json.loads(raw) if raw else None
-    except ValueError:
+    if run is None:
         return None
-    if run is None or not isinstance(entries, list):
-        return None
-    signed = [e for e in entries if isinstance(e, dict) and isinstance(e.get("signature"), dict)]
+    signed = _signed_entries(run)
     path = _artifact_path(source or "", run)
     matching = [e for e in signed if path and str(e.get("artifact_path", "")).strip("/") == path]
     chosen = matching or (signed if len(signed) == 1 else [])
