@@ -13,6 +13,7 @@ from typing import NoReturn
 import click
 
 from connector import stopping
+from connector.source.store_backend import quiet_mlflow_telemetry
 from connector.recipe import RecipeError, load_recipe
 from connector.secrets import Redactor
 
@@ -80,6 +81,7 @@ def _stop_on_signals() -> None:
 @click.version_option(package_name="mlflow-catalog-connector")
 def main() -> None:
     """Put what an MLflow tracking server and model registry hold into a data catalog."""
+    quiet_mlflow_telemetry()  # our own process: before anything may load MLflow
     _stop_on_signals()
 
 
