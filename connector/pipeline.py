@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Optional
 from connector import stopping
 from connector.secrets import Redactor, redact_url
 from connector.mapping.common import MappingContext, Mcp
+from connector.mapping.links import ForeignLinks
 from connector.mapping.records import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.recipe import Recipe
 from connector.report import Progress, Report, new_run_id
@@ -24,6 +25,7 @@ from connector.settings import (
 from connector.sinks.base import Sink, SinkError, SinkResult
 from connector.sinks.dead_letter import retire
 from connector.sinks.file import PLACEHOLDERS
+from connector.sinks.rest import RestSink
 from connector.source.connect import open_backend
 from connector.source.crawler import MlflowCrawler
 from connector.source.errors import SourceError
@@ -125,6 +127,12 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
     return report
 
 
+def _keep_foreign_links(target: Sink, ctx: MappingContext) -> None:
+    """Links the SDK added to the aspects ingestion writes whole are kept (the REST sink reads them)."""
+    if isinstance(target, RestSink):
+        target.foreign_links = ForeignLinks(ctx.deployment_rules, ctx.env)
+
+
 def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int], progress_interval: float,
             resume: bool, sink: Optional[Sink]) -> None:
     ctx = mapping_context(recipe.source.config)
@@ -134,6 +142,7 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
     if sink is None:  # the recipe's own sink
         _warn_about_replaced_files(recipe, tracker, report)
     report.sink = target.name
+    _keep_foreign_links(target, ctx)
     checkpoint = None
     if tracker is not None and tracker.mode in ("full", "resume") and target.delivers_as_it_goes and not preview:
         def checkpoint():  # everything so far is delivered: a stopped crawl can resume from here

@@ -38,14 +38,19 @@ class Key:
     model: Optional[Any] = None  # a nested section
 
 
+def _union_name(args: list, optional: bool) -> str:
+    if len(args) > 1 and all(_nested_model(a) for a in args):  # a discriminated union of sections
+        return "section: " + " or ".join(f"type {typing.get_args(a.model_fields['type'].annotation)[0]}"
+                                         for a in args)
+    inner = " | ".join(_type_name(a) for a in args)
+    return f"{inner} (optional)" if optional else inner
+
+
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin in (typing.Union, types.UnionType) and all(_nested_model(a) for a in args) and len(args) > 1:
-        return "section: " + " or ".join(f"type {a.model_fields['type'].annotation.__args__[0]}" for a in args)
     if origin in (typing.Union, types.UnionType):
-        inner = " | ".join(_type_name(a) for a in args)
-        return f"{inner} (optional)" if len(args) < len(typing.get_args(annotation)) else inner
+        return _union_name(args, len(args) < len(typing.get_args(annotation)))
     if origin is typing.Literal:
         return " | ".join(json.dumps(a) for a in typing.get_args(annotation))
     if origin is typing.Annotated:
@@ -54,9 +59,7 @@ def _type_name(annotation: Any) -> str:
         return f"{origin.__name__}[{', '.join(_type_name(a) for a in typing.get_args(annotation))}]"
     if annotation is SecretStr:
         return "secret string"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "section"
-    return getattr(annotation, "__name__", str(annotation))
+    return "section" if _nested_model(annotation) else getattr(annotation, "__name__", str(annotation))
 
 
 def _nested_model(annotation: Any) -> Optional[type]:

@@ -73,6 +73,8 @@ def _server_message(answer: Answer) -> str:
 
 
 class GmsClient:
+    named = "`server`"  # what the user set to this URL, for messages
+
     def __init__(self, settings: GmsSettings):
         self.settings = settings
         self._http = HttpClient(settings.server, settings.http, token=settings.token, headers={
@@ -115,7 +117,7 @@ class GmsClient:
             data = None
         if not isinstance(data, dict) or "value" not in data:
             raise GmsNotGms(f"{self.server}{path} answered HTTP {answer.status} with something that is not GMS's "
-                            f"answer ({answer.content_type}: {answer.text(80)!r}): is `server` DataHub's GMS?")
+                            f"answer ({answer.content_type}: {answer.text(80)!r}): is {self.named} DataHub's GMS?")
 
     def _post(self, path: str, payload: dict, batch: bool = False) -> None:
         answer = self._request("POST", path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
@@ -133,14 +135,13 @@ class GmsClient:
         self._post("/aspects?action=ingestProposal", {"proposal": record, "async": "false"})
 
     def post(self, path: str, payload: dict) -> Optional[dict]:
-        """Any Rest.li action: the answer's JSON (None when empty); GmsRejected for a 4xx."""
+        """Any Rest.li action: the answer's JSON (None when empty); GmsRejected for a 4xx, GmsNotGms
+        for a 2xx that is not GMS's answer (the rule deliveries follow)."""
         answer = self._request("POST", path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
         if answer.status >= 400:
             raise GmsRejected(answer.status, _server_message(answer))
-        try:
-            return answer.json() if answer.body else None
-        except ValueError:
-            raise GmsRejected(answer.status, f"{self.server}{path} answered something that is not JSON") from None
+        self._taken(answer, path)
+        return answer.json() if answer.body.strip() else None
 
     def config(self) -> dict:
         answer = self._request("GET", "/config")
