@@ -77,8 +77,14 @@ class _CrawlEvents:
     def seen(self, kind: str, count: int = 1) -> None:
         self.report.seen(kind, count)
 
+    def filter_out(self, kind: str, count: int) -> None:
+        self.report.filter_out(kind, count)
+
     def warning(self, title: str, message: str) -> None:
         self.report.warning(title, message)
+
+    def failure(self, title: str, message: str) -> None:
+        self.report.failure(title, message)
 
     def info(self, title: str, message: str) -> None:
         self.report.info(title, message)

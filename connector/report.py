@@ -36,6 +36,7 @@ class Report:
     crawl_sec: float = 0.0          # crawling and mapping, with the sink taking proposals as they come
     final_delivery_sec: float = 0.0  # the sink finishing after the crawl (flush, last batches, rename)
     crawled: Counter = field(default_factory=Counter)
+    filtered: Counter = field(default_factory=Counter)  # listed by MLflow, left out by a pattern
     entities: Counter = field(default_factory=Counter)
     aspects: dict = field(default_factory=dict)
     proposals: int = 0
@@ -72,6 +73,10 @@ class Report:
     # -- crawl observer ----------------------------------------------------
     def seen(self, kind: str, count: int = 1) -> None:
         self.crawled[kind] += count
+
+    def filter_out(self, kind: str, count: int) -> None:
+        if count:
+            self.filtered[kind] += count
 
     def warning(self, title: str, message: str) -> None:
         self.warning_count += 1
@@ -144,6 +149,7 @@ class Report:
             "durations": {"total_sec": self.duration_sec, "crawl_sec": self.crawl_sec,
                           "final_delivery_sec": self.final_delivery_sec},
             "crawled": dict(sorted(self.crawled.items())),
+            "filtered": dict(sorted(self.filtered.items())),
             "entities": dict(sorted(self.entities.items())),
             "aspects": {t: dict(sorted(c.items())) for t, c in sorted(self.aspects.items())},
             "proposals": self.proposals,
@@ -161,6 +167,12 @@ class Report:
             "infos": self.infos,
         }
 
+    def _filtered_line(self) -> str:
+        if not self.filtered:
+            return ""
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(self.filtered.items()))
+        return f"filtered:   {counts} (left out by model_pattern / experiment_pattern)\n"
+
     def render(self, out: TextIO = sys.stdout) -> None:
         def w(text: str) -> None:
             out.write(self.redact(text))
@@ -170,6 +182,7 @@ class Report:
         w(f"duration:   {self.duration_sec:.2f} s, {self.source_requests} MLflow requests "
           f"({self.source_retries} retries, {self.point_lookups} point look-ups)\n")
         w("crawled:    " + (", ".join(f"{k}={v}" for k, v in sorted(self.crawled.items())) or "nothing") + "\n")
+        w(self._filtered_line())
         w(f"proposals:  {self.proposals} ({self.delivered} delivered"
           + (f", {self.dead_lettered} dead-lettered" if self.dead_lettered else "") + ")\n")
         if self.output:

@@ -10,6 +10,7 @@ of it); the first matching rule decides the fault:
     proxy.add("registered-models", "unavailable", retry_after="3600")  # 503 with Retry-After
     proxy.add("runs/search", "reset")                          # the connection dropped, no answer
     proxy.add("experiments/search", "rewrite", rewrite=fn)     # the real answer's JSON through fn
+    proxy.add("model-versions/search", "mlflow_error", not_matching="filter=")  # 400 with an error_code
 
 A rule may be limited to its first `times` matches. Every request is recorded (method, path).
 """
@@ -26,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-FAULTS = ("repeat_token", "drip", "huge", "wrong_server", "unavailable", "reset", "rewrite")
+FAULTS = ("repeat_token", "drip", "huge", "wrong_server", "unavailable", "reset", "rewrite", "mlflow_error")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
 
 
@@ -46,6 +47,8 @@ class Rule:
     declare_length: bool = False  # huge: send Content-Length (else the size is only known by reading)
     retry_after: str = "3600"    # unavailable
     rewrite: Optional[Callable[[dict], dict]] = None
+    not_matching: str = ""       # the rule skips paths holding this
+    error_code: str = "INVALID_PARAMETER_VALUE"  # mlflow_error
     used: int = 0
 
 
@@ -111,6 +114,9 @@ class FaultProxy:
                 status, headers, payload = self._forwarded_json(body)
                 assert rule.rewrite is not None
                 self._send(status, headers, json.dumps(rule.rewrite(payload)).encode())
+
+            def _fault_mlflow_error(self, rule: Rule, body: bytes) -> None:
+                self._send_json(400, {"error_code": rule.error_code, "message": "refused by the fault proxy"})
 
             def _fault_drip(self, rule: Rule, body: bytes) -> None:
                 status, headers, data = owner._forward(self.command, self.path, self.headers, body)
@@ -180,7 +186,8 @@ class FaultProxy:
     def _rule_for(self, path: str) -> Optional[Rule]:
         with self._lock:
             for rule in self.rules:
-                if rule.match in path and (rule.times is None or rule.used < rule.times):
+                skipped = rule.not_matching and rule.not_matching in path
+                if rule.match in path and not skipped and (rule.times is None or rule.used < rule.times):
                     rule.used += 1
                     return rule
         return None

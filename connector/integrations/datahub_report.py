@@ -18,6 +18,7 @@ class MlflowCatalogSourceReport(SourceReport):
     connector_run_id: str = ""
     mode: str = ""
     crawled: Dict[str, int] = field(default_factory=dict)
+    filtered: Dict[str, int] = field(default_factory=dict)  # listed, left out by model/experiment_pattern
     mlflow_requests: int = 0
     mlflow_retries: int = 0
     point_lookups: int = 0
@@ -65,6 +66,7 @@ class MlflowCatalogSourceReport(SourceReport):
         self.connector_run_id = ours.run_id
         self.mode = ours.mode
         self.crawled = dict(sorted(ours.crawled.items()))
+        self.filtered = dict(sorted(ours.filtered.items()))
         self.mlflow_requests = ours.source_requests
         self.mlflow_retries = ours.source_retries
         self.point_lookups = ours.point_lookups

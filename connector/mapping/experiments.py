@@ -36,6 +36,8 @@ def map_experiment(ctx: MappingContext, experiment: Experiment) -> Iterator[Mcp]
     if ctx.platform_instance:
         key["instance"] = ctx.platform_instance
     tags = {**key, **{k: v for k, v in experiment.tags.items() if k != NOTE_TAG}}
+    if experiment.artifact_location:  # the key DataHub's own source writes (and its users search by)
+        tags["artifacts_location"] = experiment.artifact_location
     custom = custom_properties(tags, {"experiment_id": experiment.experiment_id,
                                       "artifacts_location": experiment.artifact_location,
                                       "lifecycle_stage": experiment.lifecycle_stage})

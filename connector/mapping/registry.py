@@ -15,6 +15,7 @@ from connector.mapping.experiments import experiment_container_urn
 from connector.mapping.model_cards import (
     card_tags, deprecation, deprecation_note, map_model_card, without_card_tags,
 )
+from connector.source.artifacts import mlmodel_location
 from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
 
 MLFLOW_ACTOR = "mlflow"  # the actor of what MLflow states with nobody known behind it
@@ -92,16 +93,13 @@ def _evaluation_dataset_urn(ctx: MappingContext, run: Optional[Run], metric) -> 
 
 
 def _model_metrics(logged: Optional[LoggedModel]) -> list:
-    """The LoggedModel's metrics, one per (key, dataset): the last one listed."""
-    latest = {(m.key, m.dataset_name, m.dataset_digest): m for m in logged.metrics} if logged else {}
+    """The LoggedModel's metrics, one per (key, dataset): the latest by step, then timestamp."""
+    latest: dict = {}
+    for m in logged.metrics if logged else ():
+        key = (m.key, m.dataset_name, m.dataset_digest)
+        if key not in latest or m.order >= latest[key].order:
+            latest[key] = m
     return list(latest.values())
-
-
-def _model_metric_entries(model_metrics: list) -> tuple[dict, list]:
-    """(values of the metrics measured on no dataset, the evaluated ones sorted)."""
-    plain = {m.key: m.value for m in model_metrics if not m.dataset_name}
-    evaluated = sorted((m for m in model_metrics if m.dataset_name), key=lambda m: (m.key, m.dataset_name))
-    return plain, evaluated
 
 
 def _evaluated_entry(m) -> dict:
@@ -109,17 +107,39 @@ def _evaluated_entry(m) -> dict:
     return {"name": m.key, "value": metric_value(m.value, m.key), "description": f"on dataset {m.dataset_name}{digest}"}
 
 
+def _final_values(run: Optional[Run], plain: dict, evaluated: list) -> dict:
+    """One value per metric: the run's final one, unless the model holds a value logged later
+    (step, then timestamp; a tie goes to the run). MLflow 3's log_model links the run's metrics
+    as they stand at that moment (often step 0) to the model: those copies lose to the run's
+    final values. A run value that is one of the model's evaluated entries (same run, logged at
+    or after it) is left out: it is listed once, with its dataset."""
+    values: dict = {}
+    evaluated_at: dict = {}
+    for m in evaluated:
+        if run is None or m.run_id in ("", run.run_id):
+            evaluated_at[m.key] = max(evaluated_at.get(m.key, m.order), m.order)
+    for key, value in (run.metrics if run else {}).items():
+        order = run.metric_order.get(key, (0, 0)) if run else (0, 0)
+        model = plain.get(key)
+        if model is not None and model.order > order:
+            values[key] = model.value
+        elif key not in evaluated_at or evaluated_at[key] < order:
+            values[key] = value
+    for key, model in plain.items():
+        if run is None or key not in run.metrics:
+            values[key] = model.value
+    return values
+
+
 def _metrics_and_evaluations(ctx: MappingContext, run: Optional[Run], logged: Optional[LoggedModel]):
-    """Training metrics and the datasets a metric was measured on. Each MLflow metric once: a
-    metric logged against the model (MLflow 3 `log_metric(..., model_id=, dataset=)`) is also in
-    its run's metrics; the model's entry, described with its dataset, is the one listed."""
+    """Training metrics and the datasets a metric was measured on: each metric's final value
+    (see _final_values), then the model's evaluated entries described with their dataset."""
     if run is None and logged is None:
         return None, []
     model_metrics = _model_metrics(logged)
-    from_run = {m.key for m in model_metrics if run is None or m.run_id in ("", run.run_id)}
-    values = {k: v for k, v in (run.metrics if run else {}).items() if k not in from_run}
-    plain, evaluated = _model_metric_entries(model_metrics)
-    listed = metrics({**values, **plain}) + [_evaluated_entry(m) for m in evaluated]
+    plain = {m.key: m for m in model_metrics if not m.dataset_name}
+    evaluated = sorted((m for m in model_metrics if m.dataset_name), key=lambda m: (m.key, m.dataset_name))
+    listed = metrics(_final_values(run, plain, evaluated)) + [_evaluated_entry(m) for m in evaluated]
     datasets = [_evaluation_dataset_urn(ctx, run, m) for m in evaluated]
     return listed, list(dict.fromkeys(d for d in datasets if d))
 
@@ -133,6 +153,14 @@ def _ml_data_aspects(ctx: MappingContext, urn: str, run: Optional[Run], logged: 
         yield mcp(urn, "mlModelEvaluationData", {"evaluationData": [{"dataset": d} for d in evaluated]})
 
 
+def _storage_location(version: ModelVersion, run: Optional[Run], logged: Optional[LoggedModel]) -> Optional[str]:
+    """Where the version's files are: its LoggedModel's artifacts (MLflow 3, source models:/m-...),
+    else its source, a runs:/ source resolved against its run's artifact URI."""
+    if logged is not None and logged.artifact_uri:
+        return logged.artifact_uri
+    return mlmodel_location(version.source or "", run.artifact_uri if run else None)
+
+
 def _version_properties(ctx: MappingContext, version: ModelVersion, model: RegisteredModel, run: Optional[Run],
                         logged_model: Optional[LoggedModel], owner_id: Optional[str], training_metrics,
                         feature_urns: tuple) -> dict:
@@ -140,6 +168,7 @@ def _version_properties(ctx: MappingContext, version: ModelVersion, model: Regis
     custom = custom_properties(own_tags, {
         "source": version.source, "status": version.status, "run_id": version.run_id,
         "current_stage": version.current_stage, "model_id": version.model_id,
+        "artifact_uri": _storage_location(version, run, logged_model),
     })
     params = {**(run.params if run else {}), **(logged_model.params if logged_model else {})}
     props = drop_none({

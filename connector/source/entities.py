@@ -18,6 +18,11 @@ def _int(value: Any) -> Optional[int]:
     return int(value) if value not in (None, "") else None
 
 
+def _order(metric: dict) -> tuple[int, int]:
+    """Where a logged metric value stands in MLflow's own order: step, then timestamp."""
+    return (_int(metric.get("step")) or 0, _int(metric.get("timestamp")) or 0)
+
+
 def _float(value: Any) -> float:
     # MLflow's JSON spells non-finite metrics "NaN", "Infinity", "-Infinity". A value that is no
     # number at all (a wrong server) is kept as it is: mapping refuses it naming the run and metric.
@@ -106,6 +111,8 @@ class Run:
     status: str = ""
     artifact_uri: str = ""
     lifecycle_stage: str = "active"
+    # each metric's latest value as MLflow orders them: (step, timestamp)
+    metric_order: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, d: dict) -> "Run":
@@ -124,6 +131,7 @@ class Run:
             lifecycle_stage=info.get("lifecycle_stage", "active"),
             params={p["key"]: p.get("value", "") for p in data.get("params") or []},
             metrics={m["key"]: _float(m.get("value", "NaN")) for m in data.get("metrics") or []},
+            metric_order={m["key"]: _order(m) for m in data.get("metrics") or []},
             tags=_tags(data.get("tags")),
             dataset_inputs=[
                 DatasetInput(
@@ -219,6 +227,7 @@ class LoggedMetric:
     dataset_name: str = ""
     dataset_digest: str = ""
     run_id: str = ""
+    order: tuple[int, int] = (0, 0)  # (step, timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +270,6 @@ class LoggedModel:
             metrics=[LoggedMetric(key=m["key"], value=_float(m.get("value", "NaN")),
                                   dataset_name=m.get("dataset_name", "") or "",
                                   dataset_digest=m.get("dataset_digest", "") or "",
-                                  run_id=m.get("run_id", "") or "")
+                                  run_id=m.get("run_id", "") or "", order=_order(m))
                      for m in data.get("metrics") or []],
         )
