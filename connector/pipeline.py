@@ -142,11 +142,17 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
         return
     if report.ok:
         _after_a_good_run(recipe, tracker, store, report, own_sink=sink is None)
-    elif tracker is None:
-        return
-    elif went_through and result.only_refused:
-        _checkpoint_despite_refusals(recipe, store, tracker, report, result.only_refused)
-    elif target.delivers_as_it_goes and tracker.incremental and tracker.touched:
+    elif tracker is not None:
+        _after_a_failed_run(recipe, tracker, store, report, result.only_refused if went_through else None,
+                            target.delivers_as_it_goes)
+
+
+def _after_a_failed_run(recipe: Recipe, tracker: ChangeTracker, store, report: Report,
+                        refused: Optional[frozenset], delivered_as_it_went: bool) -> None:
+    """`refused`: the run went through, and the only proposals not delivered were refused for good."""
+    if refused:
+        _checkpoint_despite_refusals(recipe, store, tracker, report, refused)
+    elif delivered_as_it_went and tracker.incremental and tracker.touched:
         _remember_partial_delivery(recipe, store, tracker, report)
 
 

@@ -29,9 +29,6 @@ def removal_refusal(removed: list[str], previous: dict[str, str], current: dict[
     answers with nothing; a crawl that finds as many as before is not broken, e.g. after a change
     of mapping settings or of the connector gave entities new URNs.)"""
     tail = "MLflow may have answered with nothing; no removal emitted and the checkpoint kept"
-    emptied = emptied_listing(removed, previous, current)
-    if emptied:
-        return emptied
 
     def looks_broken(gone: int, known: int, found: int) -> bool:
         return gone > max_ratio * known and found < (1 - max_ratio) * known
@@ -44,7 +41,7 @@ def removal_refusal(removed: list[str], previous: dict[str, str], current: dict[
         found = sum(1 for u in current if urns.entity_type(u) == kind)
         if of_kind >= min_kind_size and looks_broken(gone, of_kind, found):
             return f"would remove {gone} of {of_kind} {kind} entities (more than {max_ratio:.0%}): {tail}; {CONFIRM}"
-    return None
+    return emptied_listing(removed, previous, current)  # below the sizes where a ratio tells
 
 
 # Kinds MLflow lists whole (search experiments, search registered models): one that answers none

@@ -56,7 +56,7 @@ def choose_mode(previous: PipelineState, want_incremental: bool, config_hash: st
         return "resume"
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     if want_incremental and previous.has_checkpoint and previous.config_hash == config_hash \
-            and not checkpoint_in_future(previous, now_ms):
+            and previous.mapping_version == MAPPING_VERSION and not checkpoint_in_future(previous, now_ms):
         return "incremental"
     return "full"
 
