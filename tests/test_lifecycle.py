@@ -170,35 +170,36 @@ def test_empty_pages_that_carry_a_new_token_are_followed(server, gms, tmp_path):
 
 
 def test_entities_a_failed_run_delivered_are_sent_again_by_the_next_run(server, gms, tmp_path):
-    """The run fails part way (GMS answers 503 for one model); MLflow then reverts exactly the value
-    that run had delivered: the next run must put the reverted value back in the catalog."""
+    """The run fails part way (GMS answers 503 for one model, sent after the runs); MLflow then
+    reverts exactly the value that run had delivered (a tag of a run still going on, read again by
+    every run): the next run must put the reverted value back in the catalog."""
     mlflow = client(server)
-    mlflow.create_experiment("lc_partial")
-    for model in ("lc_partial_a", "lc_partial_z"):
-        mlflow.create_registered_model(model, description="v1")
+    exp = mlflow.create_experiment("lc_partial")
+    going_on = mlflow.create_run(exp, run_name="training", tags={"phase": "v1"}).info.run_id  # RUNNING
+    mlflow.create_registered_model("lc_partial_z", description="v1")
     path = recipe(tmp_path, server, gms, "lc_partial", max_batch_size=1)
     run_ok(path, tmp_path)
+    properties = (run_urn(going_on), "dataProcessInstanceProperties")
+    assert gms.store[properties]["customProperties"]["phase"] == "v1"
 
-    for model in ("lc_partial_a", "lc_partial_z"):
-        mlflow.update_registered_model(model, description="v2")
+    mlflow.set_tag(going_on, "phase", "v2")
+    mlflow.update_registered_model("lc_partial_z", description="v2")
     outage = group_urn("lc_partial_z")
     gms.unavailable_for = lambda r: r["entityUrn"] == outage
     failed = run_failing(path, tmp_path)
-    assert failed["mode"] == "incremental" and failed["resend_next_run"] >= 1
-    properties = (group_urn("lc_partial_a"), "mlModelGroupProperties")
-    assert gms.store[properties]["description"] == "v2"  # delivered before the run failed
+    assert failed["mode"] == "incremental"
+    assert gms.store[properties]["customProperties"]["phase"] == "v2"  # delivered before the run failed
     assert state(tmp_path, "lc_partial")["checkpoint"] == failed["checkpoint_before"]  # not moved
+    assert failed["resend_next_run"] == 2 and state(tmp_path, "lc_partial")["dirty_runs"] == [going_on]
+
 
     gms.unavailable_for = lambda r: False
-    mlflow.update_registered_model("lc_partial_a", description="v1")  # reverted in MLflow
+    mlflow.set_tag(going_on, "phase", "v1")  # reverted in MLflow: the checkpoint's value again
     second = run_ok(path, tmp_path)
     assert second["mode"] == "incremental"
-    assert gms.store[properties]["description"] == "v1"
+    assert gms.store[properties]["customProperties"]["phase"] == "v1"
     assert gms.store[(outage, "mlModelGroupProperties")]["description"] == "v2"
-
-    gms.received.clear()
-    run_ok(path, tmp_path)
-    assert gms.received == []  # once, not forever
+    assert "dirty_runs" not in state(tmp_path, "lc_partial")
 
 
 def test_a_run_and_dataset_the_catalog_refuses_do_not_hold_the_checkpoint_back(server, gms, tmp_path):
