@@ -13,6 +13,7 @@ Modes:
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
 from connector.mapping import urns
@@ -242,11 +243,8 @@ class ChangeTracker:
         run sends those entities again (it reads their runs again by id)."""
         p = self.previous
         forget, runs = self._not_sure(self.origins)
-        return PipelineState(checkpoint=p.checkpoint, open_runs=p.open_runs, config_hash=p.config_hash,
-                             fingerprints={u: fp for u, fp in p.fingerprints.items() if u not in forget},
-                             backfill=p.backfill, optional_aspects=p.optional_aspects, experiments=p.experiments,
-                             pending_removals=p.pending_removals, dirty_runs=sorted(set(p.dirty_runs) | runs),
-                             mapping_version=p.mapping_version)
+        return replace(p, fingerprints={u: fp for u, fp in p.fingerprints.items() if u not in forget},
+                       dirty_runs=sorted(set(p.dirty_runs) | runs))
 
     @property
     def touched(self) -> int:
