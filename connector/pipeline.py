@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from functools import partial
 from typing import Callable, Iterator, Optional
 
 from connector import stopping
 from connector.secrets import Redactor, redact_url
 from connector.mapping.common import MappingContext, Mcp
+from connector.mapping.urns import entity_type
 from connector.mapping.version import MAPPING_VERSION
 from connector.mapping.records import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.recipe import Recipe
@@ -170,12 +172,8 @@ def _checkpoint_despite_refusals(recipe: Recipe, store, tracker: ChangeTracker, 
                 + "): the next run sends them again; the rest is not sent again")
 
 
-def _kinds(urns_: frozenset) -> list[tuple[str, int]]:
-    counts: dict[str, int] = {}
-    for urn in urns_:
-        kind = urn.split(":", 3)[2]
-        counts[kind] = counts.get(kind, 0) + 1
-    return sorted(counts.items())
+def _kinds(refused: frozenset) -> list[tuple[str, int]]:
+    return sorted(Counter(entity_type(urn) for urn in refused).items())
 
 
 def _remember_partial_delivery(recipe: Recipe, store, tracker: ChangeTracker, report: Report) -> None:
