@@ -99,23 +99,23 @@ def main() -> None:
               help="A full crawl even when the recipe says incremental (e.g. a nightly run).")
 @click.option("--resume", is_flag=True,
               help="Go on with an interrupted full crawl from its last checkpoint (needs a state section).")
+@click.option("--allow-mass-removal", is_flag=True,
+              help="This run removes what MLflow no longer lists even when that looks like a broken listing "
+                   "(every model gone, more than max_removal_ratio): a mass deletion a person confirmed.")
 @_guarded
 def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, force_full: bool,
-           resume: bool) -> None:
+           resume: bool, allow_mass_removal: bool) -> None:
     """Crawl MLflow and deliver every proposal to the recipe's sink."""
     from connector.pipeline import run_ingest
     from connector.sinks.file import FileSink, StdoutSink
     from connector.state.lock import LockHeld
 
     recipe, warnings = _load(recipe_path)
-    if force_full:
-        recipe.source.config.incremental = False
+    _apply_run_flags(recipe, force_full, resume, allow_mass_removal)
     if preview_file and not preview:
         _bad_input("--preview-file needs --preview N")
     if preview and dry_run:
         _bad_input("--preview and --dry-run: choose one (a preview prints proposals, a dry run writes none)")
-    if resume and recipe.state is None:
-        _bad_input("--resume needs a state section in the recipe (it keeps the progress of a full crawl)")
     sink = None
     if preview:  # never the recipe's output: a preview must not replace a complete file
         sink = FileSink(preview_file) if preview_file else StdoutSink(sys.stdout)
@@ -129,6 +129,17 @@ def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, 
     for warning in warnings:
         report.warning("Recipe", warning)
     _finish(report, report_file, sys.stderr if preview and not preview_file else sys.stdout)
+
+
+def _apply_run_flags(recipe, force_full: bool, resume: bool, allow_mass_removal: bool) -> None:
+    if force_full:
+        recipe.source.config.incremental = False
+    if resume and recipe.state is None:
+        _bad_input("--resume needs a state section in the recipe (it keeps the progress of a full crawl)")
+    if allow_mass_removal:
+        if recipe.state is None:
+            _bad_input("--allow-mass-removal needs a state section in the recipe (removals come from the state)")
+        recipe.state.allow_mass_removal = True
 
 
 def _finish(report, report_file, out=None) -> None:

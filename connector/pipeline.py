@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from functools import partial
 from typing import Callable, Iterator, Optional
 
@@ -16,6 +17,8 @@ from connector import stopping
 from connector.secrets import Redactor, redact_url
 from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.links import ForeignLinks
+from connector.mapping.urns import entity_type
+from connector.mapping.version import MAPPING_VERSION
 from connector.mapping.records import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.recipe import Recipe
 from connector.report import Progress, Report, new_run_id
@@ -32,7 +35,6 @@ from connector.source.errors import SourceError
 from connector.source.records import FullPlan, RunsPageDone
 from connector.state.backends import StateStore
 from connector.state.store import StateError
-from connector.tracking.changes import FULLY_LISTED
 from connector.tracking.tracker import ChangeTracker, checkpoint_in_future, config_fingerprint
 
 log = logging.getLogger(__name__)
@@ -153,25 +155,56 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
     went_through = report.ok  # crawled, mapped and handed to the sink without a failure
     report.sink_result(result)
     if tracker is not None:
-        report.entities_removed = len(tracker.removed) if report.removals_emitted else 0
+        report.entities_removed = len(tracker.removals) if report.removals_emitted else 0
     if dry_run or preview:
         return
     if report.ok:
         _after_a_good_run(recipe, tracker, store, report, own_sink=sink is None)
-    elif went_through and tracker is not None:
-        _checkpoint_despite_refusals(recipe, store, tracker, report, result.only_refused)
+    elif tracker is not None:
+        _after_a_failed_run(recipe, tracker, store, report, result.only_refused if went_through else None,
+                            target.delivers_as_it_goes)
+
+
+def _after_a_failed_run(recipe: Recipe, tracker: ChangeTracker, store, report: Report,
+                        refused: Optional[frozenset], delivered_as_it_went: bool) -> None:
+    """`refused`: the run went through, and the only proposals not delivered were refused for good."""
+    if refused:
+        _checkpoint_despite_refusals(recipe, store, tracker, report, refused)
+    elif delivered_as_it_went and tracker.incremental and tracker.touched:
+        _remember_partial_delivery(recipe, store, tracker, report)
 
 
 def _checkpoint_despite_refusals(recipe: Recipe, store, tracker: ChangeTracker, report: Report,
-                                 refused: Optional[frozenset]) -> None:
-    """A proposal the catalog refuses for good must not hold every later run back to a full
-    re-send: the checkpoint moves on without the refused entities, which the next run sends again
-    (only entities listed whole on every run: the next run surely sees them)."""
-    if not refused or not all(urn.startswith(FULLY_LISTED) for urn in refused):
-        return
+                                 refused: frozenset) -> None:
+    """A proposal the catalog refuses for good must not hold every later run back, whatever its
+    kind: it is in the dead letters, and the checkpoint moves on without the refused entities
+    (and the runs or versions that made them), which the next run reads and sends again."""
     _save_state(recipe, store, tracker, report, not_delivered=refused)
-    report.info("Checkpoint saved", f"without the {len(refused)} entities the catalog refused: the next run "
-                "sends them again; the rest is not sent again")
+    removals = sum(1 for urn in tracker.removals if urn in refused)
+    report.resend_next_run = len(refused)
+    report.info("Checkpoint saved", f"without the {len(refused)} entities the catalog refused ("
+                + ", ".join(f"{kind}={n}" for kind, n in _kinds(refused)) + "; they are in the dead letters"
+                + (f"; {removals} of them removals, kept pending" if removals else "")
+                + "): the next run sends them again; the rest is not sent again")
+
+
+def _kinds(refused: frozenset) -> list[tuple[str, int]]:
+    return sorted(Counter(entity_type(urn) for urn in refused).items())
+
+
+def _remember_partial_delivery(recipe: Recipe, store, tracker: ChangeTracker, report: Report) -> None:
+    """A failed incremental run delivered some of its proposals: the catalog may hold values that
+    MLflow reverts before the next run, which would then see nothing changed. The checkpoint does
+    not move, but the entities this run sent are marked for the next run to send again."""
+    try:
+        store.save(recipe.pipeline_name or "", tracker.with_partial_delivery())
+    except (StateError, OSError) as exc:
+        report.warning("State not saved", f"{store.path}: {exc}; the entities this failed run sent may not be "
+                       "re-sent by the next incremental run (run once with --full to be sure)")
+        return
+    report.resend_next_run = tracker.touched
+    report.info("Marked for re-sending", f"this failed run sent (or tried to send) {tracker.touched} entities; "
+                "the checkpoint did not move and the next run sends them again")
 
 
 def _after_a_good_run(recipe: Recipe, tracker: Optional[ChangeTracker], store, report: Report,
@@ -230,11 +263,19 @@ def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report, resume: 
                                          f"running a {tracker.mode} crawl")
     report.checkpoint_before = previous.checkpoint or None
     if config.incremental and not tracker.incremental:
-        why = ("the checkpoint is in the future (a clock error, or a run dated ahead, saved by an older release)"
-               if checkpoint_in_future(previous, int(time.time() * 1000))
-               else "no usable checkpoint (first run, or mapping settings changed)")
-        report.info("Full crawl", f"{why}: crawling everything once")
+        report.info("Full crawl", f"{_why_full(previous)}: crawling everything once")
     return tracker, store
+
+
+def _why_full(previous) -> str:
+    if checkpoint_in_future(previous, int(time.time() * 1000)):
+        return "the checkpoint is in the future (a clock error, or a run dated ahead, saved by an older release)"
+    if previous.has_checkpoint and previous.mapping_version != MAPPING_VERSION:
+        why = (f"the connector's mapping changed (mapping version {previous.mapping_version} in the state, "
+               f"{MAPPING_VERSION} now): every entity is sent again, mapped the new way")
+        log.info("full crawl: %s", why)
+        return why
+    return "no usable checkpoint (first run, or mapping settings changed)"
 
 
 def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_interval, checkpoint) -> SinkResult:
@@ -339,11 +380,15 @@ def _removals(recipe, tracker: ChangeTracker, report: Report) -> Iterator[Mcp]:
     if report.failure_count:  # a crawl with failures cannot tell what is gone
         return
     tracker.finish_removals()
-    if not recipe.state.remove_stale or not tracker.removed:
+    if not recipe.state.remove_stale or not tracker.removals:
         return
-    refusal = tracker.removal_refused(recipe.state.max_removal_ratio)
-    if refusal:
-        report.failure("Stale-entity removal refused", refusal)
-        return
+    if tracker.removed:
+        refusal = tracker.removal_refused(recipe.state.max_removal_ratio)
+        if refusal and not recipe.state.allow_mass_removal:
+            report.failure("Stale-entity removal refused", refusal)
+            return
+        if refusal:
+            report.info("Mass removal confirmed", f"--allow-mass-removal: removing {len(tracker.removed)} "
+                        f"entities although {refusal.split(';')[0]}")
     report.removals_emitted = True
     yield from tracker.removal_proposals()

@@ -267,6 +267,9 @@ class StateConfig(_Strict):
     token: Optional[SecretStr] = Field(None, description="datahub backend: token for `server`")
     remove_stale: bool = True
     max_removal_ratio: float = Field(0.2, ge=0, le=1)
+    allow_mass_removal: bool = Field(False, description="remove what the crawl no longer finds even when that "
+                                     "looks like a broken listing (a deletion confirmed by a person; "
+                                     "prefer `ingest --allow-mass-removal` for one run)")
 
     @field_validator("server")
     @classmethod

@@ -57,6 +57,7 @@ class Report:
     checkpoint_after: Optional[dict] = None
     entities_removed: int = 0
     removals_emitted: bool = False
+    resend_next_run: int = 0  # entities (and removals) the saved state has the next run send again
     _last_urn: str = ""
     # Redactor.from_recipe(recipe) of the run; by default the environment's secrets and URL credentials
     redactor: Optional[Redactor] = field(default=None, repr=False, compare=False)
@@ -144,6 +145,7 @@ class Report:
             "checkpoint_after": self.checkpoint_after,
             "entities_emitted": sum(self.entities.values()),
             "entities_removed": self.entities_removed,
+            "resend_next_run": self.resend_next_run,
             "started_at": int(self.started_at * 1000),
             "duration_sec": self.duration_sec,
             "durations": {"total_sec": self.duration_sec, "crawl_sec": self.crawl_sec,
@@ -191,6 +193,8 @@ class Report:
             w(f"removed:    {self.entities_removed} entities gone from MLflow (status removed)\n")
         if self.checkpoint_after:
             w(f"checkpoint: runs started until {self.checkpoint_after['runs_started_until']} saved\n")
+        if self.resend_next_run:
+            w(f"re-send:    {self.resend_next_run} entities not surely in the catalog: the next run sends them again\n")
         w("entities and aspects:\n")
         for entity_type, count in sorted(self.entities.items()):
             aspects = ", ".join(f"{a}={n}" for a, n in sorted(self.aspects[entity_type].items()))

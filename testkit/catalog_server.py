@@ -48,6 +48,8 @@ class CatalogServer:
         self.stall_seconds = 0.0
         self.no_batch_endpoint = False         # 404 on ingestProposalBatch
         self.reject: Callable[[dict], Optional[str]] = lambda record: None
+        # 503 to every batch holding a proposal this matches (an outage that hits part of a run)
+        self.unavailable_for: Callable[[dict], bool] = lambda record: False
         self.gone_after: Optional[int] = None  # stop listening after N ingest requests
         self.read_status: Optional[int] = None  # answer this status to every aspect read
         self._ingest_requests = 0
@@ -135,6 +137,8 @@ class CatalogServer:
                 else:
                     return self._reply(404, {"message": f"unknown action {action}"})
                 decoded = [owner._decode(r) for r in records]
+                if any(owner.unavailable_for(record) for record in decoded):
+                    return self._reply(503, {"message": "unavailable", "status": 503})
                 for record in decoded:
                     reason = owner.reject(record)
                     if reason:  # GMS validates the whole batch and rejects it whole

@@ -11,6 +11,8 @@ of it); the first matching rule decides the fault:
     proxy.add("runs/search", "reset")                          # the connection dropped, no answer
     proxy.add("experiments/search", "rewrite", rewrite=fn)     # the real answer's JSON through fn
     proxy.add("model-versions/search", "mlflow_error", not_matching="filter=")  # 400 with an error_code
+    proxy.add("registered-models/search", "empty_pages", pages=2)  # 2 empty pages, each with a new
+                                                               # token, before the real first page
 
 A rule may be limited to its first `times` matches. Every request is recorded (method, path).
 """
@@ -27,7 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-FAULTS = ("repeat_token", "drip", "huge", "wrong_server", "unavailable", "reset", "rewrite", "mlflow_error")
+FAULTS = ("repeat_token", "drip", "huge", "wrong_server", "unavailable", "reset", "rewrite", "mlflow_error",
+          "empty_pages")
+_EMPTY_TOKEN = "empty-page-"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
 
 
@@ -49,6 +53,8 @@ class Rule:
     rewrite: Optional[Callable[[dict], dict]] = None
     not_matching: str = ""       # the rule skips paths holding this
     error_code: str = "INVALID_PARAMETER_VALUE"  # mlflow_error
+    pages: int = 2               # empty_pages: how many, in a row
+    items_key: str = "registered_models"  # empty_pages: the listing's key for its items
     used: int = 0
 
 
@@ -109,6 +115,22 @@ class FaultProxy:
                 status, headers, payload = self._forwarded_json(body)
                 payload["next_page_token"] = "the-same-token-again"
                 self._send(status, headers, json.dumps(payload).encode())
+
+            def _fault_empty_pages(self, rule: Rule, body: bytes) -> None:
+                # a registry that filters server-side (Databricks): empty pages that still carry a
+                # next-page token come before the real ones
+                request = json.loads(body) if body else {}
+                token = request.get("page_token") or dict(parse_qsl(urlsplit(self.path).query)).get("page_token")
+                token = token or ""
+                if not token or token.startswith(_EMPTY_TOKEN):
+                    done = int(token[len(_EMPTY_TOKEN):]) if token else 0
+                    if done < rule.pages:
+                        return self._send_json(200, {rule.items_key: [],
+                                                     "next_page_token": f"{_EMPTY_TOKEN}{done + 1}"})
+                    self.path = _without_page_token(self.path)
+                    request.pop("page_token", None)
+                    body = json.dumps(request).encode() if body else body
+                self._send(*owner._forward(self.command, self.path, self.headers, body))
 
             def _fault_rewrite(self, rule: Rule, body: bytes) -> None:
                 status, headers, payload = self._forwarded_json(body)

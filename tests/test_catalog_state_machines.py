@@ -13,7 +13,7 @@ import pytest
 from connector.sinks.gms_client import GmsClient, GmsSettings
 from connector.state import catalog_store
 from connector.state.catalog_store import ASPECT, CatalogStateStore
-from connector.state.merge import RESEND, merge_fingerprints
+from connector.state.merge import RESEND, merge_fingerprints, merge_states
 from connector.state.store import PipelineState, StateError
 from tests.catalog_server import CatalogServer
 from tests.expectations import run_urn
@@ -48,6 +48,16 @@ def test_merge_keeps_what_either_side_knows_and_resends_what_they_disagree_on():
     merged = merge_fingerprints(base, {k: v for k, v in mine.items() if v}, theirs)
     assert merged == {"kept": "1", "mine-changed": "2", "their-changed": RESEND, "both-changed": RESEND,
                       "they-removed": RESEND, "i-removed-they-changed": RESEND, "mine-new": "1", "their-new": "1"}
+
+
+def test_merge_keeps_the_pending_removals_and_dirty_runs_either_side_left_undone():
+    base = PipelineState(pending_removals=["u:delivered-by-me", "u:still-pending"], dirty_runs=["r-done", "r-old"])
+    mine = PipelineState(pending_removals=["u:still-pending", "u:refused-mine"], dirty_runs=["r-old"])
+    theirs = PipelineState(pending_removals=["u:delivered-by-me", "u:still-pending", "u:refused-theirs"],
+                           dirty_runs=["r-done", "r-old", "r-theirs"])
+    merged = merge_states(base, mine, theirs)
+    assert merged.pending_removals == ["u:refused-mine", "u:refused-theirs", "u:still-pending"]
+    assert merged.dirty_runs == ["r-old", "r-theirs"]
 
 
 def test_a_writer_whose_clock_is_a_day_ahead_hides_no_later_save(monkeypatch):

@@ -225,3 +225,22 @@ def test_a_listing_answering_the_same_page_under_new_tokens_is_stopped():
         for _ in paged(listing):
             pass
     assert next(tokens) == 2  # stopped at the second page
+
+
+def test_paging_follows_empty_pages_with_new_tokens_up_to_a_bound():
+    from itertools import count
+
+    import pytest
+
+    from connector.source.paging import MAX_EMPTY_PAGES, Listing, PageLoopError, paged
+
+    tokens = count()
+    pages = {None: ([], "e1"), "e1": ([], "e2"), "e2": ([{"name": "m"}], None)}
+    assert list(paged(Listing("registered-models/search", lambda token: pages[token]))) == [{"name": "m"}]
+    endless = Listing("registered-models/search", lambda token: ([], f"T{next(tokens)}"))
+    with pytest.raises(PageLoopError, match=f"more than {MAX_EMPTY_PAGES} empty pages in a row"):
+        list(paged(endless))
+    assert next(tokens) == MAX_EMPTY_PAGES + 1  # pages fetched: the bound, and the one past it
+    again = Listing("registered-models/search", lambda token: ([], "the-same"))
+    with pytest.raises(PageLoopError, match="answered the page token 'the-same' a second time"):
+        list(paged(again))

@@ -261,12 +261,14 @@ def test_a_corrupt_state_file_is_a_clear_failure_not_a_traceback(server, tmp_pat
 
 def test_incremental_safety_threshold_counts_per_kind():
     from connector.mapping.common import MappingContext
+    from connector.mapping.version import MAPPING_VERSION
     from connector.state.store import PipelineState
     from connector.tracking.tracker import ChangeTracker
 
     known = {f"urn:li:dataProcessInstance:{i:032x}": "f" for i in range(5000)}
     known.update({group_urn(f"m{i}"): "f" for i in range(100)})
-    previous = PipelineState(checkpoint={"runs_started_until": 1}, fingerprints=known)
+    previous = PipelineState(checkpoint={"runs_started_until": 1}, fingerprints=known,
+                             mapping_version=MAPPING_VERSION)
     tracker = ChangeTracker.start(previous, True, "", 0, MappingContext())
     assert tracker.incremental
     tracker.finish_removals()  # the registry listing came back empty: every group looks gone

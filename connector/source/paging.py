@@ -24,6 +24,9 @@ class Listing:
 
 
 MAX_PAGES = 100_000  # of one listing: 100 million runs at 1,000 a page
+# Empty pages in a row that still carry a (new) token: Databricks-hosted registries answer some
+# while they filter server-side; a listing that goes on like that past this many is stuck.
+MAX_EMPTY_PAGES = 100
 
 
 def _page_signature(items: list) -> tuple:
@@ -33,13 +36,15 @@ def _page_signature(items: list) -> tuple:
 
 
 class _TokenGuard:
-    """Refuses what would page forever: a token answered before, the same page again under a new
-    token, or more pages than any real listing has."""
+    """Refuses what would page forever: a token answered before, the same (non-empty) page again
+    under a new token, more empty pages in a row than MAX_EMPTY_PAGES, or more pages than any
+    real listing has."""
 
     def __init__(self, listing: Listing):
         self.listing = listing
         self.seen: set[str] = set()
         self.last_page: Optional[tuple] = None
+        self.empty_in_a_row = 0
 
     def _loop(self, what: str) -> PageLoopError:
         return PageLoopError(f"{self.listing.what}: {what} (after {len(self.seen)} page(s)); "
@@ -51,8 +56,11 @@ class _TokenGuard:
         if token in self.seen:
             raise self._loop(f"the server answered the page token {token[:40]!r} a second time")
         page = _page_signature(items)
-        if page == self.last_page:
+        self.empty_in_a_row = 0 if items else self.empty_in_a_row + 1
+        if items and page == self.last_page:
             raise self._loop("the server answered the same page again under a new page token")
+        if self.empty_in_a_row > MAX_EMPTY_PAGES:
+            raise self._loop(f"more than {MAX_EMPTY_PAGES} empty pages in a row, each with a new page token")
         if len(self.seen) >= MAX_PAGES:
             raise self._loop(f"more than {MAX_PAGES:,} pages")
         self.seen.add(token)

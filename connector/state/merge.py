@@ -47,6 +47,13 @@ def _merged_runs(base: PipelineState, mine: PipelineState, theirs: PipelineState
     return sorted(r for r in runs - {base.checkpoint.get("run_id"), mine.checkpoint.get("run_id")} if r)
 
 
+def _merged_list(base: list, mine: list, theirs: list) -> list:
+    """Pending work both runs know of: theirs too, except what this run has done (it was in `base`
+    and is no longer in `mine`)."""
+    done = set(base) - set(mine)
+    return sorted(set(mine) | (set(theirs) - done))
+
+
 def merge_states(base: PipelineState, mine: PipelineState, theirs: PipelineState) -> PipelineState:
     """`mine` (the state this run is saving, made from `base`) merged with `theirs` (what other runs
     saved meanwhile). Fields this function does not know are `mine`'s."""
@@ -65,4 +72,6 @@ def merge_states(base: PipelineState, mine: PipelineState, theirs: PipelineState
         open_runs=sorted(set(mine.open_runs) | set(theirs.open_runs)),
         config_hash=mine.config_hash or theirs.config_hash,
         optional_aspects={u: a for u, a in optional.items() if a},
-        experiments={**theirs.experiments, **mine.experiments})
+        experiments={**theirs.experiments, **mine.experiments},
+        pending_removals=_merged_list(base.pending_removals, mine.pending_removals, theirs.pending_removals),
+        dirty_runs=_merged_list(base.dirty_runs, mine.dirty_runs, theirs.dirty_runs))

@@ -7,7 +7,11 @@
         "fingerprints": {URN_PREFIX: {rest of URN: hash}},   # every entity emitted, compact
     "optional_aspects": {URN: [aspect, ...]},  # deprecation, model card...: cleared when they go
     "experiments": {experiment id: container URN},  # a renamed experiment gets its runs re-read
-        "backfill": {...}                     # progress of an unfinished full crawl, for --resume
+        "backfill": {...},                    # progress of an unfinished full crawl, for --resume
+        "pending_removals": [URN, ...],       # removals the catalog has not taken yet: sent again
+        "dirty_runs": [run id, ...],          # runs whose entities a failed or refused delivery left
+                                              # unsure in the catalog: read again and re-sent
+        "mapping_version": N                  # connector.mapping.version.MAPPING_VERSION of the run
     }}}
 
 Written atomically (temp file + rename): a crash leaves the previous state intact.
@@ -50,6 +54,9 @@ class PipelineState:
     # URN -> the aspects only emitted when MLflow has data for them (deprecation, model card, ...)
     optional_aspects: dict = field(default_factory=dict)
     experiments: dict = field(default_factory=dict)  # experiment id -> container URN
+    pending_removals: list = field(default_factory=list)  # URNs whose removal the catalog has not taken
+    dirty_runs: list = field(default_factory=list)  # run ids to read again (their entities are re-sent)
+    mapping_version: int = 0  # of the release that saved it (0: a release before mapping versions)
 
     @property
     def has_checkpoint(self) -> bool:
@@ -59,7 +66,11 @@ class PipelineState:
         out = {"checkpoint": self.checkpoint, "open_runs": sorted(self.open_runs),
                "config_hash": self.config_hash, "fingerprints": compact(self.fingerprints),
                "optional_aspects": {u: sorted(a) for u, a in sorted(self.optional_aspects.items()) if a},
-               "experiments": dict(sorted(self.experiments.items()))}
+               "experiments": dict(sorted(self.experiments.items())), "mapping_version": self.mapping_version}
+        if self.pending_removals:
+            out["pending_removals"] = sorted(self.pending_removals)
+        if self.dirty_runs:
+            out["dirty_runs"] = sorted(self.dirty_runs)
         if self.backfill:
             out["backfill"] = self.backfill
         return out
@@ -73,7 +84,10 @@ class PipelineState:
                    config_hash=data.get("config_hash", ""),
                    fingerprints=expand(data.get("fingerprints") or {}), backfill=data.get("backfill"),
                    optional_aspects={u: set(a) for u, a in (data.get("optional_aspects") or {}).items()},
-                   experiments=dict(data.get("experiments") or {}))
+                   experiments=dict(data.get("experiments") or {}),
+                   pending_removals=list(data.get("pending_removals") or []),
+                   dirty_runs=list(data.get("dirty_runs") or []),
+                   mapping_version=int(data.get("mapping_version") or 0))
 
 
 class StateError(Exception):
@@ -82,7 +96,8 @@ class StateError(Exception):
 
 STATE_VERSION = 1
 _ENTRY_TYPES = {"checkpoint": dict, "open_runs": list, "config_hash": str, "fingerprints": dict,
-                "backfill": dict, "optional_aspects": dict, "experiments": dict}
+                "backfill": dict, "optional_aspects": dict, "experiments": dict,
+                "pending_removals": list, "dirty_runs": list, "mapping_version": int}
 
 
 def entry_problem(entry) -> Optional[str]:

@@ -34,11 +34,31 @@ def removal_refusal(removed: list[str], previous: dict[str, str], current: dict[
         return gone > max_ratio * known and found < (1 - max_ratio) * known
 
     if previous and looks_broken(len(removed), len(previous), len(current)):
-        return f"would remove {len(removed)} of {len(previous)} entities (more than {max_ratio:.0%}): {tail}"
+        return f"would remove {len(removed)} of {len(previous)} entities (more than {max_ratio:.0%}): {tail}; {CONFIRM}"
     for kind in sorted({urns.entity_type(u) for u in removed}):
         of_kind = sum(1 for u in previous if urns.entity_type(u) == kind)
         gone = sum(1 for u in removed if urns.entity_type(u) == kind)
         found = sum(1 for u in current if urns.entity_type(u) == kind)
         if of_kind >= min_kind_size and looks_broken(gone, of_kind, found):
-            return f"would remove {gone} of {of_kind} {kind} entities (more than {max_ratio:.0%}): {tail}"
+            return f"would remove {gone} of {of_kind} {kind} entities (more than {max_ratio:.0%}): {tail}; {CONFIRM}"
+    return emptied_listing(removed, previous, current)  # below the sizes where a ratio tells
+
+
+# Kinds MLflow lists whole (search experiments, search registered models): one that answers none
+# of what the state knows is far likelier a wrong URI or filter than a store emptied on purpose.
+_LISTINGS = {"container": ("experiments", "tracking_uri"), "mlModelGroup": ("registered models", "registry_uri")}
+CONFIRM = ("if they were deleted on purpose, confirm once with `mlflow-catalog ingest --allow-mass-removal` "
+           "(or state.allow_mass_removal: true)")
+
+
+def emptied_listing(removed: list[str], previous: dict[str, str], current: dict[str, str]) -> Optional[str]:
+    """Why removing these looks like a listing gone wrong, at any size: a whole listing (experiments,
+    registered models) found none of the entities the state knows of its kind."""
+    for kind, (listing, setting) in _LISTINGS.items():
+        gone = sum(1 for u in removed if urns.entity_type(u) == kind)
+        if not gone or any(urns.entity_type(u) == kind for u in current):
+            continue
+        known = sum(1 for u in previous if urns.entity_type(u) == kind)
+        return (f"MLflow listed no {listing} while the state knows {known} (would remove {gone}): a wrong "
+                f"{setting} or filter? No removal emitted and the checkpoint kept; {CONFIRM}")
     return None

@@ -13,11 +13,13 @@ Modes:
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable, Iterable, Optional
 
 from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, status
 from connector.mapping.records import MappedEntity, fingerprint, version_fingerprint
+from connector.mapping.version import MAPPING_VERSION
 from connector.source.records import (
     CrawlPlan, ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, RunRecord, RunsPageDone, VersionRecord,
 )
@@ -32,7 +34,9 @@ _OPEN_STATUSES = {"RUNNING", "SCHEDULED"}
 
 
 def config_fingerprint(ctx: MappingContext, source_filters: tuple) -> str:
-    return fingerprint(repr(ctx), source_filters)
+    """The settings the fingerprints were made with, and the mapping's version: a change of
+    either makes the next run a full crawl (every entity re-sent, mapped the new way)."""
+    return fingerprint(repr(ctx), source_filters, MAPPING_VERSION)
 
 
 CLOCK_SKEW_MS = 5 * 60 * 1000  # a checkpoint further ahead of our clock than this is not believed
@@ -53,7 +57,7 @@ def choose_mode(previous: PipelineState, want_incremental: bool, config_hash: st
         return "resume"
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     if want_incremental and previous.has_checkpoint and previous.config_hash == config_hash \
-            and not checkpoint_in_future(previous, now_ms):
+            and previous.mapping_version == MAPPING_VERSION and not checkpoint_in_future(previous, now_ms):
         return "incremental"
     return "full"
 
@@ -74,6 +78,10 @@ class ChangeTracker:
         self.deleted: list[str] = []
         self.removed: list[str] = []
         self.progress = BackfillProgress()
+        # URN -> what made it, for every entity chosen this run: ("run", id), ("version", URN) or None
+        # (listed whole on every run); an entity not delivered is re-sent by reading its origin again
+        self.origins: dict[str, Optional[tuple]] = {}
+        self.pending: list[str] = []  # removals of earlier runs the catalog has not taken yet
         baseline: dict[str, str] = {}
         if mode == "resume":
             backfill = previous.backfill or {}
@@ -125,21 +133,27 @@ class ChangeTracker:
                    if self.previous.experiments.get(e.experiment_id, self._container_urn(e)) != self._container_urn(e)}
         since = int(self.previous.checkpoint.get("runs_started_until", 0)) - self.lookback_ms
         return IncrementalPlan(runs_started_since=max(0, since),
-                               refetch_run_ids=frozenset(self.previous.open_runs) | frozenset(new_version_runs),
+                               refetch_run_ids=frozenset(self.previous.open_runs) | frozenset(new_version_runs)
+                               | frozenset(self.previous.dirty_runs),
                                refetch_experiment_ids=frozenset(renamed), changed_versions=frozenset(changed))
 
     # -- the stream ---------------------------------------------------------------------------
     def select(self, record, entities: Callable[[], Iterable[MappedEntity]]) -> list[MappedEntity]:
         """The entities of `record` to send (`entities` maps it, called only when needed)."""
         self._note(record)
+        origin: Optional[tuple] = None
         if isinstance(record, VersionRecord):
             if not self._version_wanted(record):
                 return []
             version, *shared = entities()  # its features and deployments are shared: sent when changed
             chosen = [version] + [e for e in shared if self.changes.should_emit(e)]
+            origin = ("version", version.urn)
         else:
             chosen = [e for e in entities() if self.changes.should_emit(e)]
+            if isinstance(record, RunRecord):
+                origin = ("run", record.run.run_id)
         for entity in chosen:
+            self.origins.setdefault(entity.urn, origin)
             for proposal in entity.proposals:
                 self.optional.sent(proposal)
         return chosen
@@ -177,13 +191,21 @@ class ChangeTracker:
                                      self.incremental, self.deleted)
         for urn in self.removed:
             self.changes.current.pop(urn, None)
+        # one the crawl found again is sent as it is now, not removed
+        self.pending = [u for u in self.previous.pending_removals if u not in self.changes.current
+                        and u not in self.removed]
+
+    @property
+    def removals(self) -> list[str]:
+        """Every URN this run sends as removed: gone now, or gone before and not yet taken."""
+        return self.removed + self.pending
 
     def removal_refused(self, max_ratio: float, min_kind_size: int = 10) -> Optional[str]:
         return removal_refusal(self.removed, self.previous.fingerprints, self.changes.current, max_ratio,
                                min_kind_size)
 
     def removal_proposals(self) -> list[Mcp]:
-        return [Mcp(urn, "status", status(True)) for urn in self.removed]
+        return [Mcp(urn, "status", status(True)) for urn in self.removals]
 
     def clearing_proposals(self) -> list[Mcp]:
         return self.optional.clearing_proposals(set(self.removed))
@@ -196,7 +218,39 @@ class ChangeTracker:
         p = self.previous
         return PipelineState(checkpoint=p.checkpoint, open_runs=p.open_runs, config_hash=p.config_hash,
                              fingerprints=p.fingerprints, backfill=backfill, optional_aspects=p.optional_aspects,
-                             experiments=p.experiments)
+                             experiments=p.experiments, pending_removals=p.pending_removals,
+                             dirty_runs=p.dirty_runs, mapping_version=p.mapping_version)
+
+    def _not_sure(self, unsure: Iterable[str]) -> tuple[set[str], set[str]]:
+        """Entities whose value in the catalog is not sure, with the entities that made them: their
+        fingerprints to drop (the next run re-sends them), and the runs to read again."""
+        forget, runs = set(), set()
+        for urn in unsure:
+            forget.add(urn)
+            origin = self.origins.get(urn)
+            if origin is None:
+                continue
+            kind, key = origin
+            if kind == "run":
+                runs.add(key)
+                forget.add(urns.run_urn(key))
+            else:
+                forget.add(key)
+        return forget, runs
+
+    def with_partial_delivery(self) -> PipelineState:
+        """The previous checkpoint, unchanged, less what this failed run may have delivered: the
+        catalog may now hold values MLflow could still revert to the checkpoint's, so the next
+        run sends those entities again (it reads their runs again by id)."""
+        p = self.previous
+        forget, runs = self._not_sure(self.origins)
+        return replace(p, fingerprints={u: fp for u, fp in p.fingerprints.items() if u not in forget},
+                       dirty_runs=sorted(set(p.dirty_runs) | runs))
+
+    @property
+    def touched(self) -> int:
+        """Entities this run chose to send."""
+        return len(self.origins)
 
     def _high_water_mark(self, key: str, seen: int) -> int:
         """Never past the time this crawl started (a run dated 2100 cannot blind the next runs);
@@ -206,8 +260,9 @@ class ChangeTracker:
         return min(seen, self.started_at)
 
     def new_state(self, run_id: str, not_delivered: frozenset = frozenset()) -> PipelineState:
-        """The state to save; `not_delivered`: entities the catalog refused, left out so that the
-        next run sends them again."""
+        """The state to save; `not_delivered`: entities the catalog refused, left out (with the
+        entities that made them) so that the next run sends them again: removals stay pending,
+        runs are read again by id."""
         checkpoint = {
             "runs_started_until": self._high_water_mark("runs_started_until", self.max_start_time),
             "registry_updated_until": self._high_water_mark("registry_updated_until", self.max_registry_update),
@@ -216,8 +271,10 @@ class ChangeTracker:
             "run_id": run_id,
             "mode": self.mode,
         }
-        current = {u: fp for u, fp in self.changes.current.items() if u not in not_delivered}
+        forget, runs = self._not_sure(not_delivered) if not_delivered else (set(), set())
+        current = {u: fp for u, fp in self.changes.current.items() if u not in forget}
         experiments = {**self.previous.experiments, **self.experiments} if self.incremental else self.experiments
         return PipelineState(checkpoint=checkpoint, open_runs=sorted(self.open_runs), config_hash=self.config_hash,
                              fingerprints=dict(current), optional_aspects=self.optional.to_save(current),
-                             experiments=experiments)
+                             experiments=experiments, pending_removals=[u for u in self.removals if u in forget],
+                             dirty_runs=sorted(runs), mapping_version=MAPPING_VERSION)
