@@ -222,3 +222,22 @@ def test_the_data_in_the_page_is_the_graph_and_a_bad_file_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "connector.cli", "lineage", str(bad), "-o", str(tmp_path / "x.html")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "is not JSON" in proc.stderr and not (tmp_path / "x.html").exists()
+
+
+def test_numbers_are_shown_to_six_digits_and_a_large_page_leaves_run_parameters_out():
+    from connector.lineage import page
+    from connector.lineage.page import graph_data
+
+    def run(i):
+        return {"entityUrn": f"urn:li:dataProcessInstance:r{i}", "aspectName": "mlTrainingRunProperties",
+                "aspect": {"json": {"hyperParams": [{"name": "lr", "value": "0.123456789"}],
+                                    "trainingMetrics": [{"name": "auc", "value": "0.987654321"},
+                                                        {"name": "loss", "value": "NaN"}]}}}
+
+    small = graph_data(build_graph([run(i) for i in range(3)]))
+    assert small["lean"] is False
+    assert small["nodes"][0]["d"] == {"metrics": [["auc", "0.987654"], ["loss", "NaN"]], "params": [["lr", "0.123457"]]}
+    many = page.LEAN_ABOVE_RUNS + 1
+    large = graph_data(build_graph([run(i) for i in range(many)]))
+    assert large["lean"] is True and len(large["nodes"]) == many
+    assert large["nodes"][0]["d"] == {"metrics": [["auc", "0.987654"], ["loss", "NaN"]]}

@@ -23,8 +23,23 @@ def _static(name: str) -> str:
     return resources.files("connector.lineage").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
+# A page is for looking: numbers to 6 significant digits (the exact values are in MLflow, one click
+# away), and above this many runs their parameters stay out of the page (a run's random-looking
+# numbers are what a large page is made of; its metrics stay).
+SIGNIFICANT_DIGITS = 6
+LEAN_ABOVE_RUNS = 10_000
+
+
+def _shown_number(value: Any) -> Any:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return f"{number:.{SIGNIFICANT_DIGITS}g}" if number == number else value  # NaN as MLflow wrote it
+
+
 def _pairs(items: Any) -> list:
-    return [[str(i.get("name")), i.get("value")] for i in items or [] if isinstance(i, dict)]
+    return [[str(i.get("name")), _shown_number(i.get("value"))] for i in items or [] if isinstance(i, dict)]
 
 
 def _strip(urn: str, prefix: str) -> str:
@@ -49,8 +64,9 @@ def _created(props: dict) -> Optional[int]:
     return created.get("time") if isinstance(created, dict) else None
 
 
-def details(node: Node) -> dict:
-    """What the page shows when the node is clicked (compact keys: the page holds many)."""
+def details(node: Node, lean: bool = False) -> dict:
+    """What the page shows when the node is clicked (compact keys: the page holds many); `lean`:
+    a run's parameters are left out."""
     a = node.aspects
     props = next((a[k] for k in a if k.endswith("Properties") or k == "aiAgentInfo"), None) or {}
     run = a.get("mlTrainingRunProperties") or {}
@@ -60,7 +76,8 @@ def details(node: Node) -> dict:
         "url": props.get("externalUrl") or run.get("externalUrl"),
         "props": props.get("customProperties"),
         "metrics": _pairs(props.get("trainingMetrics") or run.get("trainingMetrics")),
-        "params": _pairs(props.get("hyperParams") or run.get("hyperParams")),
+        "params": None if lean and node.kind == "dataProcessInstance" else
+        _pairs(props.get("hyperParams") or run.get("hyperParams")),
         "owners": _listed(a.get("ownership"), "owners", "owner", "urn:li:corpuser:"),
         "tags": _listed(a.get("globalTags"), "tags", "tag", "urn:li:tag:"),
         "aliases": _listed(version, "aliases", "versionTag"),
@@ -76,6 +93,7 @@ def details(node: Node) -> dict:
 def graph_data(graph: LineageGraph) -> dict:
     """The JSON the page's script reads: nodes, edges by index, edge kinds by index."""
     index = {urn: i for i, urn in enumerate(graph.nodes)}
+    lean = graph.node_count("dataProcessInstance") > LEAN_ABOVE_RUNS
     kinds: dict[str, int] = {}
     nodes = []
     for node in graph.nodes.values():
@@ -88,12 +106,12 @@ def graph_data(graph: LineageGraph) -> dict:
             item["p"] = index[parent]
         if not node.in_output:
             item["x"] = 1  # only named by others (e.g. where a dataset's data lives)
-        info = details(node)
+        info = details(node, lean)
         if info:
             item["d"] = info
         nodes.append(item)
     edges = [[index[e.source], index[e.target], kinds.setdefault(e.kind, len(kinds))] for e in graph.edges]
-    return {"nodes": nodes, "edges": edges, "kinds": list(kinds)}
+    return {"nodes": nodes, "edges": edges, "kinds": list(kinds), "lean": lean}
 
 
 def _packed(data: dict) -> str:

@@ -149,6 +149,9 @@
     [["Metrics", d.metrics], ["Parameters", d.params]].forEach(([title, rows]) => {
       if (rows) box.append(el("h3", {}, title), table(rows));
     });
+    if (m.data.lean && n.k === "dataProcessInstance") {
+      box.append(el("p", { class: "hint" }, "Parameters of runs are left out of a page this large: see MLflow."));
+    }
     if (d.props) box.append(el("h3", {}, "Properties"), table(Object.entries(d.props)));
     const links = el("ul");
     m.ins[i].concat(m.outs[i]).forEach((e) => {
