@@ -17,8 +17,9 @@ import json
 import random
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 import requests
 
 from connector import stopping
@@ -121,13 +122,76 @@ class RateLimiter:
             stopping.sleep(delay)
 
 
-def _read_some(raw) -> bytes:
+def _read_some(raw, decode: bool = True) -> bytes:
     """What has arrived, up to a chunk, without waiting for a full chunk (a dripping server must
     not hold a read past the deadline)."""
     try:
-        return raw.read1(_CHUNK, decode_content=True)
+        return raw.read1(_CHUNK, decode_content=decode)
     except TypeError:  # a stand-in response (recorded traffic replayed) without urllib3's read1
         return raw.read(_CHUNK)
+
+
+def _decompressor(encoding: str):
+    """A zlib decompressor for a Content-Encoding we decode ourselves; None for identity."""
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    return None
+
+
+def _decoded(raw, encoding: str) -> Iterator[bytes]:
+    """The body, decoded a bounded piece at a time: a small compressed answer that expands to
+    gigabytes (a gzip bomb) is counted as it expands, never decoded whole first. gzip and
+    deflate are decoded here; any other encoding (which we do not ask for) by urllib3."""
+    encoding = encoding.strip().lower()
+    z = _decompressor(encoding)
+    if z is None:
+        while chunk := _read_some(raw, decode=encoding not in ("", "identity")):
+            yield chunk
+        return
+    first = True
+    while data := _read_some(raw, decode=False):
+        while data:
+            try:
+                piece = z.decompress(data, _CHUNK)
+            except zlib.error:
+                if not (first and encoding == "deflate"):
+                    raise ValueError("the compressed answer is corrupt") from None
+                z = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send it
+                piece = z.decompress(data, _CHUNK)
+            first = False
+            data = z.unconsumed_tail
+            if z.eof and z.unused_data:  # another gzip member follows (unused_data: all after the end)
+                data, z = z.unused_data, _decompressor(encoding)
+            if piece:
+                yield piece
+            while not data and len(piece) == _CHUNK:  # output the decompressor still holds
+                piece = z.decompress(b"", _CHUNK)
+                if piece:
+                    yield piece
+
+
+def transport_problem(exc: BaseException) -> str:
+    """What went wrong on the wire, in words (never a library's class name)."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError) or "SSL" in type(exc).__name__:
+        return "TLS handshake failed (certificate or protocol; see `verify`)"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, requests.exceptions.Timeout) or "Timeout" in type(exc).__name__:
+        return "read timed out"
+    if "NameResolution" in text or "Name or service not known" in text or "nodename nor servname" in text:
+        return "host name not resolved"
+    if "Connection refused" in text:
+        return "connection refused"
+    if isinstance(exc, requests.exceptions.InvalidURL):
+        return "invalid URL"
+    if isinstance(exc, ValueError) and not isinstance(exc, requests.exceptions.RequestException):
+        return text or "answer could not be decoded"
+    if isinstance(exc, requests.exceptions.ConnectionError) and "Max retries" in text:
+        return "connection failed"
+    return "connection broken before the answer was complete"
 
 
 class HttpClient:
@@ -234,7 +298,7 @@ class HttpClient:
                 method, url, params=params, json=json_body, data=data, stream=True,
                 timeout=(settings.connect_timeout_sec, min(settings.timeout_sec, settings.deadline_sec)))
         except requests.exceptions.RequestException as exc:
-            raise TransportError(type(exc).__name__) from None
+            raise TransportError(transport_problem(exc)) from None
         try:
             body = self._read_body(response, deadline)
         finally:
@@ -247,24 +311,21 @@ class HttpClient:
         if declared.isdigit() and int(declared) > cap:
             raise ResponseTooLarge(f"answer of {int(declared):,} bytes is over the {cap:,}-byte cap")
         chunks, size = [], 0
-        raw = response.raw
         try:
-            while True:
+            # the cap counts decoded bytes: what the answer takes in memory
+            for chunk in _decoded(response.raw, response.headers.get("Content-Encoding", "")):
                 if time.monotonic() > deadline:
                     raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
                 # (no stop check here: an answer on its way may say the server took a batch)
-                chunk = _read_some(raw)
-                if not chunk:
-                    break
                 size += len(chunk)
                 if size > cap:
                     raise ResponseTooLarge(f"answer over the {cap:,}-byte cap")
                 chunks.append(chunk)
         except (requests.exceptions.RequestException, OSError, ValueError) as exc:
-            raise TransportError(type(exc).__name__) from None
+            raise TransportError(transport_problem(exc)) from None
         except Exception as exc:  # urllib3's own errors (ProtocolError, ReadTimeoutError, ...)
             if type(exc).__module__.startswith("urllib3"):
-                raise TransportError(type(exc).__name__) from None
+                raise TransportError(transport_problem(exc)) from None
             raise
         return b"".join(chunks)
 

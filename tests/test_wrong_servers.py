@@ -3,8 +3,11 @@ and the rate limit over every request, artifact reads included. A real `mlflow s
 fault-injecting proxy (tests/fault_proxy.py)."""
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +110,45 @@ def test_the_rate_limit_covers_artifact_reads():
     assert sum("mlflow-artifacts" in path for _, path in arrivals) == 5
     gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:], strict=False)]
     assert len(gaps) == 6 and min(gaps) > 0.08, gaps  # 10 a second, artifact reads included
+
+
+_PEAK_RSS = """
+import sys
+from connector.cli import main
+peak_file = sys.argv.pop(-1)
+try:
+    main()
+finally:
+    status = open('/proc/self/status').read()
+    peak = next(line for line in status.splitlines() if line.startswith('VmHWM'))
+    open(peak_file, 'w').write(peak.split()[1])
+"""
+
+
+def _peak_rss_mb(recipe: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict, float]:
+    """Run `ingest` in a process of its own; (process, report, its peak resident memory in MB)."""
+    report_file, peak_file = tmp_path / f"report-{time.monotonic_ns()}.json", tmp_path / "peak"
+    proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, "ingest", "-c", str(recipe), "--report-file",
+                           str(report_file), str(peak_file)], capture_output=True, text=True, timeout=240)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc, json.loads(report_file.read_text(encoding="utf-8")), int(peak_file.read_text()) / 1024
+
+
+@pytest.mark.parametrize("fault", ["gzip_bomb", "endless"])
+def test_a_compressed_or_endless_answer_is_refused_with_memory_near_the_cap(proxy, tmp_path, fault):
+    """The cap counts decoded bytes as they are decoded: a 2 MB gzip answer that expands to 2 GB, or
+    a chunked answer that never ends, is refused with the process's peak memory near the cap: what
+    a run refused at the same request with a small answer takes, plus the cap."""
+    out = tmp_path / "out.json"
+    recipe = write_recipe(tmp_path, proxy.url, file_sink(out), max_response_mb=8)
+    proxy.add("experiments/search", "wrong_server", times=1)
+    proc, _, baseline_mb = _peak_rss_mb(recipe, tmp_path)
+    assert proc.returncode == 1
+    proxy.add("experiments/search", fault, megabytes=2)
+    proc, report, peak_mb = _peak_rss_mb(recipe, tmp_path)
+    assert proc.returncode == 1
+    [failure] = report["failures"]
+    assert "experiments/search" in failure["message"] and "8,388,608-byte cap" in failure["message"]
+    assert peak_mb < baseline_mb + 8 + 24, f"peak {peak_mb:.0f} MB, {baseline_mb:.0f} MB without it"
+    assert peak_mb < 8 + 200
+    assert not out.exists()
