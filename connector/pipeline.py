@@ -91,6 +91,9 @@ class _CrawlEvents:
         if self.tracker is not None:
             self.tracker.run_deleted(run_id)
 
+    def record_failed(self, what: str, problem: str) -> None:
+        self.report.record_failed(what, f"{problem}; not delivered, the other records are")
+
 
 def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] = None,
                progress_interval: float = 5.0, resume: bool = False, sink: Optional[Sink] = None) -> Report:
@@ -305,7 +308,7 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress_interval, resumab
             chosen = _select(tracker, record, partial(entities_of, ctx, record, memory))
         except Exception as exc:  # one bad record must not sink the run
             memory.forget_pending()
-            report.failure("Mapping failed", f"{describe(record)}: {type(exc).__name__}: {exc}")
+            report.record_failed(describe(record), f"{type(exc).__name__}: {exc}", title="Mapping failed")
             continue
         memory.settle()
         for title, message in memory.take_warnings():

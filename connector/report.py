@@ -36,6 +36,8 @@ class Report:
     warning_count: int = 0
     failures: list = field(default_factory=list)
     failure_count: int = 0
+    failed_records: int = 0          # records MLflow sent that could not be read or mapped
+    failed_record_names: list = field(default_factory=list)
     infos: list = field(default_factory=list)
     source_requests: int = 0
     source_retries: int = 0
@@ -67,6 +69,13 @@ class Report:
 
     def info(self, title: str, message: str) -> None:
         self.infos.append({"title": title, "message": message})
+
+    def record_failed(self, what: str, problem: str, title: str = "Record not read") -> None:
+        """One record failed (its fields are not MLflow's, or it could not be mapped); the others go on."""
+        self.failed_records += 1
+        if len(self.failed_record_names) < MAX_LISTED:
+            self.failed_record_names.append(what)
+        self.failure(title, f"{what}: {problem}")
 
     # -- proposals ---------------------------------------------------------
     def proposal(self, entity_type: str, entity_urn: str, aspect_name: str) -> None:
@@ -136,6 +145,8 @@ class Report:
             "warnings": self.warnings,
             "failure_count": self.failure_count,
             "failures": self.failures,
+            "failed_records": self.failed_records,
+            "failed_record_names": self.failed_record_names,
             "infos": self.infos,
         }
 
@@ -148,6 +159,9 @@ class Report:
         w("crawled:    " + (", ".join(f"{k}={v}" for k, v in sorted(self.crawled.items())) or "nothing") + "\n")
         w(f"proposals:  {self.proposals} ({self.delivered} delivered"
           + (f", {self.dead_lettered} dead-lettered" if self.dead_lettered else "") + ")\n")
+        if self.failed_records:
+            w(f"failed:     {self.failed_records} record(s) not delivered: {', '.join(self.failed_record_names[:10])}"
+              + (f" and {self.failed_records - 10} more" if self.failed_records > 10 else "") + "\n")
         if self.output:
             w(f"output:     {self.output}\n")
         if self.entities_removed:

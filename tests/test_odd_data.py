@@ -1,0 +1,92 @@
+"""Odd data (issue 19): an item whose fields are not what MLflow sends (tags as an object, a time of
+"yesterday", a lone surrogate in a name) fails that record, named in the report; every other record
+is delivered. A real `mlflow server` behind the fault proxy (tests/fault_proxy.py) rewriting one
+answer, the stand-in GMS (testkit/catalog_server.py) taking the rest."""
+from __future__ import annotations
+
+import pytest
+
+from tests.catalog_server import CatalogServer
+from tests.unattended_kit import assert_settled_once, ingest, rest_sink, write_recipe
+
+pytestmark = pytest.mark.server
+
+
+def _first(items_key: str, change):
+    def rewrite(answer: dict) -> dict:
+        items = answer.get(items_key) or []
+        chosen = next(i for i in items if change(i, dry_run=True))
+        change(chosen)
+        rewrite.chosen = chosen  # type: ignore[attr-defined]
+        return answer
+    return rewrite
+
+
+def _tags_as_object(run: dict, dry_run: bool = False) -> bool:
+    if not dry_run:
+        run["data"]["tags"] = {"team": "growth"}
+    return bool(run.get("data", {}).get("tags"))
+
+
+def _created_yesterday(model: dict, dry_run: bool = False) -> bool:
+    if not dry_run:
+        model["creation_timestamp"] = "yesterday"
+    return True
+
+
+def _lone_surrogate(experiment: dict, dry_run: bool = False) -> bool:
+    if not dry_run:
+        experiment["name"] = "churn-\ud800-training"
+    return experiment["name"] == "churn-training"
+
+
+def _received_urns(catalog: CatalogServer) -> set[str]:
+    return {r["entityUrn"] for r in catalog.received}
+
+
+@pytest.fixture(scope="module")
+def clean_urns(seeded_server, tmp_path_factory) -> set[str]:
+    url, _, _ = seeded_server
+    tmp_path = tmp_path_factory.mktemp("clean")
+    with CatalogServer() as catalog:
+        proc, report, _ = ingest(write_recipe(tmp_path, url, rest_sink(catalog.url, tmp_path / "dead.json")),
+                                 tmp_path)
+    assert proc.returncode == 0 and report["failed_records"] == 0, proc.stderr
+    return _received_urns(catalog)
+
+
+@pytest.mark.parametrize("endpoint,items_key,change,what,problem,missing", [
+    ("runs/search", "runs", _tags_as_object, "run {id}", "data.tags is an object, not a list",
+     ("urn:li:dataProcessInstance:",)),
+    ("registered-models/search", "registered_models", _created_yesterday, "registered model {name}",
+     "creation_timestamp is 'yesterday', not a time in milliseconds", ("urn:li:mlModelGroup:", "urn:li:mlModel:")),
+    ("experiments/search", "experiments", _lone_surrogate, "experiment {experiment_id}",
+     "name holds a character that is not valid text (a lone surrogate, position 6)",
+     ("urn:li:container:", "urn:li:dataProcessInstance:", "urn:li:dataset:")),
+], ids=["tags-as-object", "time-yesterday", "lone-surrogate"])
+def test_a_malformed_field_fails_its_record_and_the_others_are_delivered(proxy, tmp_path, clean_urns, endpoint,
+                                                                        items_key, change, what, problem, missing):
+    rewrite = _first(items_key, change)
+    proxy.add(endpoint, "rewrite", rewrite=rewrite, times=1)
+    dead = tmp_path / "dead.json"
+    with CatalogServer() as catalog:
+        proc, report, _ = ingest(write_recipe(tmp_path, proxy.url, rest_sink(catalog.url, dead)), tmp_path)
+    chosen = rewrite.chosen  # type: ignore[attr-defined]
+    name = what.format(id=chosen.get("info", {}).get("run_id"), name=chosen.get("name"),
+                       experiment_id=chosen.get("experiment_id"))
+    assert proc.returncode == 1
+    [failure] = report["failures"]
+    assert failure == {"title": "Record not read",
+                       "message": f"{name}: {problem}; not delivered, the other records are"}
+    assert report["failed_records"] == 1 and report["failed_record_names"] == [name]
+    # one line per failure on stderr, no traceback, no internal names
+    assert proc.stderr.strip().splitlines() == [f"error: Record not read: {failure['message']}"]
+    assert "unexpected" not in proc.stdout.lower() and "Error" not in failure["message"]
+    # nothing else lost: every other entity is in the catalog, nothing dead-lettered
+    assert_settled_once(report, catalog, dead)
+    assert report["dead_lettered"] == 0 and report["delivered"] == report["proposals"] > 20
+    received = _received_urns(catalog)
+    gone = clean_urns - received
+    assert received <= clean_urns and gone, (chosen, report["crawled"], report["entities"])
+    assert all(urn.startswith(missing) for urn in gone), sorted(gone)
+    assert len(gone) <= len(clean_urns) // 2
