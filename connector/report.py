@@ -12,6 +12,15 @@ from typing import Optional, TextIO
 MAX_LISTED = 100  # warnings/failures kept verbatim; the rest are only counted
 
 
+def unforeseen(exc: BaseException) -> str:
+    """An unforeseen error in words: Python's own error names (KeyError, ...) say what happened;
+    our classes' names are not shown."""
+    text = str(exc)
+    if type(exc).__module__ == "builtins":
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or "an unforeseen error"
+
+
 def new_run_id(pipeline_name: Optional[str]) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y_%m_%d-%H_%M_%S")
     return f"{pipeline_name or 'mlflow'}-{stamp}-{uuid.uuid4().hex[:6]}"

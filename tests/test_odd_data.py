@@ -4,10 +4,14 @@ is delivered. A real `mlflow server` behind the fault proxy (tests/fault_proxy.p
 answer, the stand-in GMS (testkit/catalog_server.py) taking the rest."""
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from tests.catalog_server import CatalogServer
-from tests.unattended_kit import assert_settled_once, ingest, rest_sink, write_recipe
+from tests.unattended_kit import CLI, assert_settled_once, file_sink, ingest, rest_sink, write_recipe
 
 pytestmark = pytest.mark.server
 
@@ -90,3 +94,56 @@ def test_a_malformed_field_fails_its_record_and_the_others_are_delivered(proxy, 
     assert received <= clean_urns and gone, (chosen, report["crawled"], report["entities"])
     assert all(urn.startswith(missing) for urn in gone), sorted(gone)
     assert len(gone) <= len(clean_urns) // 2
+
+
+def _damage(state_file: Path, change) -> bytes:
+    data = json.loads(state_file.read_text(encoding="utf-8"))
+    [entry] = data["pipelines"].values()
+    change(entry)
+    state_file.write_text(json.dumps(data), encoding="utf-8")
+    return state_file.read_bytes()
+
+
+@pytest.mark.parametrize("change,problem", [
+    (lambda e: e["checkpoint"].update(runs_started_until="yesterday"),
+     "'checkpoint.runs_started_until' is 'yesterday', not a time in milliseconds"),
+    (lambda e: e.update(open_runs=[{"run": 1}]), "'open_runs' holds a value that is not a run id"),
+], ids=["checkpoint-time", "open-runs"])
+def test_a_malformed_checkpoint_is_a_state_error_with_the_remedy(proxy, tmp_path, change, problem):
+    out, state = tmp_path / "out.json", tmp_path / "state.json"
+    recipe = write_recipe(tmp_path, proxy.url, file_sink(out), pipeline="nightly", state={"path": str(state)},
+                          incremental=True)
+    proc, report, _ = ingest(recipe, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    damaged = _damage(state, change)
+    proc, report, _ = ingest(recipe, tmp_path)  # the report file is written (ingest reads it)
+    assert proc.returncode == 1
+    message = (f"state file {state}, pipeline 'nightly': the entry {problem}; move the file away (the next run "
+               "is then a full crawl)")
+    assert report["failures"] == [{"title": "StateError", "message": message}]
+    assert proc.stderr.strip().splitlines() == [f"error: StateError: {message}"]
+    assert state.read_bytes() == damaged  # left as it is, for whoever looks into it
+
+
+def test_the_report_file_is_written_on_every_failure(proxy, tmp_path):
+    from connector.state.lock import PipelineLock
+
+    state = tmp_path / "state.json"
+    recipe = write_recipe(tmp_path, proxy.url, file_sink(tmp_path / "out.json"), pipeline="nightly",
+                          state={"path": str(state)})
+    with PipelineLock(state, "nightly"):  # another run holds the pipeline: exit 3
+        report_file = tmp_path / "locked.json"
+        proc = subprocess.run(CLI + ["ingest", "-c", str(recipe), "--report-file", str(report_file)],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    [failure] = json.loads(report_file.read_text(encoding="utf-8"))["failures"]
+    assert failure["title"] == "Already running" and "is already running" in failure["message"]
+    bad = tmp_path / "bad.yml"
+    bad.write_text("source: {type: mlflow, config: {tracking_uri: http://x:5000, include_runz: true}}\n"
+                   "sink: {type: file, config: {filename: out.json}}\n", encoding="utf-8")
+    report_file = tmp_path / "bad.json"
+    proc = subprocess.run(CLI + ["ingest", "-c", str(bad), "--report-file", str(report_file)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    written = json.loads(report_file.read_text(encoding="utf-8"))
+    assert written["status"] == "failure" and "include_runz" in written["failures"][0]["message"]
