@@ -13,8 +13,10 @@ Callers classify what an answer means for their server (401 -> bad credentials, 
 from __future__ import annotations
 
 import email.utils
+import html
 import json
 import random
+import re
 import threading
 import time
 import zlib
@@ -27,6 +29,8 @@ from connector.secrets import split_userinfo, url_credentials
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _CHUNK = 64 * 1024
+_TITLE_SEARCH = 64 * 1024  # an HTML page's <title> is looked for in its first bytes only
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
@@ -103,6 +107,28 @@ class Answer:
 
     def text(self, limit: int = 500) -> str:
         return self.body[:limit].decode("utf-8", errors="replace")
+
+    def json_object(self) -> Optional[dict]:
+        """The body as a JSON object, or None when it is not one (a page, plain text, nothing)."""
+        try:
+            data = json.loads(self.body) if self.body.strip() else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def describe(self) -> str:
+        """What answered, in one line: the status and the kind of body, an HTML page by its
+        <title> (never the page itself)."""
+        head = self.body[:_TITLE_SEARCH].decode("utf-8", errors="replace")
+        kind = self.content_type.split(";")[0].strip()
+        if "html" in kind or head.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
+            found = _TITLE.search(head)
+            title = " ".join(html.unescape(found.group(1)).split())[:100] if found else ""
+            return f"HTTP {self.status} with an HTML page " + (f"titled {title!r}" if title else "without a title")
+        if not self.body.strip():
+            return f"HTTP {self.status} with an empty body"
+        first = " ".join(head.split())[:80]
+        return f"HTTP {self.status} with {kind or 'a body'}: {first!r}"
 
 
 class RateLimiter:

@@ -45,6 +45,11 @@ def check_store_uri(field: str, uri: str) -> None:
     except ValueError as exc:
         raise RecipeError(f"{field}: {exc}") from None
     scheme = uri.split(":", 1)[0].lower() if _SCHEME.match(uri) else ""
+    if scheme in ("http", "https") and "#" in uri:  # a page of the MLflow UI, pasted from the browser
+        parts = urlsplit(uri)
+        raise RecipeError(f"{field}: {shown} has a '#...' part, the address of a page in the MLflow UI; the "
+                          f"tracking URI is the server's address: {redact_url(f'{scheme}://{parts.netloc}')}"
+                          f"{parts.path.rstrip('/')}")
     if scheme == "sqlite":
         _check_sqlite(field, uri, shown)
     elif scheme == "file" or not (scheme or uri.lower().startswith(("databricks", "uc"))):

@@ -152,3 +152,74 @@ def test_a_compressed_or_endless_answer_is_refused_with_memory_near_the_cap(prox
     assert peak_mb < baseline_mb + 8 + 24, f"peak {peak_mb:.0f} MB, {baseline_mb:.0f} MB without it"
     assert peak_mb < 8 + 200
     assert not out.exists()
+
+
+# -- answers that are not the expected server's: one line naming the URL and what answered ----------------
+def _one_line_each(proc: subprocess.CompletedProcess) -> None:
+    """No page in what is printed: every line short, no HTML."""
+    printed = proc.stdout + proc.stderr
+    assert "<p>" not in printed and "<html" not in printed.lower() and "Traceback" not in printed
+    assert max(len(line) for line in printed.splitlines()) < 600
+
+
+@pytest.mark.parametrize("status", [404, 400])
+def test_an_html_error_page_from_the_tracking_server_stops_the_run(proxy, tmp_path, status):
+    proxy.add("runs/search", "page", status=status, title=f"{status} Bad Gateway Page")
+    out = tmp_path / "out.json"
+    proc, report, took = ingest(write_recipe(tmp_path, proxy.url, file_sink(out)), tmp_path)
+    assert proc.returncode == 1 and took < 15
+    [failure] = report["failures"]
+    assert failure == {"title": "UnexpectedAnswer", "message": (
+        f"{proxy.url}/api/2.0/mlflow/runs/search answered HTTP {status} with an HTML page titled "
+        f"'{status} Bad Gateway Page', not MLflow's API: is {proxy.url} the MLflow tracking server's URL?")}
+    assert proc.stderr.strip().splitlines() == [f"error: UnexpectedAnswer: {failure['message']}"]
+    _one_line_each(proc)
+    assert not out.exists()
+
+
+def test_a_tracking_uri_with_a_wrong_path_names_what_answered_and_nothing_about_the_registry(seeded_server,
+                                                                                            tmp_path):
+    url, _, _ = seeded_server
+    out = tmp_path / "out.json"
+    proc, report, _ = ingest(write_recipe(tmp_path, f"{url}/mlflow", file_sink(out)), tmp_path)
+    assert proc.returncode == 1
+    [failure] = report["failures"]
+    assert failure["title"] == "UnexpectedAnswer"
+    assert failure["message"].startswith(f"{url}/mlflow/api/2.0/mlflow/")
+    assert "answered HTTP 404 with an HTML page titled '404 Not Found'" in failure["message"]
+    assert failure["message"].endswith("(is the server really mounted at the path /mlflow?)")
+    assert "registry" not in proc.stdout.lower() and "registry" not in json.dumps(report["infos"])
+    _one_line_each(proc)
+
+
+def test_a_pasted_ui_address_gets_a_hint(seeded_server, tmp_path):
+    url, _, _ = seeded_server
+    recipe = write_recipe(tmp_path, f"{url}/#/experiments/1", file_sink(tmp_path / "out.json"))
+    for command in ("ingest", "check"):
+        proc = subprocess.run(CLI + [command, "-c", str(recipe)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == (f"error: source.config.tracking_uri: {url}/#/experiments/1 has a '#...' part, "
+                                       "the address of a page in the MLflow UI; the tracking URI is the server's "
+                                       f"address: {url}")
+
+
+def test_a_rest_sink_pointed_at_the_mlflow_server_stops_at_once(seeded_server, tmp_path):
+    """404 HTML pages from MLflow: not GMS. The run stops (no splitting of batches, no page printed),
+    and every proposal is in the dead letters."""
+    from tests.fault_proxy import FaultProxy
+    from tests.unattended_kit import dead_letters, rest_sink
+
+    url, _, _ = seeded_server
+    dead = tmp_path / "dead.json"
+    with FaultProxy(url) as not_gms:  # counts what reaches the MLflow server
+        proc, report, took = ingest(write_recipe(tmp_path, url, rest_sink(not_gms.url, dead)), tmp_path)
+    assert proc.returncode == 1 and took < 30
+    assert report["delivered"] == 0 and report["dead_lettered"] == report["proposals"] > 20
+    assert len(dead_letters(dead)) == report["proposals"]
+    posts = [path for method, path in not_gms.requests if method == "POST"]
+    assert 1 <= len(posts) <= 8, posts  # stopped on the first answers, no bisection
+    expected = (f"{not_gms.url}/aspects?action=ingestProposalBatch answered HTTP 404 with an HTML page titled "
+                "'404 Not Found', not GMS's answer: is `server` DataHub's GMS (e.g. http://host:8080)?")
+    assert expected in proc.stderr.splitlines()[0]
+    assert len(proc.stderr.strip().splitlines()) <= 3
+    _one_line_each(proc)
