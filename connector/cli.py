@@ -64,7 +64,7 @@ def _load(path: str, runnable: bool = True):
         recipe = load_recipe(path)
         _redactor = Redactor.from_recipe(recipe)
         if runnable:
-            check_runnable(recipe)
+            check_runnable(recipe, path)
     except RecipeError as exc:
         _bad_input(str(exc))
     return recipe, exposure_warnings(recipe)

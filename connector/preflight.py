@@ -27,8 +27,9 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _LOOKS_LIKE_HOST = re.compile(r"^(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)(:\d+)?/?$")
 
 
-def check_runnable(recipe: Recipe) -> None:
+def check_runnable(recipe: Recipe, recipe_path: str | Path | None = None) -> None:
     """Raise RecipeError (naming the field) when the recipe cannot run as written."""
+    _check_outputs(recipe, recipe_path)
     config = recipe.source.config
     tracking_field = "source.config.tracking_uri" if config.tracking_uri else "MLFLOW_TRACKING_URI"
     tracking = config.resolved_tracking_uri()
@@ -36,6 +37,32 @@ def check_runnable(recipe: Recipe) -> None:
     registry = config.resolved_registry_uri()
     if registry != tracking:
         check_store_uri("source.config.registry_uri" if config.registry_uri else "MLFLOW_REGISTRY_URI", registry)
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    first, second = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        if first.exists() and second.exists():
+            return first.samefile(second)  # hard links and symlinks too
+    except OSError:
+        pass
+    return first.resolve() == second.resolve()
+
+
+def _check_outputs(recipe: Recipe, recipe_path: str | Path | None) -> None:
+    """A file a run writes must not be one it reads: the recipe itself, or the state file."""
+    sink = recipe.sink
+    written = {"file": ("sink.config.filename", getattr(sink.config, "filename", None)),
+               "datahub-rest": ("sink.config.dead_letter_file", getattr(sink.config, "dead_letter_file", None))}
+    field, output = written.get(sink.type, ("", None))
+    if not output:
+        return
+    kept = [("the recipe itself", recipe_path)]
+    if recipe.state is not None and recipe.state.backend == "file":
+        kept.append(("the state file (state.path)", recipe.state.path))
+    for what, path in kept:
+        if path and _same_file(output, path):
+            raise RecipeError(f"{field}: {output} is {what}; a run would overwrite it: write the output elsewhere")
 
 
 def check_store_uri(field: str, uri: str) -> None:
