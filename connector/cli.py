@@ -138,12 +138,7 @@ def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, 
     recipe, warnings = _load(recipe_path)
     if force_full:
         recipe.source.config.incremental = False
-    if preview_file and not preview:
-        _bad_input("--preview-file needs --preview N")
-    if preview and dry_run:
-        _bad_input("--preview and --dry-run: choose one (a preview prints proposals, a dry run writes none)")
-    if resume and recipe.state is None:
-        _bad_input("--resume needs a state section in the recipe (it keeps the progress of a full crawl)")
+    _check_options(recipe, dry_run, preview, preview_file, resume)
     sink = None
     if preview:  # never the recipe's output: a preview must not replace a complete file
         sink = FileSink(preview_file) if preview_file else StdoutSink(sys.stdout)
@@ -159,6 +154,15 @@ def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, 
     for warning in warnings:
         report.warning("Recipe", warning)
     _finish(report, report_file, sys.stderr if preview and not preview_file else sys.stdout)
+
+
+def _check_options(recipe, dry_run: bool, preview, preview_file, resume: bool) -> None:
+    if preview_file and not preview:
+        _bad_input("--preview-file needs --preview N")
+    if preview and dry_run:
+        _bad_input("--preview and --dry-run: choose one (a preview prints proposals, a dry run writes none)")
+    if resume and recipe.state is None:
+        _bad_input("--resume needs a state section in the recipe (it keeps the progress of a full crawl)")
 
 
 def _finish(report, report_file, out=None) -> None:

@@ -200,24 +200,27 @@ def _decoded(raw, encoding: str) -> Iterator[bytes]:
 
 def transport_problem(exc: BaseException) -> str:
     """What went wrong on the wire, in words (never a library's class name)."""
-    text = str(exc)
-    if isinstance(exc, requests.exceptions.SSLError) or "SSL" in type(exc).__name__:
+    text, kind = str(exc), type(exc).__name__
+    if isinstance(exc, requests.exceptions.SSLError) or "SSL" in kind:
         return "TLS handshake failed (certificate or protocol; see `verify`)"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "connection timed out"
-    if isinstance(exc, requests.exceptions.Timeout) or "Timeout" in type(exc).__name__:
+    if isinstance(exc, requests.exceptions.Timeout) or "Timeout" in kind:
         return "read timed out"
-    if "NameResolution" in text or "Name or service not known" in text or "nodename nor servname" in text:
-        return "host name not resolved"
-    if "Connection refused" in text:
-        return "connection refused"
-    if isinstance(exc, requests.exceptions.InvalidURL):
-        return "invalid URL"
+    for marks, words in _TRANSPORT_WORDS:
+        if any(mark in text for mark in marks):
+            return words
     if isinstance(exc, ValueError) and not isinstance(exc, requests.exceptions.RequestException):
         return text or "answer could not be decoded"
-    if isinstance(exc, requests.exceptions.ConnectionError) and "Max retries" in text:
-        return "connection failed"
     return "connection broken before the answer was complete"
+
+
+_TRANSPORT_WORDS = (  # (what a library's message holds, what we say)
+    (("NameResolution", "Name or service not known", "nodename nor servname"), "host name not resolved"),
+    (("Connection refused",), "connection refused"),
+    (("Invalid URL", "No connection adapters"), "invalid URL"),
+    (("Max retries",), "connection failed"),
+)
 
 
 class HttpClient:

@@ -169,8 +169,7 @@ class Report:
         w(f"proposals:  {self.proposals} ({self.delivered} delivered"
           + (f", {self.dead_lettered} dead-lettered" if self.dead_lettered else "") + ")\n")
         if self.failed_records:
-            w(f"failed:     {self.failed_records} record(s) not delivered: {', '.join(self.failed_record_names[:10])}"
-              + (f" and {self.failed_records - 10} more" if self.failed_records > 10 else "") + "\n")
+            w(self._failed_line())
         if self.output:
             w(f"output:     {self.output}\n")
         if self.entities_removed:
@@ -189,6 +188,12 @@ class Report:
             for item in items:
                 w(f"  - {item['title']}: {item['message']}\n")
         w(f"status:     {'SUCCESS' if self.ok else 'FAILURE'}\n")
+
+
+    def _failed_line(self) -> str:
+        more = f" and {self.failed_records - 10} more" if self.failed_records > 10 else ""
+        return (f"failed:     {self.failed_records} record(s) not delivered: "
+                f"{', '.join(self.failed_record_names[:10])}{more}\n")
 
 
 class Progress:

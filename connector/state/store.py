@@ -115,7 +115,10 @@ def _value_problem(entry: dict) -> Optional[str]:
             return f"'checkpoint.{key}' is {str(checkpoint[key])[:40]!r}, not a time in milliseconds"
     if not all(isinstance(run_id, str) for run_id in entry.get("open_runs") or []):
         return "'open_runs' holds a value that is not a run id"
-    backfill = entry.get("backfill") or {}
+    return _backfill_problem(entry.get("backfill") or {})
+
+
+def _backfill_problem(backfill: dict) -> Optional[str]:
     for key in ("max_start_time", "started_at"):
         if not _is_time(backfill.get(key)):
             return f"'backfill.{key}' is {str(backfill[key])[:40]!r}, not a time in milliseconds"
