@@ -203,6 +203,8 @@ def transport_problem(exc: BaseException) -> str:
     text, kind = str(exc), type(exc).__name__
     if isinstance(exc, requests.exceptions.SSLError) or "SSL" in kind:
         return "TLS handshake failed (certificate or protocol; see `verify`)"
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        return "too many redirects (a login page going round?)"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "connection timed out"
     if isinstance(exc, requests.exceptions.Timeout) or "Timeout" in kind:
