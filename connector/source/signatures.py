@@ -8,6 +8,7 @@ from typing import Optional
 from connector.source.artifacts import mlmodel_location, read_mlmodel, signature_inputs
 from connector.source.backend import Backend
 from connector.source.entities import LoggedModel, ModelVersion, Run
+from connector.source.errors import SourceError
 from connector.source.records import CrawlObserver
 
 
@@ -43,5 +44,6 @@ class SignatureReader:
             columns = signature_inputs(read_mlmodel(location, self.backend))
             return tuple(columns) if columns is not None else None
         except Exception as exc:  # any artifact store MLflow knows, which we may not reach
-            self.observer.warning("Signature not read", f"no MLmodel read at {location}: {type(exc).__name__}: {exc}")
+            detail = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"  # ours say it all
+            self.observer.warning("Signature not read", f"no MLmodel read at {location}: {detail}")
         return None
