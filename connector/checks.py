@@ -99,14 +99,14 @@ def _check_state(recipe: Recipe, config: StateConfig) -> tuple[str, bool, str]:
 
 
 def _check_gms(recipe: Recipe) -> tuple[str, bool, str]:
-    from connector.sinks.gms_client import GmsAuthError, GmsClient, GmsRejected, GmsUnavailable
+    from connector.sinks.gms_client import GmsAuthError, GmsClient, GmsNotGms, GmsRejected, GmsUnavailable
 
     # one retry: a check answers in seconds, it does not wait out an outage
     assert isinstance(recipe.sink.config, DatahubRestSinkConfig)
     client = GmsClient(gms_settings(recipe.sink.config, max_retries=1))
     try:
         config = client.config()
-    except GmsAuthError as exc:
+    except (GmsAuthError, GmsNotGms) as exc:  # their messages name the URL
         return "catalog server", False, str(exc)
     except (GmsUnavailable, GmsRejected) as exc:
         return "catalog server", False, f"{client.server}/config: {exc}"

@@ -24,8 +24,8 @@ def test_a_server_answering_ok_to_everything_is_not_an_empty_mlflow(proxy, tmp_p
     message = " ".join(f["message"] for f in report["failures"])
     assert proxy.url in message and "experiments/search" in message and "status" in message
     assert report["proposals"] == 0 and not out.exists()
-    check = subprocess.run(CLI + ["check", "-c", str(tmp_path / "recipe.yml")], capture_output=True, text=True,
-                           timeout=60)
+    recipe = write_recipe(tmp_path, url, rest_sink(url, dead), name="check.yml")
+    check = subprocess.run(CLI + ["check", "-c", str(recipe)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 1 and "Traceback" not in check.stderr
     api = f"{proxy.url}/api/2.0/mlflow"
     assert f"[FAIL] tracking server: {api}/experiments/search answered {{'status'}}" in check.stdout
@@ -223,3 +223,8 @@ def test_a_rest_sink_pointed_at_the_mlflow_server_stops_at_once(seeded_server, t
     assert expected in proc.stderr.splitlines()[0]
     assert len(proc.stderr.strip().splitlines()) <= 3
     _one_line_each(proc)
+    recipe = write_recipe(tmp_path, url, rest_sink(url, dead), name="check.yml")
+    check = subprocess.run(CLI + ["check", "-c", str(recipe)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 1
+    assert (f"[FAIL] catalog server: {url}/config answered HTTP 404 with an HTML page titled '404 Not Found', "
+            "not GMS's answer: is `server` DataHub's GMS (e.g. http://host:8080)?") in check.stdout.splitlines()
