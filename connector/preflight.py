@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from connector.recipe import Recipe, RecipeError, check_url
-from connector.secrets import redact_url
+from connector.secrets import redact_url, split_userinfo
 
 # Recipe fields whose values are written into proposals (and so end up in the catalog).
 CATALOG_FIELDS = {
@@ -72,11 +72,11 @@ def check_store_uri(field: str, uri: str) -> None:
     except ValueError as exc:
         raise RecipeError(f"{field}: {exc}") from None
     scheme = uri.split(":", 1)[0].lower() if _SCHEME.match(uri) else ""
-    if scheme in ("http", "https") and "#" in uri:  # a page of the MLflow UI, pasted from the browser
-        parts = urlsplit(uri)
+    bare = split_userinfo(uri)[0]  # a password may hold a '#'
+    if scheme in ("http", "https") and "#" in bare:  # a page of the MLflow UI, pasted from the browser
+        parts = urlsplit(bare)
         raise RecipeError(f"{field}: {shown} has a '#...' part, the address of a page in the MLflow UI; the "
-                          f"tracking URI is the server's address: {redact_url(f'{scheme}://{parts.netloc}')}"
-                          f"{parts.path.rstrip('/')}")
+                          f"tracking URI is the server's address: {scheme}://{parts.netloc}{parts.path.rstrip('/')}")
     if scheme == "sqlite":
         _check_sqlite(field, uri, shown)
     elif scheme == "file" or not (scheme or uri.lower().startswith(("databricks", "uc"))):
