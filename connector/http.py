@@ -171,29 +171,55 @@ def _decoded(raw, encoding: str) -> Iterator[bytes]:
     gigabytes (a gzip bomb) is counted as it expands, never decoded whole first. gzip and
     deflate are decoded here; any other encoding (which we do not ask for) by urllib3."""
     encoding = encoding.strip().lower()
-    z = _decompressor(encoding)
-    if z is None:
+    if _decompressor(encoding) is None:
         while chunk := _read_some(raw, decode=encoding not in ("", "identity")):
             yield chunk
         return
-    first = True
-    while data := _read_some(raw, decode=False):
-        while data:
+    inflater = _Inflater(encoding)
+    while not inflater.done and (data := _read_some(raw, decode=False)):
+        yield from inflater.pieces(data)
+
+
+class _Inflater:
+    """gzip or deflate, at most _CHUNK bytes of output per step: several gzip members one after
+    the other, raw deflate (as some servers send it), bytes after a complete answer ignored."""
+
+    def __init__(self, encoding: str):
+        self.encoding = encoding
+        self.z = _decompressor(encoding)
+        self.first = True
+        self.members = 0
+        self.done = False
+
+    def _step(self, data: bytes) -> bytes:
+        try:
             try:
-                piece = z.decompress(data, _CHUNK)
+                return self.z.decompress(data, _CHUNK)
             except zlib.error:
-                if not (first and encoding == "deflate"):
-                    raise ValueError("the compressed answer is corrupt") from None
-                z = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send it
-                piece = z.decompress(data, _CHUNK)
-            first = False
-            data = z.unconsumed_tail
-            if z.eof and z.unused_data:  # another gzip member follows (unused_data: all after the end)
-                data, z = z.unused_data, _decompressor(encoding)
+                if not (self.first and self.encoding == "deflate"):
+                    raise
+                self.z = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.z.decompress(data, _CHUNK)
+        except zlib.error:
+            if not self.members:
+                raise ValueError("the compressed answer is corrupt") from None
+            self.done = True  # trailing bytes after a complete answer, as urllib3 ignores them
+            return b""
+        finally:
+            self.first = False
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        while data and not self.done:
+            piece = self._step(data)
+            data = self.z.unconsumed_tail
+            if self.z.eof:
+                self.members += 1
+                if self.z.unused_data:  # another gzip member follows (unused_data: all after the end)
+                    data, self.z = self.z.unused_data, _decompressor(self.encoding)
             if piece:
                 yield piece
             while not data and len(piece) == _CHUNK:  # output the decompressor still holds
-                piece = z.decompress(b"", _CHUNK)
+                piece = self.z.decompress(b"", _CHUNK)
                 if piece:
                     yield piece
 

@@ -24,8 +24,8 @@ def test_a_server_answering_ok_to_everything_is_not_an_empty_mlflow(proxy, tmp_p
     message = " ".join(f["message"] for f in report["failures"])
     assert proxy.url in message and "experiments/search" in message and "status" in message
     assert report["proposals"] == 0 and not out.exists()
-    recipe = write_recipe(tmp_path, url, rest_sink(url, dead), name="check.yml")
-    check = subprocess.run(CLI + ["check", "-c", str(recipe)], capture_output=True, text=True, timeout=60)
+    check = subprocess.run(CLI + ["check", "-c", str(tmp_path / "recipe.yml")], capture_output=True, text=True,
+                           timeout=60)
     assert check.returncode == 1 and "Traceback" not in check.stderr
     api = f"{proxy.url}/api/2.0/mlflow"
     assert f"[FAIL] tracking server: {api}/experiments/search answered {{'status'}}" in check.stdout
@@ -228,3 +228,29 @@ def test_a_rest_sink_pointed_at_the_mlflow_server_stops_at_once(seeded_server, t
     assert check.returncode == 1
     assert (f"[FAIL] catalog server: {url}/config answered HTTP 404 with an HTML page titled '404 Not Found', "
             "not GMS's answer: is `server` DataHub's GMS (e.g. http://host:8080)?") in check.stdout.splitlines()
+
+
+def test_compressed_answers_are_decoded_as_servers_send_them():
+    """gzip (also in several members, also with bytes after the end), zlib deflate and raw deflate;
+    a corrupt body is a transport problem in words."""
+    import gzip
+    import zlib
+
+    from connector.http import HttpClient, HttpSettings, RetriesExhausted, RetryPolicy
+    from tests.fake_http import ScriptedServer
+
+    text = json.dumps({"experiments": [{"experiment_id": str(i), "name": "x" * 100} for i in range(2000)]}).encode()
+    half = len(text) // 2
+    bodies = [("gzip", gzip.compress(text)), ("gzip", gzip.compress(text[:half]) + gzip.compress(text[half:])),
+              ("gzip", gzip.compress(text) + b"\0\0trailing"), ("deflate", zlib.compress(text)),
+              ("deflate", zlib.compress(text)[2:-4])]
+    for encoding, body in bodies:
+        with ScriptedServer([(200, body, {"Content-Encoding": encoding})]) as server:
+            client = HttpClient(server.url, HttpSettings())
+            assert client.request("GET", "/x").body == text, encoding
+            client.close()
+    with ScriptedServer([(200, b"not gzip at all", {"Content-Encoding": "gzip"})]) as server:
+        client = HttpClient(server.url, HttpSettings(retry=RetryPolicy(max_retries=0)))
+        with pytest.raises(RetriesExhausted, match="the compressed answer is corrupt, after 1 attempt"):
+            client.request("GET", "/x")
+        client.close()
