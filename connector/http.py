@@ -314,7 +314,7 @@ class HttpClient:
             else:
                 if answer.status not in policy.retryable_statuses:
                     return answer
-                problem = f"HTTP {answer.status}"
+                problem = answer.describe()  # an HTML page by its title, never the page
                 retry_after = parse_retry_after(answer.headers.get("retry-after"))
             attempt += 1
             wait = policy.delay(attempt, retry_after)

@@ -254,3 +254,13 @@ def test_compressed_answers_are_decoded_as_servers_send_them():
         with pytest.raises(RetriesExhausted, match="the compressed answer is corrupt, after 1 attempt"):
             client.request("GET", "/x")
         client.close()
+
+
+def test_an_html_gateway_page_after_every_retry_is_named_by_its_title(proxy, tmp_path):
+    proxy.add("experiments/search", "page", status=502, title="502 Bad Gateway")
+    proc, report, _ = ingest(write_recipe(tmp_path, proxy.url, file_sink(tmp_path / "out.json")), tmp_path)
+    assert proc.returncode == 1
+    [failure] = report["failures"]
+    assert failure["message"] == (f"MLflow at {proxy.url} did not answer experiments/search (HTTP 502 with an HTML "
+                                  "page titled '502 Bad Gateway', after 3 attempt(s))")
+    _one_line_each(proc)
