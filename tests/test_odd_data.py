@@ -147,3 +147,22 @@ def test_the_report_file_is_written_on_every_failure(proxy, tmp_path):
     assert proc.returncode == 2
     written = json.loads(report_file.read_text(encoding="utf-8"))
     assert written["status"] == "failure" and "include_runz" in written["failures"][0]["message"]
+
+
+def test_a_refused_checkpoint_is_titled_without_internal_names(seeded_server, tmp_path):
+    """The catalog refusing the checkpoint during a resumable crawl: the failure's title is the
+    state's, no class name of ours; every proposal is settled."""
+    url, _, _ = seeded_server
+    dead = tmp_path / "dead.json"
+    with CatalogServer() as catalog:
+        catalog.reject = lambda r: ("checkpoints are read-only here" if r["aspectName"] == "datahubIngestionCheckpoint"
+                                    else None)
+        recipe = write_recipe(tmp_path, url, rest_sink(catalog.url, dead), pipeline="nightly",
+                              state={"backend": "datahub"})
+        proc, report, _ = ingest(recipe, tmp_path)
+    assert proc.returncode == 1
+    titles = [f["title"] for f in report["failures"]]
+    assert titles and set(titles) <= {"StateError", "State not saved"}, titles
+    assert all("checkpoints are read-only here" in f["message"] for f in report["failures"])
+    assert "_Refused" not in proc.stdout + proc.stderr and "Refused" not in " ".join(titles)
+    assert_settled_once(report, catalog, dead)
