@@ -166,3 +166,19 @@ def test_a_refused_checkpoint_is_titled_without_internal_names(seeded_server, tm
     assert all("checkpoints are read-only here" in f["message"] for f in report["failures"])
     assert "_Refused" not in proc.stdout + proc.stderr and "Refused" not in " ".join(titles)
     assert_settled_once(report, catalog, dead)
+
+
+def test_a_malformed_checkpoint_in_the_catalog_is_a_state_error_with_the_remedy():
+    from connector.sinks.gms_client import GmsClient, GmsSettings
+    from connector.state.catalog_store import CatalogStateStore
+    from connector.state.store import PipelineState, StateError
+
+    with CatalogServer() as gms:
+        store = CatalogStateStore(GmsClient(GmsSettings(server=gms.url)))
+        store.save("nightly", PipelineState(checkpoint={"runs_started_until": "yesterday", "run_id": "r1"}))
+        with pytest.raises(StateError) as caught:
+            store.load("nightly")
+    assert str(caught.value) == (
+        f"{gms.url} {store.urn('nightly')}: the checkpoint 'checkpoint.runs_started_until' is 'yesterday', not a "
+        "time in milliseconds; delete that checkpoint, or use another pipeline_name (the next run is then a full "
+        "crawl)")
