@@ -27,8 +27,12 @@ class _Bad(ValueError):
 _KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words (not Python's type names)."""
     return _KINDS.get(type(value), "a number" if isinstance(value, (int, float)) else "something else")
+
+
+_kind = json_kind
 
 
 def _text(value: Any, name: str) -> str:

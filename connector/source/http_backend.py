@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from connector.http import Answer, HttpClient, HttpSettings, RateLimiter, ResponseTooLarge, RetriesExhausted
 from connector.source.backend import Page
+from connector.source.entities import json_kind
 from connector.source.errors import MlflowApiError, SourceAuthError, SourceError, SourceUnreachable
 
 API = "/api/2.0/mlflow"
@@ -137,8 +138,8 @@ class HttpBackend:
                 f"'next_page_token'): is {client.base_url} the MLflow tracking server?")
         items, token = out.get(key, []), out.get("next_page_token")
         if not isinstance(items, list) or not isinstance(token, (str, type(None))):
-            raise UnexpectedAnswer(f"{where} answered {key!r} as {type(items).__name__} and 'next_page_token' as "
-                                   f"{type(token).__name__}: not MLflow's answer")
+            raise UnexpectedAnswer(f"{where} answered {key!r} as {json_kind(items)} and 'next_page_token' as "
+                                   f"{json_kind(token)}: not MLflow's answer")
         for index, item in enumerate(items):
             missing = [i for i in ids if not isinstance(item, dict) or not _holds(item, i)]
             if missing:
