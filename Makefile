@@ -1,5 +1,6 @@
 # make demo  - install into .venv, seed a local MLflow store, ingest it to out/demo.json, print the report
 # make test  - install the test extra into .venv and run every test
+# make test-fast - the offline tier: no MLflow server, no Airflow, no browser (under a minute)
 # make example - the SDK tutorial flow (examples/tutorial.py) to out/example.json
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,7 +17,7 @@ export DO_NOT_TRACK := true
 export DATAHUB_TELEMETRY_ENABLED := false
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: demo example test lint install install-server install-test install-airflow cassettes bench bench-datahub clean
+.PHONY: demo example test test-fast lint install-browser vendor-js install install-server install-test install-airflow cassettes bench bench-datahub clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,14 +48,34 @@ demo: install-server
 	rm -rf .demo && mkdir -p .demo out
 	$(PY) -m connector.demo .demo/mlflow.db
 	$(VENV)/bin/mlflow-catalog ingest -c recipes/demo.yml --report-file out/demo-report.json
+	$(VENV)/bin/mlflow-catalog lineage out/demo.json -o out/demo-lineage.html --title "MLflow lineage: the demo store"
+	@echo "open out/demo-lineage.html in a browser (it works offline)"
 
 example: install
 	mkdir -p out
 	$(PY) -m examples.tutorial out/example.json
 
+# Debian's Chromium for the tests that open the lineage page (marker `browser`); needs root (or sudo).
+install-browser:
+	@command -v chromium >/dev/null || { $$(command -v sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$(command -v sudo) apt-get install -y -qq chromium >/dev/null; }
+
+# The lineage page's graph library, again from the npm registry, checked against the hash in
+# connector/lineage/static/README.md (to upgrade: change both).
+CYTOSCAPE_VERSION ?= 3.35.0
+vendor-js:
+	rm -rf .vendor && mkdir -p .vendor && cd .vendor && npm pack -q cytoscape@$(CYTOSCAPE_VERSION) && tar xzf cytoscape-*.tgz
+	grep -q "$$(sha256sum .vendor/package/dist/cytoscape.min.js | cut -d' ' -f1)" connector/lineage/static/README.md
+	cp .vendor/package/dist/cytoscape.min.js connector/lineage/static/ && cp .vendor/package/LICENSE connector/lineage/static/LICENSE-cytoscape.txt
+
 # The Airflow venv is only built when the airflow tests are selected.
-test: install-test lint $(if $(findstring not airflow,$(PYTEST_ARGS)),,install-airflow)
+test: install-test lint install-browser $(if $(findstring not airflow,$(PYTEST_ARGS)),,install-airflow)
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The offline tier: lint, then the tests that start no server (a test that does is mis-marked
+# and fails saying so).
+test-fast: lint
+	CONNECTOR_OFFLINE_TESTS=1 $(PY) -m pytest -q -p no:cacheprovider -m "not server and not airflow and not browser" $(PYTEST_ARGS)
 
 lint: install-test
 	$(VENV)/bin/ruff check connector benchmarks examples testkit

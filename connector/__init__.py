@@ -1,9 +1,7 @@
-"""MLflow -> data catalog (DataHub metadata model) ingestion connector."""
-import os
+"""MLflow -> data catalog (DataHub metadata model) ingestion connector.
 
-# A metadata crawler must not phone home; MLflow 3 telemetry can also stall a
-# process for minutes at exit on a machine without internet.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
+Importing it changes nothing in the host process (no environment variable is set): the CLI turns
+MLflow's telemetry off for its own process, and an in-process MLflow client is only loaded by
+connector.source.store_backend, which does the same just before (see quiet_mlflow_telemetry)."""
 
 __version__ = "0.1.0"

@@ -83,13 +83,18 @@ def _check_state(recipe: Recipe, config: StateConfig) -> tuple[str, bool, str]:
     from connector.settings import open_state_store
     from connector.state.store import StateError
 
+    from connector.state.catalog_store import CatalogStateStore
+
     name = f"state ({config.backend})"
     if config.backend == "file":
         problem = folder_problem(Path(config.path).resolve().parent)
         if problem:
             return name, False, f"{problem}; each run saves its checkpoint there"
     try:
-        state = open_state_store(config, recipe.sink).load(recipe.pipeline_name or "")
+        store = open_state_store(config, recipe.sink)
+        if isinstance(store, CatalogStateStore):  # a 2xx from a proxy or a login page is no store
+            store.check_server()
+        state = store.load(recipe.pipeline_name or "")
     except StateError as exc:
         return name, False, str(exc)
     if not state.has_checkpoint:

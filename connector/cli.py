@@ -13,6 +13,7 @@ from typing import NoReturn, Optional
 import click
 
 from connector import stopping
+from connector.source.store_backend import quiet_mlflow_telemetry
 from connector.recipe import RecipeError, load_recipe
 from connector.secrets import Redactor
 
@@ -107,6 +108,7 @@ def _stop_on_signals() -> None:
 @click.version_option(package_name="mlflow-catalog-connector")
 def main() -> None:
     """Put what an MLflow tracking server and model registry hold into a data catalog."""
+    quiet_mlflow_telemetry()  # our own process: before anything may load MLflow
     _stop_on_signals()
 
 
@@ -225,6 +227,34 @@ def check(recipe_path: str) -> None:
         _say(f"[{'ok' if passed else 'FAIL'}] {name}: {detail}")
         ok = ok and passed
     sys.exit(EXIT_OK if ok else EXIT_FAILURES)
+
+
+
+@main.command()
+@click.argument("proposal_file", required=False, type=click.Path(dir_okay=False))
+@click.option("-c", "--config", "recipe_path", default=None, type=click.Path(dir_okay=False),
+              help="Crawl this recipe's MLflow instead of reading a file (delivers nothing, touches no state).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The HTML page to write.")
+@click.option("--title", default="MLflow lineage", show_default=True, help="The page's title.")
+@_guarded
+def lineage(proposal_file, recipe_path, output: str, title: str) -> None:
+    """Draw the lineage of PROPOSAL_FILE (a file sink's output), or of a live crawl, as one offline HTML page."""
+    from connector.lineage.command import LineageError, records_of_crawl, records_of_file, write_page
+
+    if bool(proposal_file) == bool(recipe_path):
+        _bad_input("lineage: give a proposal file or -c RECIPE (one of them)")
+    try:
+        if recipe_path:
+            recipe, _ = _load(recipe_path)
+            records, report = records_of_crawl(recipe)
+            if not report.ok:
+                _finish(report, None)
+        else:
+            records = records_of_file(proposal_file)
+        graph = write_page(records, output, title)
+    except LineageError as exc:
+        _bad_input(str(exc))
+    _say(f"lineage of {len(graph.nodes)} entities and {len(graph.edges)} links written to {output}")
 
 
 if __name__ == "__main__":  # pragma: no cover

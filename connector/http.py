@@ -7,7 +7,11 @@ artifact reads through the tracking server, and the catalog server (GMS).
   timeout, so a server that drips its answer cannot hold a run;
 - a cap on the size of an answer;
 - one `requests.Session` per thread (sessions are not thread-safe), and a shared rate limit;
-- waits that end at once when the run is told to stop (`connector.stopping`).
+- waits that end at once when the run is told to stop (`connector.stopping`);
+- redirects followed only to the same origin (scheme, host and port; or http to https on the same
+  host): the token, basic credentials and extra headers never go to another server (requests
+  strips only `Authorization` on a host change), and the caller gets the redirect answer itself
+  (a 3xx, never another server's answer in its place).
 Callers classify what an answer means for their server (401 -> bad credentials, ...).
 """
 from __future__ import annotations
@@ -19,18 +23,21 @@ import random
 import re
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
+from urllib.parse import urljoin, urlsplit
+
 import requests
 
 from connector import stopping
+from connector.http_body import decoded, transport_problem
 from connector.secrets import split_userinfo, url_credentials
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-_CHUNK = 64 * 1024
 _TITLE_SEARCH = 64 * 1024  # an HTML page's <title> is looked for in its first bytes only
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_POLL_SEC = 0.2
+STOP_GRACE_SEC = 3.0  # after a stop, how long an attempt on the wire may still take to be answered
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
@@ -148,107 +155,34 @@ class RateLimiter:
             stopping.sleep(delay)
 
 
-def _read_some(raw, decode: bool = True) -> bytes:
-    """What has arrived, up to a chunk, without waiting for a full chunk (a dripping server must
-    not hold a read past the deadline)."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_origin(url: str, target: str) -> bool:
+    """Whether a redirect from `url` to `target` stays with the same server: same scheme, host and
+    port, or an upgrade from http to https on the same host at the default ports."""
+    old, new = urlsplit(url), urlsplit(target)
     try:
-        return raw.read1(_CHUNK, decode_content=decode)
-    except TypeError:  # a stand-in response (recorded traffic replayed) without urllib3's read1
-        return raw.read(_CHUNK)
+        old_port = old.port or _DEFAULT_PORTS.get(old.scheme)
+        new_port = new.port or _DEFAULT_PORTS.get(new.scheme)
+    except ValueError:  # a port that is not a number
+        return False
+    if (old.hostname or "").lower() != (new.hostname or "").lower():
+        return False
+    if (old.scheme, old_port) == (new.scheme, new_port):
+        return True
+    return (old.scheme, old_port, new.scheme, new_port) == ("http", 80, "https", 443)
 
 
-def _decompressor(encoding: str):
-    """A zlib decompressor for a Content-Encoding we decode ourselves; None for identity."""
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        return zlib.decompressobj()
-    return None
+class _SameOriginSession(requests.Session):
+    """A session that follows a redirect only within the same origin; any other redirect ends the
+    request with the redirect answer itself."""
 
-
-def _decoded(raw, encoding: str) -> Iterator[bytes]:
-    """The body, decoded a bounded piece at a time: a small compressed answer that expands to
-    gigabytes (a gzip bomb) is counted as it expands, never decoded whole first. gzip and
-    deflate are decoded here; any other encoding (which we do not ask for) by urllib3."""
-    encoding = encoding.strip().lower()
-    if _decompressor(encoding) is None:
-        while chunk := _read_some(raw, decode=encoding not in ("", "identity")):
-            yield chunk
-        return
-    inflater = _Inflater(encoding)
-    while not inflater.done and (data := _read_some(raw, decode=False)):
-        yield from inflater.pieces(data)
-
-
-class _Inflater:
-    """gzip or deflate, at most _CHUNK bytes of output per step: several gzip members one after
-    the other, raw deflate (as some servers send it), bytes after a complete answer ignored."""
-
-    def __init__(self, encoding: str):
-        self.encoding = encoding
-        self.z = _decompressor(encoding)
-        self.first = True
-        self.members = 0
-        self.done = False
-
-    def _step(self, data: bytes) -> bytes:
-        try:
-            try:
-                return self.z.decompress(data, _CHUNK)
-            except zlib.error:
-                if not (self.first and self.encoding == "deflate"):
-                    raise
-                self.z = zlib.decompressobj(-zlib.MAX_WBITS)
-                return self.z.decompress(data, _CHUNK)
-        except zlib.error:
-            if not self.members:
-                raise ValueError("the compressed answer is corrupt") from None
-            self.done = True  # trailing bytes after a complete answer, as urllib3 ignores them
-            return b""
-        finally:
-            self.first = False
-
-    def pieces(self, data: bytes) -> Iterator[bytes]:
-        while data and not self.done:
-            piece = self._step(data)
-            data = self.z.unconsumed_tail
-            if self.z.eof:
-                self.members += 1
-                if self.z.unused_data:  # another gzip member follows (unused_data: all after the end)
-                    data, self.z = self.z.unused_data, _decompressor(self.encoding)
-            if piece:
-                yield piece
-            while not data and len(piece) == _CHUNK:  # output the decompressor still holds
-                piece = self.z.decompress(b"", _CHUNK)
-                if piece:
-                    yield piece
-
-
-def transport_problem(exc: BaseException) -> str:
-    """What went wrong on the wire, in words (never a library's class name)."""
-    text, kind = str(exc), type(exc).__name__
-    if isinstance(exc, requests.exceptions.SSLError) or "SSL" in kind:
-        return "TLS handshake failed (certificate or protocol; see `verify`)"
-    if isinstance(exc, requests.exceptions.TooManyRedirects):
-        return "too many redirects (a login page going round?)"
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(exc, requests.exceptions.Timeout) or "Timeout" in kind:
-        return "read timed out"
-    for marks, words in _TRANSPORT_WORDS:
-        if any(mark in text for mark in marks):
-            return words
-    if isinstance(exc, ValueError) and not isinstance(exc, requests.exceptions.RequestException):
-        return text or "answer could not be decoded"
-    return "connection broken before the answer was complete"
-
-
-_TRANSPORT_WORDS = (  # (what a library's message holds, what we say)
-    (("NameResolution", "Name or service not known", "nodename nor servname"), "host name not resolved"),
-    (("Connection refused",), "connection refused"),
-    (("Invalid URL", "No connection adapters"), "invalid URL"),
-    (("Max retries",), "connection failed"),
-)
+    def get_redirect_target(self, resp):
+        target = super().get_redirect_target(resp)
+        if target is not None and not same_origin(resp.url, urljoin(resp.url, target)):
+            return None
+        return target
 
 
 class HttpClient:
@@ -279,7 +213,7 @@ class HttpClient:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = _SameOriginSession()
             session.verify = self.settings.verify
             session.headers.update(self._headers)
             if self._auth is not None:
@@ -340,12 +274,27 @@ class HttpClient:
                 finished.set()
 
         threading.Thread(target=attempt, name="http-attempt", daemon=True).start()
-        if not finished.wait(self.settings.deadline_sec + 1.0):  # the body reader's own check comes first
-            self._local.session = None
-            raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
+        self._await(finished)
         if "error" in outcome:
             raise outcome["error"]
         return outcome["answer"]
+
+    def _await(self, finished: threading.Event) -> None:
+        """Until the attempt ends, or its deadline passes (the body reader's own check comes first),
+        or a stop was requested STOP_GRACE_SEC ago (an answer on its way may still say the server
+        took a batch): no thread waits on a stopped run for longer than that."""
+        ends = time.monotonic() + self.settings.deadline_sec + 1.0
+        stop_seen: Optional[float] = None
+        while not finished.wait(_POLL_SEC):
+            now = time.monotonic()
+            if now > ends:
+                self._local.session = None
+                raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
+            if stop_seen is None and stopping.requested():
+                stop_seen = now
+            if stop_seen is not None and now - stop_seen > STOP_GRACE_SEC:
+                self._local.session = None
+                stopping.check()
 
     def _attempt(self, session: requests.Session, method: str, url: str, params, json_body, data) -> Answer:
         settings = self.settings
@@ -370,7 +319,7 @@ class HttpClient:
         chunks, size = [], 0
         try:
             # the cap counts decoded bytes: what the answer takes in memory
-            for chunk in _decoded(response.raw, response.headers.get("Content-Encoding", "")):
+            for chunk in decoded(response.raw, response.headers.get("Content-Encoding", "")):
                 if time.monotonic() > deadline:
                     raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
                 # (no stop check here: an answer on its way may say the server took a batch)

@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Optional
 from connector import stopping
 from connector.secrets import Redactor, redact_url
 from connector.mapping.common import MappingContext, Mcp
+from connector.mapping.links import ForeignLinks
 from connector.mapping.records import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.recipe import Recipe
 from connector.report import Progress, Report, new_run_id, unforeseen
@@ -24,6 +25,7 @@ from connector.settings import (
 from connector.sinks.base import Sink, SinkError, SinkResult
 from connector.sinks.dead_letter import retire
 from connector.sinks.file import PLACEHOLDERS
+from connector.sinks.rest import RestSink
 from connector.source.connect import open_backend
 from connector.source.crawler import MlflowCrawler
 from connector.source.errors import SourceError
@@ -75,8 +77,14 @@ class _CrawlEvents:
     def seen(self, kind: str, count: int = 1) -> None:
         self.report.seen(kind, count)
 
+    def filter_out(self, kind: str, count: int) -> None:
+        self.report.filter_out(kind, count)
+
     def warning(self, title: str, message: str) -> None:
         self.report.warning(title, message)
+
+    def failure(self, title: str, message: str) -> None:
+        self.report.failure(title, message)
 
     def info(self, title: str, message: str) -> None:
         self.report.info(title, message)
@@ -101,7 +109,8 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
     this pipeline is going on."""
     stopping.reset()
     config = recipe.source.config
-    report = Report(pipeline_name=recipe.pipeline_name or "", dry_run=dry_run, run_id=new_run_id(recipe.pipeline_name))
+    report = Report(pipeline_name=recipe.pipeline_name or "", dry_run=dry_run, run_id=new_run_id(recipe.pipeline_name),
+                    redactor=Redactor.from_recipe(recipe))  # a secret a server echoes never reaches the report
     report.source = redact_url(config.resolved_tracking_uri())
     lock = None
     try:
@@ -122,15 +131,22 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
     return report
 
 
+def _keep_foreign_links(target: Sink, ctx: MappingContext) -> None:
+    """Links the SDK added to the aspects ingestion writes whole are kept (the REST sink reads them)."""
+    if isinstance(target, RestSink):
+        target.foreign_links = ForeignLinks(ctx.deployment_rules, ctx.env)
+
+
 def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int], progress_interval: float,
             resume: bool, sink: Optional[Sink]) -> None:
     ctx = mapping_context(recipe.source.config)
     tracker, store = _start_tracker(recipe, ctx, report, resume)
     target: Sink = sink or (_NULL_SINK if dry_run else build_sink(recipe.sink, report.run_id, recipe.pipeline_name,
-                                                                 Redactor.from_recipe(recipe)))
+                                                                 report.redactor))
     if sink is None:  # the recipe's own sink
         _warn_about_replaced_files(recipe, tracker, report)
     report.sink = target.name
+    _keep_foreign_links(target, ctx)
     checkpoint = None
     if tracker is not None and tracker.mode in ("full", "resume") and target.delivers_as_it_goes and not preview:
         def checkpoint():  # everything so far is delivered: a stopped crawl can resume from here

@@ -1,4 +1,9 @@
-"""What a run did: entities and aspects per type, warnings, failures, timings."""
+"""What a run did: entities and aspects per type, warnings, failures, timings.
+
+A report is redacted as it is built: every title and message goes through the run's Redactor
+(the recipe's and the environment's secrets, `user:password@` in URLs) when it is added, so the
+Report object itself, and wherever it goes (a report file, an Airflow XCom and task log, an
+exception's text, DataHub's source report), never holds a secret a server echoed back."""
 from __future__ import annotations
 
 import sys
@@ -8,6 +13,8 @@ from datetime import datetime, timezone
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, TextIO
+
+from connector.secrets import Redactor
 
 MAX_LISTED = 100  # warnings/failures kept verbatim; the rest are only counted
 
@@ -38,6 +45,7 @@ class Report:
     crawl_sec: float = 0.0          # crawling and mapping, with the sink taking proposals as they come
     final_delivery_sec: float = 0.0  # the sink finishing after the crawl (flush, last batches, rename)
     crawled: Counter = field(default_factory=Counter)
+    filtered: Counter = field(default_factory=Counter)  # listed by MLflow, left out by a pattern
     entities: Counter = field(default_factory=Counter)
     aspects: dict = field(default_factory=dict)
     proposals: int = 0
@@ -61,23 +69,38 @@ class Report:
     entities_removed: int = 0
     removals_emitted: bool = False
     _last_urn: str = ""
+    # Redactor.from_recipe(recipe) of the run; by default the environment's secrets and URL credentials
+    redactor: Optional[Redactor] = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.redactor is None:
+            self.redactor = Redactor.from_recipe(None)
+        self.source = self.redact(self.source)
+
+    def redact(self, text: str) -> str:
+        assert self.redactor is not None
+        return self.redactor.redact(text)
 
     # -- crawl observer ----------------------------------------------------
     def seen(self, kind: str, count: int = 1) -> None:
         self.crawled[kind] += count
 
+    def filter_out(self, kind: str, count: int) -> None:
+        if count:
+            self.filtered[kind] += count
+
     def warning(self, title: str, message: str) -> None:
         self.warning_count += 1
         if len(self.warnings) < MAX_LISTED:
-            self.warnings.append({"title": title, "message": message})
+            self.warnings.append({"title": self.redact(title), "message": self.redact(message)})
 
     def failure(self, title: str, message: str) -> None:
         self.failure_count += 1
         if len(self.failures) < MAX_LISTED:
-            self.failures.append({"title": title, "message": message})
+            self.failures.append({"title": self.redact(title), "message": self.redact(message)})
 
     def info(self, title: str, message: str) -> None:
-        self.infos.append({"title": title, "message": message})
+        self.infos.append({"title": self.redact(title), "message": self.redact(message)})
 
     def record_failed(self, what: str, problem: str, title: str = "Record not read") -> None:
         """One record failed (its fields are not MLflow's, or it could not be mapped); the others go on."""
@@ -123,6 +146,10 @@ class Report:
         self.duration_sec = round(time.time() - self.started_at, 3)
 
     def as_dict(self) -> dict:
+        assert self.redactor is not None  # the messages are redacted already; paths and the source may not be
+        return self.redactor.redact_tree(self._as_dict())
+
+    def _as_dict(self) -> dict:
         return {
             "run_id": self.run_id,
             "pipeline_name": self.pipeline_name,
@@ -140,6 +167,7 @@ class Report:
             "durations": {"total_sec": self.duration_sec, "crawl_sec": self.crawl_sec,
                           "final_delivery_sec": self.final_delivery_sec},
             "crawled": dict(sorted(self.crawled.items())),
+            "filtered": dict(sorted(self.filtered.items())),
             "entities": dict(sorted(self.entities.items())),
             "aspects": {t: dict(sorted(c.items())) for t, c in sorted(self.aspects.items())},
             "proposals": self.proposals,
@@ -159,13 +187,22 @@ class Report:
             "infos": self.infos,
         }
 
+    def _filtered_line(self) -> str:
+        if not self.filtered:
+            return ""
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(self.filtered.items()))
+        return f"filtered:   {counts} (left out by model_pattern / experiment_pattern)\n"
+
     def render(self, out: TextIO = sys.stdout) -> None:
-        w = out.write
+        def w(text: str) -> None:
+            out.write(self.redact(text))
+
         w(f"\n=== MLflow ingestion report ({'dry run' if self.dry_run else self.sink}) ===\n")
         w(f"run id:     {self.run_id}\nsource:     {self.source}\nmode:       {self.mode}\n")
         w(f"duration:   {self.duration_sec:.2f} s, {self.source_requests} MLflow requests "
           f"({self.source_retries} retries, {self.point_lookups} point look-ups)\n")
         w("crawled:    " + (", ".join(f"{k}={v}" for k, v in sorted(self.crawled.items())) or "nothing") + "\n")
+        w(self._filtered_line())
         w(f"proposals:  {self.proposals} ({self.delivered} delivered"
           + (f", {self.dead_lettered} dead-lettered" if self.dead_lettered else "") + ")\n")
         if self.failed_records:

@@ -84,6 +84,7 @@ def secrets_in(tree: Any, key: str = "") -> set[str]:
     tokens, extra header values, and the user information of every URL."""
     found: set[str] = set()
     if isinstance(tree, Mapping):
+        found |= _basic_auth(_secret_value(tree.get("username")), _secret_value(tree.get("password")))
         for k, v in tree.items():
             if k == "extra_headers" and isinstance(v, Mapping):
                 found.update(s for s in map(_secret_value, v.values()) if s)
@@ -101,6 +102,17 @@ def secrets_in(tree: Any, key: str = "") -> set[str]:
     return found
 
 
+def _dig(tree: Any, *keys: str) -> Any:
+    for key in keys:
+        tree = tree.get(key) if isinstance(tree, Mapping) else None
+    return tree
+
+
+def _basic_auth(user: Optional[str], password: Optional[str]) -> set[str]:
+    """What a basic-auth header carries for these credentials (a server may echo the header)."""
+    return {base64.b64encode(f"{user}:{password}".encode()).decode()} if user and password else set()
+
+
 def _url_secrets(url: str) -> set[str]:
     userinfo = split_userinfo(url)[1]
     if not userinfo:
@@ -112,12 +124,30 @@ def _url_secrets(url: str) -> set[str]:
     return {s for s in found if s}
 
 
+def urls_with_passwords(tree: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    """(location, URL without credentials) of every URL value that holds a password written as is
+    (`user:password@`); a `${VAR}` in its place is only the variable's name."""
+    found: list[tuple[tuple, str]] = []
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            found += urls_with_passwords(value, path + (key,))
+    elif isinstance(tree, (list, tuple)):
+        for index, item in enumerate(tree):
+            found += urls_with_passwords(item, path + (index,))
+    elif isinstance(tree, str) and "://" in tree:
+        password = (split_userinfo(tree)[1] or "").partition(":")[2]
+        if password and not re.fullmatch(r"\$\{?\w+\}?", password):
+            found.append((path, redact_url(tree)))
+    return found
+
+
 class Redactor:
     """Replaces known secrets in any text, and removes user information from URLs in it."""
 
     def __init__(self, secrets: Iterable[str] = ()):
+        self.secrets = frozenset(s for s in secrets if s)  # as given (e.g. to register with DataHub's masking)
         spellings: set[str] = set()
-        for secret in secrets:
+        for secret in self.secrets:
             if secret:
                 spellings |= _spellings(secret)
         ordered = sorted(spellings, key=len, reverse=True)  # a longer spelling wins over its parts
@@ -131,6 +161,8 @@ class Redactor:
         tree = recipe.model_dump() if hasattr(recipe, "model_dump") else recipe
         secrets = secrets_in(tree) if tree is not None else set()
         secrets.update(environ[name] for name in SECRET_ENV_VARS if environ.get(name))
+        user = _secret_value(_dig(tree, "source", "config", "username")) or environ.get("MLFLOW_TRACKING_USERNAME")
+        secrets |= _basic_auth(user, environ.get("MLFLOW_TRACKING_PASSWORD"))
         for name in URL_ENV_VARS:
             secrets |= _url_secrets(environ.get(name, ""))
         return cls(secrets)

@@ -10,9 +10,11 @@ from connector.mapping.common import Mcp
 from connector.recipe import Recipe
 from connector.report import Report, new_run_id
 from connector.secrets import Redactor
-from connector.settings import build_sink
+from connector.mapping.links import ForeignLinks
+from connector.settings import build_sink, mapping_context
 from connector.sinks.base import SinkError
 from connector.sinks.file import read_proposals
+from connector.sinks.rest import RestSink
 
 
 def _proposal_from_record(record: dict) -> tuple[Mcp, Optional[dict]]:
@@ -35,16 +37,20 @@ def _read(filename: str, records: Optional[list]) -> list[tuple[Mcp, Optional[di
 
 def run_send(recipe: Recipe, filename: str, records: Optional[list] = None) -> Report:
     """`records`: the file's records, already read and checked (the CLI does, to exit 2 on a bad file)."""
+    redactor = Redactor.from_recipe(recipe)
     report = Report(pipeline_name=recipe.pipeline_name or "", run_id=new_run_id(recipe.pipeline_name),
-                    source=filename)
+                    source=filename, redactor=redactor)
     try:
         pairs = _read(filename, records)
     except (OSError, ValueError, SinkError) as exc:
         report.failure("Cannot read proposals", f"{filename}: {exc}")
         report.finish()
         return report
-    sink = build_sink(recipe.sink, redactor=Redactor.from_recipe(recipe))
+    sink = build_sink(recipe.sink, redactor=redactor)
     report.sink = sink.name
+    if isinstance(sink, RestSink):  # a crawl's file composes with SDK links as the crawl itself would
+        ctx = mapping_context(recipe.source.config)
+        sink.foreign_links = ForeignLinks(ctx.deployment_rules, ctx.env)
     sink.resending(filename)
     sent = 0
     try:

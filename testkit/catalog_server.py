@@ -4,7 +4,9 @@ It parses every request, checks the headers, decodes every proposal, validates i
 `validate` callable it was given (tests pass acryl-datahub's schema check, tests.catalog_validation;
 a failed assertion becomes a problem) and records it. Faults are switched on per test. Reads: the
 latest value of an aspect (`GET /aspects/URN?aspect=NAME&version=0`) and, for timeseries aspects
-(e.g. `datahubIngestionCheckpoint`), `POST /aspects?action=getTimeseriesAspectValues`.
+(e.g. `datahubIngestionCheckpoint`), `POST /aspects?action=getTimeseriesAspectValues`; like real GMS,
+which indexes timeseries values asynchronously, a value can be made readable only some reads after it
+was written (`index_after_reads`) or some seconds after (`index_delay_sec`).
 """
 from __future__ import annotations
 
@@ -30,8 +32,14 @@ class CatalogServer:
         self.requests: list[dict] = []         # every request: method, path, headers, body
         self.problems: list[str] = []          # header or schema problems the server saw
         self.store: dict[tuple, dict] = {}     # (urn, aspect) -> latest value, for the read API
-        # timeseries aspects as GMS indexes them: (urn, aspect) -> {document key: (aspect, systemMetadata)}
+        # timeseries aspects as GMS indexes them:
+        # (urn, aspect) -> {document key: (aspect, systemMetadata, (first read that sees it, from when))}
         self.timeseries: dict[tuple, dict] = {}
+        self.index_after_reads = 0             # a timeseries value is missed by this many reads after its write
+        self.index_delay_sec = 0.0             # ... and by every read in this many seconds after it
+        self.timeseries_reads = 0
+        # called with (request headers, action) before an ingest request is handled: tests hold one back
+        self.before_ingest: Callable[[dict, str], None] = lambda headers, action: None
         # faults
         self.fail_first = 0                    # answer 503 to the first N ingest requests
         self.retry_after: Optional[str] = None
@@ -41,6 +49,7 @@ class CatalogServer:
         self.no_batch_endpoint = False         # 404 on ingestProposalBatch
         self.reject: Callable[[dict], Optional[str]] = lambda record: None
         self.gone_after: Optional[int] = None  # stop listening after N ingest requests
+        self.read_status: Optional[int] = None  # answer this status to every aspect read
         self._ingest_requests = 0
         self._lock = threading.Lock()
         owner = self
@@ -71,6 +80,8 @@ class CatalogServer:
                 if url.path == "/config":
                     return self._reply(200, {"noCode": "true", "statefulIngestionCapable": True,
                                              "versions": {"acryldata/datahub": {"version": "v1.3.0"}}})
+                if url.path.startswith("/aspects/") and owner.read_status is not None:
+                    return self._reply(owner.read_status, {"message": "read refused", "status": owner.read_status})
                 if url.path.startswith("/aspects/"):
                     urn = unquote(url.path[len("/aspects/"):])
                     aspect = dict(p.split("=", 1) for p in url.query.split("&") if "=" in p).get("aspect")
@@ -110,6 +121,8 @@ class CatalogServer:
                     return
                 owner._check_headers(self.headers)
                 payload = json.loads(body)
+                if action.startswith("action=ingestProposal"):
+                    owner.before_ingest(dict(self.headers), action)
                 if action == "action=getTimeseriesAspectValues":
                     status, answer = owner.timeseries_values(payload)
                     return self._reply(status, answer)
@@ -169,7 +182,8 @@ class CatalogServer:
         key = (aspect.get("timestampMillis"), json.dumps(aspect.get("partitionSpec"), sort_keys=True),
                aspect.get("messageId"))
         self.timeseries.setdefault((record["entityUrn"], record["aspectName"]), {})[key] = (
-            aspect, record.get("systemMetadata"))
+            aspect, record.get("systemMetadata"),
+            (self.timeseries_reads + self.index_after_reads + 1, time.monotonic() + self.index_delay_sec))
 
     def timeseries_values(self, query: dict) -> tuple[int, dict]:
         """`getTimeseriesAspectValues`: newest first, EQUAL filters on the aspect's fields, a time
@@ -191,11 +205,13 @@ class CatalogServer:
                            for c in clause.get("and", [])) for clause in ors)
 
         with self._lock:
-            docs = list(self.timeseries.get((query["urn"], name), {}).values())
+            self.timeseries_reads += 1
+            docs = [d for d in self.timeseries.get((query["urn"], name), {}).values()
+                    if d[2][0] <= self.timeseries_reads and d[2][1] <= time.monotonic()]  # else not indexed yet
         docs = sorted((d for d in docs if matches(d[0])), key=lambda d: d[0]["timestampMillis"], reverse=True)
         limit = query.get("limit") or 10000
         values = [{"aspect": {"value": json.dumps(a), "contentType": "application/json"},
-                   **({"systemMetadata": m} if m else {})} for a, m in docs[:limit]]
+                   **({"systemMetadata": m} if m else {})} for a, m, _ in docs[:limit]]
         return 200, {"value": {"entityName": query["entity"], "aspectName": name, "limit": limit,
                                "values": values}}
 

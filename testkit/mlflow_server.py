@@ -19,6 +19,9 @@ QUIET_ENV = {
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
 }
 
+# Set by `make test-fast`: a test that starts a server there is mis-marked, and fails saying so.
+OFFLINE_TIER_ENV = "CONNECTOR_OFFLINE_TESTS"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -31,6 +34,9 @@ def mlflow_server(root: Path, port: int | None = None, workers: int = 1, proxy_a
                   app_name: str | None = None, env: dict | None = None):
     """Yield the URL of a server over ROOT/mlflow.db; stop it afterwards. With proxy_artifacts,
     clients reach artifacts through the server (mlflow-artifacts:/), as in most deployments."""
+    if os.environ.get(OFFLINE_TIER_ENV) == "1":
+        raise RuntimeError("this test starts a real mlflow server but runs in the offline tier "
+                           "(make test-fast): mark it `server` (pytest.mark.server)")
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"

@@ -9,6 +9,16 @@ from tests.mlflow_server import QUIET_ENV, mlflow_server
 
 os.environ.update(QUIET_ENV)
 ADMIN, PASSWORD = "admin", "s3cret-admin-pw-1"
+_SERVER_FIXTURES = {"seeded_server", "team_server", "auth_server", "proxy"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses a server fixture (directly or through another fixture) is a `server` test,
+    whether or not its module says so; tests that start one themselves carry the marker by hand
+    (the offline tier, `make test-fast`, fails a test that starts a server unmarked)."""
+    for item in items:
+        if _SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
 
 
 @pytest.fixture(scope="session")

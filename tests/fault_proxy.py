@@ -13,6 +13,7 @@ of it); the first matching rule decides the fault:
     proxy.add("experiments/search", "gzip_bomb", megabytes=2)  # 2 MB of gzip that decode to ~2 GB
     proxy.add("experiments/search", "endless")                 # a chunked answer that never ends
     proxy.add("", "page", status=404, title="Not Found")       # an HTML page (a web server, a UI)
+    proxy.add("model-versions/search", "mlflow_error", not_matching="filter=")  # 400 with an error_code
 
 A rule may be limited to its first `times` matches. Every request is recorded (method, path).
 """
@@ -32,7 +33,7 @@ from typing import Callable, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 FAULTS = ("repeat_token", "drip", "huge", "wrong_server", "unavailable", "reset", "rewrite", "gzip_bomb",
-          "endless", "page")
+          "endless", "page", "mlflow_error")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
 
 
@@ -59,6 +60,8 @@ class Rule:
     rewrite: Optional[Callable[[dict], dict]] = None
     status: int = 404            # page
     title: str = "Not Found"     # page
+    not_matching: str = ""       # the rule skips paths holding this
+    error_code: str = "INVALID_PARAMETER_VALUE"  # mlflow_error
     used: int = 0
 
 
@@ -124,6 +127,9 @@ class FaultProxy:
                 status, headers, payload = self._forwarded_json(body)
                 assert rule.rewrite is not None
                 self._send(status, headers, json.dumps(rule.rewrite(payload)).encode())
+
+            def _fault_mlflow_error(self, rule: Rule, body: bytes) -> None:
+                self._send_json(400, {"error_code": rule.error_code, "message": "refused by the fault proxy"})
 
             def _fault_drip(self, rule: Rule, body: bytes) -> None:
                 status, headers, data = owner._forward(self.command, self.path, self.headers, body)
@@ -223,7 +229,8 @@ class FaultProxy:
     def _rule_for(self, path: str) -> Optional[Rule]:
         with self._lock:
             for rule in self.rules:
-                if rule.match in path and (rule.times is None or rule.used < rule.times):
+                skipped = rule.not_matching and rule.not_matching in path
+                if rule.match in path and not skipped and (rule.times is None or rule.used < rule.times):
                     rule.used += 1
                     return rule
         return None

@@ -61,8 +61,9 @@ def write(path: Path, data) -> Path:
 
 
 def fleet_recipes(folder: Path, mlflow_url: str, gms_url: str, work: Path) -> None:
-    """team-a: file sink, no state (a full crawl each run); team-b: REST sink, incremental, its state in
-    the catalog; broken: an MLflow that does not answer; busy: a pipeline whose lock the test holds."""
+    """team-a: file sink, no state (refused on the incremental schedule, a full crawl at night); team-b: REST
+    sink, incremental, its state in the catalog; broken: an MLflow that does not answer; busy: a pipeline
+    whose lock the test holds."""
     source = {"type": "mlflow", "config": {"tracking_uri": mlflow_url, "incremental": True}}
     write(folder / "team-a.yml", {"pipeline_name": "team-a", "source": {"type": "mlflow", "config": {
         "tracking_uri": mlflow_url}}, "sink": {"type": "file", "config": {"filename": str(work / "team-a.json")}}})
@@ -70,8 +71,10 @@ def fleet_recipes(folder: Path, mlflow_url: str, gms_url: str, work: Path) -> No
                                   "sink": {"type": "datahub-rest", "config": {"server": gms_url}},
                                   "state": {"backend": "datahub", "path": str(work / "state" / "team-b.json")}})
     write(folder / "broken.yml", {"pipeline_name": "broken", "source": {"type": "mlflow", "config": {
-        "tracking_uri": f"http://127.0.0.1:{free_port()}", "max_retries": 0}},
-        "sink": {"type": "file", "config": {"filename": str(work / "broken.json")}}})
+        "tracking_uri": f"http://127.0.0.1:{free_port()}", "max_retries": 0, "incremental": True,
+        "platform_instance": "elsewhere"}},  # another server: the fleet guard wants its own instance
+        "sink": {"type": "file", "config": {"filename": str(work / "broken.json")}},
+        "state": {"path": str(work / "state" / "broken.json")}})
     write(folder / "busy.yml", {"pipeline_name": "busy", "source": source,
                                 "sink": {"type": "file", "config": {"filename": str(work / "busy.json")}},
                                 "state": {"path": str(work / "state" / "busy.json")}})
@@ -112,7 +115,7 @@ def task(fleet, run: int, name: str) -> dict:
 
 
 def test_a_dag_of_two_recipes_delivers_what_the_pipeline_makes(fleet, reference):
-    a, b = task(fleet, 0, "team-a"), task(fleet, 0, "team-b")
+    a, b = task(fleet, 1, "team-a"), task(fleet, 0, "team-b")  # team-a: no state, crawled at 03:00 only
     assert (a["state"], b["state"]) == ("success", "success")
     records = validate_file(fleet["work"] / "team-a.json")  # acryl-datahub's check of the file
     assert strip([{**r, "aspect": r["aspect"]["json"]} for r in records]) == reference
@@ -131,7 +134,8 @@ def test_nightly_full_crawl_and_incremental_runs_continue_the_checkpoint(fleet, 
     assert reports[1]["checkpoint_before"] == reports[0]["checkpoint_after"]  # kept in the catalog
     assert reports[2]["checkpoint_before"] == reports[1]["checkpoint_after"]
     assert reports[1]["proposals"] == len(reference) and reports[2]["proposals"] == 0  # nothing changed since
-    assert [task(fleet, i, "team-a")["xcom"]["proposals"] for i in range(3)] == [len(reference)] * 3  # no state
+    assert [task(fleet, i, "team-a")["state"] for i in range(3)] == ["failed", "success", "failed"]  # no state
+    assert task(fleet, 1, "team-a")["xcom"]["proposals"] == len(reference)
     assert not (fleet["work"] / "state" / "team-b.json").exists()  # team-b's state is not a local file
 
 
@@ -153,7 +157,9 @@ def test_a_held_lock_skips_the_task(fleet):
 
 def test_progress_and_summary_lines_are_in_the_task_log(fleet):
     assert "[progress] " in fleet["log"] and "proposals=" in fleet["log"]
-    assert "mlflow-catalog team-b: incremental crawl of" in fleet["log"]  # what the recipe asks (no checkpoint: full)
+    assert "mlflow-catalog team-b: incremental run (a full crawl when no checkpoint is usable) of" in fleet["log"]
+    assert "mlflow-catalog team-a: incremental" not in fleet["log"]
+    assert "team-a.yml: the recipe runs on the incremental schedule (*/15 * * * *) but has no state" in fleet["log"]
     assert "mlflow-catalog team-b: full crawl of" in fleet["log"]  # 03:00, the nightly full crawl
     assert "mlflow-catalog team-b: success, mode full," in fleet["log"]
 
@@ -188,7 +194,7 @@ def test_a_killed_task_stops_cleanly_and_dead_letters_what_was_not_delivered(see
             "sink": {"type": "datahub-rest", "config": {"server": gms.url, "max_batch_size": 10, "max_in_flight": 1,
                                                         "dead_letter_file": str(tmp_path / "dead.json")}}})
         dag_file = write(tmp_path / "dags" / "mlflow_catalog.py", DAG_FILE.format(
-            recipes=str(tmp_path / "recipes"), options=", dag_id='slow', retries=0"))
+            recipes=str(tmp_path / "recipes"), options=", dag_id='slow', retries=0, incremental_schedule=None"))
         proc, out = start_airflow("run", dag_file, "slow", RUN_AT[0], home=tmp_path)
         try:
             deadline = time.monotonic() + 300
@@ -208,3 +214,71 @@ def test_a_killed_task_stops_cleanly_and_dead_letters_what_was_not_delivered(see
     dead = read_proposals(str(tmp_path / "dead.json"))
     assert 0 < delivered < report["proposals"]
     assert report["delivered"] == delivered and report["dead_lettered"] == len(dead) == report["proposals"] - delivered
+
+
+def test_a_timed_out_task_stops_cleanly_and_no_secret_reaches_its_xcom_or_log(seeded_server, tmp_path, monkeypatch):
+    """execution_timeout shorter than the crawl: the run stops like SIGTERM (dead letters, the report
+    as XCom, the lock released) and the task fails as timed out. Beside it, a task whose MLflow echoes
+    the credentials it was sent (basic auth from a tracking URI in the environment) in an error."""
+    from tests.hostile_servers import EchoProxy
+    from tests.test_secret_sweep import SECRETS, _env
+
+    with CatalogServer() as gms, EchoProxy(seeded_server[0], echo="experiments/search") as hostile:
+        gms.stall_first, gms.stall_seconds = 10**6, 1.0  # 1 s per batch of 5: the crawl outlasts the timeout
+        write(tmp_path / "recipes" / "slow.yml", {
+            "pipeline_name": "slow", "source": {"type": "mlflow", "config": {"tracking_uri": seeded_server[0]}},
+            "sink": {"type": "datahub-rest", "config": {"server": gms.url, "max_batch_size": 5, "max_in_flight": 1,
+                                                        "dead_letter_file": str(tmp_path / "dead.json")}},
+            "state": {"path": str(tmp_path / "state" / "slow.json")}})
+        write(tmp_path / "recipes" / "hostile.yml", {
+            "pipeline_name": "hostile", "source": {"type": "mlflow", "config": {"tracking_uri": "${TRACKING}"}},
+            "sink": {"type": "file", "config": {"filename": str(tmp_path / "hostile.json")}}})
+        for name, value in _env(hostile.url).items():
+            monkeypatch.setenv(name, value)
+        dag_file = write(tmp_path / "dags" / "mlflow_catalog.py", DAG_FILE.format(
+            recipes=str(tmp_path / "recipes"), options=", dag_id='timeouts', retries=0, "
+                                                       "execution_timeout=timedelta(seconds=8)"))
+        [run], log = airflow("run", dag_file, "timeouts", RUN_AT[0], home=tmp_path)
+        delivered = len(gms.received)
+    slow, bad = run["tasks"]["ingest_slow"], run["tasks"]["ingest_hostile"]
+    assert slow["state"] == bad["state"] == "failed"
+    report = slow["xcom"]
+    assert report["failures"][0]["title"] == "Interrupted"
+    assert "pipeline 'slow' stopped at its execution_timeout" in log
+    dead = read_proposals(str(tmp_path / "dead.json"))
+    assert 0 < delivered < report["proposals"]
+    assert report["delivered"] == delivered and report["dead_lettered"] == len(dead) == report["proposals"] - delivered
+    with PipelineLock(tmp_path / "state" / "slow.json", "slow"):  # released by the stopped run
+        pass
+    assert not (tmp_path / "state" / "slow.json").exists()  # no checkpoint of a stopped run
+    # the hostile server echoed the credentials; neither the XCom nor the task log holds them
+    assert any("cannot serve what you sent" in f["message"] for f in bad["xcom"]["failures"])
+    assert "cannot serve what you sent" in log
+    for name, text in {"xcom": json.dumps(bad["xcom"]), "log": log}.items():
+        for secret in SECRETS:
+            assert secret not in text, f"{secret!r} in the {name}"
+
+
+def test_sigterm_while_a_retry_waits_ends_airflow_dags_test(tmp_path):
+    """A server that is down: the try fails in seconds (bounded HTTP retries), then Airflow waits for
+    the retry; SIGTERM in that wait ends the process instead of being swallowed by Airflow's handler."""
+    write(tmp_path / "recipes" / "down.yml", {"pipeline_name": "down", "source": {"type": "mlflow", "config": {
+        "tracking_uri": f"http://127.0.0.1:{free_port()}"}},
+        "sink": {"type": "file", "config": {"filename": str(tmp_path / "down.json")}}})
+    dag_file = write(tmp_path / "dags" / "mlflow_catalog.py", DAG_FILE.format(
+        recipes=str(tmp_path / "recipes"), options=", dag_id='down', retries=2, retry_delay=timedelta(minutes=10)"))
+    proc, _ = start_airflow("run", dag_file, "down", RUN_AT[0], home=tmp_path)
+    try:
+        lines, deadline = [], time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if not line or "up_for_retry" in line:
+                break
+        assert "up_for_retry" in lines[-1], "".join(lines)[-5000:]
+        assert any("did not answer experiments/search" in line for line in lines)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM

@@ -50,7 +50,8 @@ def test_checkpoint_is_datahubs_aspect_and_datahubs_own_client_reads_it_back():
         store.save("fleet-a", a_state(2))
         assert store.load("fleet-a") == a_state(2)  # the latest value wins
         assert gms.problems == []  # both aspects validated by acryl-datahub's schema classes
-        assert {r["aspectName"] for r in gms.received if r["entityUrn"] == CHECKPOINT_URN} == {"status", ASPECT}
+        assert {r["aspectName"] for r in gms.received if r["entityUrn"] == CHECKPOINT_URN} == {
+            "status", ASPECT, "dataJobInfo"}  # dataJobInfo: which value is the newest, read back at once
         assert gms.store[(CHECKPOINT_URN, "status")]["removed"] is True  # kept out of search, as DataHub does
 
         graph = DataHubGraph(DatahubClientConfig(server=gms.url, token="s3cret"))

@@ -16,15 +16,18 @@ LockHeld directly, with no CLI, PATH or second virtualenv to keep in step with t
 """
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from airflow.sdk import DAG, BaseOperator, CronTriggerTimetable, MultipleCronTriggerTimetable, Param
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException, AirflowTaskTimeout
 
-from connector.integrations.recipe_plan import PlannedRecipe, plan_folder
+from connector.integrations.recipe_plan import PlannedRecipe, plan_folder, schedule_refusal
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=dt_timezone.utc)
 
@@ -41,6 +44,39 @@ def is_full_crawl_time(full_schedule: Optional[str], logical_date: Optional[date
     return croniter(full_schedule, at.subtract(seconds=1)).get_next(datetime) == at
 
 
+def _stop(reason: str) -> None:
+    """What SIGTERM does in the CLI: every wait of the run ends; the first signal also interrupts
+    what the main thread waits for (the run then dead-letters, reports and releases its lock)."""
+    from connector import stopping
+
+    first = not stopping.requested()
+    stopping.request_stop(reason)
+    if first:
+        raise stopping.Stopped(reason)
+
+
+@contextmanager
+def _timeout_as_stop(timeout: Optional[timedelta]) -> Iterator[dict]:
+    """Airflow's `execution_timeout` is a SIGALRM whose handler raises AirflowTaskTimeout wherever
+    the run is, and only then calls on_kill: the sink would neither dead-letter nor report. During
+    the run the alarm stops it like SIGTERM instead (its handler restored afterwards); the caller
+    then raises AirflowTaskTimeout itself, with the report in the XCom."""
+    fired: dict = {"timed_out": False}
+    if timeout is None or threading.current_thread() is not threading.main_thread():
+        yield fired
+        return
+
+    def on_alarm(signum, frame) -> None:
+        fired["timed_out"] = True
+        _stop(f"execution_timeout ({timeout}) reached")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        yield fired
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 class MlflowCatalogIngestOperator(BaseOperator):
     """Ingest one recipe. Fails when the report says failure (after Airflow's retries), skips
     when another run of the pipeline holds its lock; the report (as JSON) is the XCom."""
@@ -49,19 +85,25 @@ class MlflowCatalogIngestOperator(BaseOperator):
     ui_color = "#d7ecf9"
 
     def __init__(self, *, recipe_path: str, full_schedule: Optional[str] = None, timezone: str = "UTC",
-                 progress_interval_sec: float = 30.0, **kwargs: Any):
+                 progress_interval_sec: float = 30.0, incremental_schedule: Optional[str] = None,
+                 refusal: Optional[str] = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.recipe_path = recipe_path
         self.full_schedule = full_schedule
+        self.incremental_schedule = incremental_schedule  # runs not at full-crawl time are incremental
+        self.refusal = refusal  # the fleet guard's, from the folder's plan
         self.timezone = timezone
         self.progress_interval_sec = progress_interval_sec
         self._ingesting = False
+        self._timeout_raised = False  # Airflow calls on_kill right after our AirflowTaskTimeout
 
     def execute(self, context) -> dict:
         from connector.pipeline import run_ingest
         from connector.recipe import RecipeError, load_recipe
         from connector.state.lock import LockHeld
 
+        if self.refusal:  # no retry can help either
+            raise AirflowFailException(f"{self.recipe_path}: {self.refusal}")
         try:
             recipe = load_recipe(self.recipe_path)
         except RecipeError as exc:  # no retry can help
@@ -69,11 +111,16 @@ class MlflowCatalogIngestOperator(BaseOperator):
         name = recipe.pipeline_name or Path(self.recipe_path).stem
         if self._wants_full(context):
             recipe.source.config.incremental = False
-        self.log.info("mlflow-catalog %s: %s crawl of %s", name,
-                      "incremental" if recipe.source.config.incremental else "full", self.recipe_path)
+        elif self.incremental_schedule:
+            refused = schedule_refusal(recipe, self.incremental_schedule)
+            if refused:
+                raise AirflowFailException(f"{self.recipe_path}: {refused}")
+        self.log.info("mlflow-catalog %s: %s of %s", name, "incremental run (a full crawl when no checkpoint is "
+                      "usable)" if recipe.source.config.incremental else "full crawl", self.recipe_path)
         self._ingesting = True
         try:
-            report = run_ingest(recipe, progress_interval=self.progress_interval_sec)
+            with _timeout_as_stop(self.execution_timeout) as alarm:
+                report = run_ingest(recipe, progress_interval=self.progress_interval_sec)
         except RecipeError as exc:
             raise AirflowFailException(f"{self.recipe_path}: {exc}") from None
         except LockHeld as exc:
@@ -89,8 +136,12 @@ class MlflowCatalogIngestOperator(BaseOperator):
         if not report.ok:
             context["ti"].xcom_push(key="return_value", value=result)  # the report, also of a failed try
             first = report.failures[0] if report.failures else {"title": "failure", "message": ""}
-            raise AirflowException(f"pipeline {name!r} failed ({report.failure_count} failure(s); first: "
-                                   f"{first['title']}: {first['message']})")
+            summary = (f"{report.failure_count} failure(s); first: {first['title']}: {first['message']}; "
+                       f"{report.delivered} delivered, {report.dead_lettered} dead-lettered")
+            if alarm["timed_out"]:
+                self._timeout_raised = True
+                raise AirflowTaskTimeout(f"pipeline {name!r} stopped at its execution_timeout ({summary})")
+            raise AirflowException(f"pipeline {name!r} failed ({summary})")
         return result
 
     def _wants_full(self, context) -> bool:
@@ -99,13 +150,18 @@ class MlflowCatalogIngestOperator(BaseOperator):
         return is_full_crawl_time(self.full_schedule, context.get("logical_date"), self.timezone)
 
     def on_kill(self) -> None:
-        """SIGTERM (task killed or timed out): stop like Ctrl-C in the CLI, so the sink
-        dead-letters what it still holds and no checkpoint of this run is saved."""
-        if self._ingesting:
-            from connector import stopping
+        """SIGTERM (the task killed): stop like SIGTERM in the CLI, so the sink dead-letters what
+        it still holds, the report becomes the XCom and no checkpoint of this run is saved. (After
+        a timeout Airflow calls this too; the run has stopped by then, see _timeout_as_stop.)
 
-            stopping.request_stop("stopped by Airflow (task killed or timed out)")  # every wait ends
-            raise stopping.Stopped("stopped by Airflow")
+        Airflow's SIGTERM handler stays installed after the task (in `airflow dags test`, while a
+        retry waits its delay): SIGTERM then ends the process, as it would without that handler."""
+        if self._ingesting:
+            _stop("stopped by Airflow (task killed)")
+        elif self._timeout_raised:
+            self._timeout_raised = False
+        else:
+            raise SystemExit(128 + signal.SIGTERM)
 
 
 def recipe_dags(recipes_dir: str | Path, *, dag_id: Optional[str] = None, dag_id_prefix: str = "mlflow_catalog",
@@ -118,19 +174,22 @@ def recipe_dags(recipes_dir: str | Path, *, dag_id: Optional[str] = None, dag_id
 
     `dag_id`: one DAG with a task per recipe, instead of one DAG per recipe. `pool_by`: "gms"
     (the datahub-rest sink's server; file sinks fall back to the tracking server) or
-    "tracking_server". Schedules are cron strings; either may be None. `task_kwargs` go to every
-    task (e.g. `execution_timeout`, `queue`, `priority_weight`)."""
+    "tracking_server". Schedules are cron strings; either may be None. With an incremental schedule,
+    a recipe without `incremental: true` and a state section is refused on its incremental runs (its
+    task fails saying so); so are two recipes whose URNs would collide (recipe_plan's fleet guard).
+    `task_kwargs` go to every task (e.g. `execution_timeout`, `queue`, `priority_weight`)."""
     plans = plan_folder(recipes_dir)
     dag_kwargs = dict(schedule=_timetable(incremental_schedule, full_schedule, timezone),
                       start_date=start_date, catchup=False, max_active_runs=1, tags=list(tags),
                       params={"full": Param(False, type="boolean", description="a full crawl, whatever the time")})
-    task_defaults = dict(full_schedule=full_schedule, timezone=timezone, progress_interval_sec=progress_interval_sec,
-                         retries=retries, retry_delay=retry_delay, retry_exponential_backoff=True,
+    task_defaults = dict(full_schedule=full_schedule, incremental_schedule=incremental_schedule, timezone=timezone,
+                         progress_interval_sec=progress_interval_sec,
+                         retries=retries, retry_delay=retry_delay, retry_exponential_backoff=2.0,
                          max_retry_delay=max_retry_delay, **task_kwargs)
 
     def task(plan: PlannedRecipe, dag: DAG) -> MlflowCatalogIngestOperator:
         return MlflowCatalogIngestOperator(task_id=f"ingest_{plan.name}", recipe_path=str(plan.path.resolve()),
-                                           pool=plan.pool(pool_by), dag=dag, **task_defaults)
+                                           pool=plan.pool(pool_by), refusal=plan.refusal, dag=dag, **task_defaults)
 
     if dag_id is not None:
         dag = DAG(dag_id, description=f"mlflow-catalog: the recipes of {recipes_dir}", **dag_kwargs)

@@ -35,10 +35,12 @@ from pydantic import Field, ValidationError
 
 from connector.integrations.datahub_delivery import running_pipeline_sink, undelivered
 from connector.integrations.datahub_report import MlflowCatalogSourceReport
+from connector.integrations.datahub_secrets import raw_source_config, refuse_passwords_in_urls, register_secrets
 from connector.integrations.handoff import ProposalHandoff
 from connector.integrations.staged_state import StagedState
 from connector.mapping.common import Mcp
 from connector.pipeline import run_ingest
+from connector.secrets import Redactor
 from connector.recipe import (
     FileSink, FileSinkConfig, MlflowSource, MlflowSourceConfig, Recipe, RecipeError, StateConfig, error_location,
 )
@@ -151,6 +153,9 @@ class MlflowCatalogSource(Source):
         self.config = config
         self.recipe = recipe
         self.report = MlflowCatalogSourceReport()
+        redactor = Redactor.from_recipe(recipe)  # no secret in DataHub's report, log or stored run summary
+        self.report.use_redactor(redactor)
+        register_secrets(redactor)
         self.report.state_file = config.state.path if config.state else None
         # A run that finds nothing changed is not a mistake worth DataHub's "no metadata" warning.
         self.report.event_not_produced_warn = not config.incremental
@@ -163,6 +168,7 @@ class MlflowCatalogSource(Source):
     @classmethod
     def create(cls, config_dict: dict, ctx: PipelineContext) -> "MlflowCatalogSource":
         sink = ctx.pipeline_config.sink if ctx.pipeline_config else None
+        refuse_passwords_in_urls(raw_source_config(ctx, config_dict))
         config, recipe = parse_config(config_dict, ctx.pipeline_name, sink.model_dump() if sink else None)
         return cls(ctx, config, recipe)
 

@@ -128,7 +128,16 @@ def logged_model_name(ctx: MappingContext, name: str, model_id: str) -> str:
 
 
 def logged_model_urn(ctx: MappingContext, name: str, model_id: str) -> str:
-    return urns.plain_model_urn(logged_model_name(ctx, name, model_id), ctx.env)
+    return urns.plain_model_urn(logged_model_name(ctx, name, model_id), ctx.env, instance=ctx.platform_instance)
+
+
+def version_urn(ctx: MappingContext, name: str, version: str) -> str:
+    """Version VERSION of registered model NAME (as the mlModel NAME_VERSION)."""
+    return urns.model_urn(name, version, ctx.model_name_separator, ctx.env, instance=ctx.platform_instance)
+
+
+def run_urn(ctx: MappingContext, run_id: str) -> str:
+    return urns.run_urn(run_id, instance=ctx.platform_instance)
 
 
 def external_url(ctx: MappingContext, *parts: str) -> Optional[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Iterator, Optional
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, mcp, platform_instance_aspect, sorted_props, status
@@ -24,6 +24,7 @@ _FIELD_TYPES = {
     "object": "RecordType", "map": "MapType",
 }
 _LOCAL_SOURCES = {"local", "code", ""}
+FILE_PLATFORM = "file"
 SOURCE_ID_LENGTH = 12  # hex digits of the source's GUID in a dataset URN
 
 
@@ -46,15 +47,28 @@ def dataset_urn_for(ctx: MappingContext, dataset: LoggedDataset) -> str:
     """The run's input on the mlflow platform: NAME@ID with ID from its source, or NAME alone
     (`dataset_urn: name`)."""
     if ctx.dataset_urn == "name":
-        return urns.dataset_urn(urns.PLATFORM, dataset.name, ctx.env)
+        return urns.dataset_urn(urns.PLATFORM, dataset.name, ctx.env, instance=ctx.platform_instance)
     source_id = urns.guid(dataset_source_key(dataset))[:SOURCE_ID_LENGTH]
-    return urns.dataset_urn(urns.PLATFORM, f"{dataset.name}@{source_id}", ctx.env)
+    return urns.dataset_urn(urns.PLATFORM, f"{dataset.name}@{source_id}", ctx.env, instance=ctx.platform_instance)
 
 
-def upstream_platform(ctx: MappingContext, source_type: str) -> Optional[str]:
+def _local_path(dataset: LoggedDataset) -> Optional[str]:
+    """The file a local dataset was read from (a path or file: URI), or None."""
+    uri = dataset.source_uri
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return unquote(parts.path) or None
+    return uri if not parts.scheme or len(parts.scheme) == 1 else None  # C:\... is a path
+
+
+def upstream_platform(ctx: MappingContext, source_type: str, dataset: Optional[LoggedDataset] = None) -> Optional[str]:
     source_type = (source_type or "").lower()
     if source_type in ctx.dataset_platform_mapping:
         return ctx.dataset_platform_mapping[source_type]
+    if source_type == "local" and dataset is not None and _local_path(dataset):
+        return FILE_PLATFORM  # a local file or CSV: DataHub's file platform, named by its path
     if source_type in _LOCAL_SOURCES:
         return None
     if source_type in SOURCE_TYPE_PLATFORMS:
@@ -62,10 +76,13 @@ def upstream_platform(ctx: MappingContext, source_type: str) -> Optional[str]:
     return source_type if source_type in DATAHUB_PLATFORMS else None
 
 
-def _upstream_name(dataset: LoggedDataset) -> str:
-    """Where the data lives (a table name, bucket/path for object stores), else the dataset's name."""
+def _upstream_name(dataset: LoggedDataset, platform: str) -> str:
+    """Where the data lives (a table name, bucket/path for object stores, a local file's path),
+    else the dataset's name."""
     if dataset.source_table:
         return dataset.source_table
+    if platform == FILE_PLATFORM and _local_path(dataset):
+        return str(_local_path(dataset))
     uri = dataset.source_uri
     if uri:
         parts = urlsplit(uri)
@@ -120,11 +137,11 @@ def map_dataset(ctx: MappingContext, dataset_input: DatasetInput) -> Iterator[Mc
             "platformSchema": {"com.linkedin.schema.OtherSchema": {"rawSchema": dataset.schema}},
             "fields": columns,
         })
-    platform = upstream_platform(ctx, dataset.source_type)
+    platform = upstream_platform(ctx, dataset.source_type, dataset)
     if platform:
         yield mcp(urn, "upstreamLineage", {"upstreams": [{
             "auditStamp": {"time": 0, "actor": "urn:li:corpuser:unknown"},
-            "dataset": urns.dataset_urn(platform, _upstream_name(dataset), ctx.env),
+            "dataset": urns.dataset_urn(platform, _upstream_name(dataset, platform), ctx.env),
             "type": "COPY",
         }]})
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))

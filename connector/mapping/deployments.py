@@ -86,12 +86,14 @@ class RuleDeployment:
     properties: dict
 
 
-def deployments_for_version(rules: tuple, version: ModelVersion, default_env: str) -> list[RuleDeployment]:
+def deployments_for_version(rules: tuple, version: ModelVersion, default_env: str,
+                            instance: Optional[str] = None) -> list[RuleDeployment]:
+    """`instance`: the MLflow server's platform instance, in the names of the deployments of its models."""
     found: dict[str, RuleDeployment] = {}
     for rule in rules:
         if not rule.matches(version):
             continue
-        urn = urns.deployment_urn(rule.platform, rule.deployment_name(version), rule.env or default_env)
+        urn = urns.deployment_urn(rule.platform, rule.deployment_name(version), rule.env or default_env, instance)
         if urn in found:
             continue  # two rules naming the same deployment: the first one describes it
         custom = {"model": version.name, "model_version": version.version}

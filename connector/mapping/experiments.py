@@ -6,7 +6,7 @@ from typing import Iterator, Sequence
 from connector.mapping import urns
 from connector.mapping.common import (
     MappingContext, Mcp, audit_stamp, custom_properties, drop_none, external_url, hyper_params,
-    logged_model_urn, mcp, metrics, platform_instance_aspect, status, time_stamp,
+    logged_model_urn, mcp, metrics, platform_instance_aspect, run_urn, status, time_stamp, version_urn,
 )
 from connector.mapping.datasets import dataset_urn_for
 from connector.source.entities import Experiment, LoggedModel, ModelVersion, Run
@@ -36,6 +36,8 @@ def map_experiment(ctx: MappingContext, experiment: Experiment) -> Iterator[Mcp]
     if ctx.platform_instance:
         key["instance"] = ctx.platform_instance
     tags = {**key, **{k: v for k, v in experiment.tags.items() if k != NOTE_TAG}}
+    if experiment.artifact_location:  # the key DataHub's own source writes (and its users search by)
+        tags["artifacts_location"] = experiment.artifact_location
     custom = custom_properties(tags, {"experiment_id": experiment.experiment_id,
                                       "artifacts_location": experiment.artifact_location,
                                       "lifecycle_stage": experiment.lifecycle_stage})
@@ -57,7 +59,7 @@ def run_outputs(ctx: MappingContext, produced_versions: Sequence[ModelVersion],
                 logged_models: list[LoggedModel]) -> list[str]:
     """The models a run produced: the versions registered from it, and its LoggedModels no
     version registers (those the crawler hands over, with include_logged_models)."""
-    outputs = [urns.model_urn(v.name, v.version, ctx.model_name_separator, ctx.env) for v in produced_versions]
+    outputs = [version_urn(ctx, v.name, v.version) for v in produced_versions]
     registered = {v.model_id for v in produced_versions if v.model_id}
     outputs += [logged_model_urn(ctx, lm.name, lm.model_id) for lm in logged_models
                 if lm.model_id not in registered]
@@ -66,7 +68,7 @@ def run_outputs(ctx: MappingContext, produced_versions: Sequence[ModelVersion],
 
 def map_run(ctx: MappingContext, run: Run, experiment: Experiment,
             produced_versions: Sequence[ModelVersion], logged_models: Sequence[LoggedModel] = ()) -> Iterator[Mcp]:
-    urn = urns.run_urn(run.run_id)
+    urn = run_urn(ctx, run.run_id)
     url = external_url(ctx, "experiments", run.experiment_id, "runs", run.run_id)
     custom = custom_properties(run.tags, {"status": run.status, "experiment_id": run.experiment_id,
                                           "lifecycle_stage": run.lifecycle_stage})
@@ -114,7 +116,7 @@ def map_run(ctx: MappingContext, run: Run, experiment: Experiment,
     parent = run.tags.get(PARENT_RUN_TAG)
     if parent:  # a nested run: linked to the run it is part of
         yield mcp(urn, "dataProcessInstanceRelationships", {
-            "upstreamInstances": [], "parentInstance": urns.run_urn(parent)})
+            "upstreamInstances": [], "parentInstance": run_urn(ctx, parent)})
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
     # dataProcessInstance takes no ownership aspect: the run's user is the `created` actor
     # and the owner of the model versions it produced.

@@ -14,8 +14,8 @@ _DATA_TYPES = {"boolean": "BINARY", "integer": "COUNT", "long": "COUNT", "float"
                "double": "CONTINUOUS", "string": "TEXT", "binary": "BYTE", "datetime": "TIME"}
 
 
-def feature_urn(namespace: str, column: dict) -> str:
-    return urns.feature_urn(namespace, str(column["name"]))
+def feature_urn(ctx: MappingContext, namespace: str, column: dict) -> str:
+    return urns.feature_urn(namespace, str(column["name"]), ctx.platform_instance)
 
 
 def named_columns(columns: list) -> list[dict]:
@@ -39,7 +39,7 @@ def map_features(ctx: MappingContext, namespace: str, columns: list,
     for column in named_columns(columns):
         name = str(column["name"])
         native = column.get("type") if isinstance(column.get("type"), str) else "object"
-        urn = feature_urn(namespace, column)
+        urn = feature_urn(ctx, namespace, column)
         custom = {"mlflow_type": native, "required": str(column.get("required", True)).lower()}
         if urns.is_shortened(urn):  # too long for a URN: the URN holds a digest, these the names
             custom.update(full_name=name, full_namespace=namespace)

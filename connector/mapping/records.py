@@ -84,7 +84,7 @@ def version_entities(ctx: MappingContext, record: VersionRecord, memory: Mapping
         ctx, record.version, record.model, run, logged_model=record.logged_model,
         is_latest=record.is_latest, feature_urns=feature_urns))
     yield from features
-    for deployment in deployments_for_version(ctx.deployment_rules, record.version, ctx.env):
+    for deployment in deployments_for_version(ctx.deployment_rules, record.version, ctx.env, ctx.platform_instance):
         if memory.first_emission(deployment.urn):
             yield _entity(fingerprint(deployment.platform, deployment.properties),
                           map_deployment(deployment.urn, deployment.platform, deployment.properties))

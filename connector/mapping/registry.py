@@ -7,7 +7,7 @@ from connector.mapping import urns
 from connector.mapping.common import (
     MappingContext, Mcp, custom_properties, drop_none, external_url, hyper_params, known_user,
     logged_model_name, mcp, metric_value, metrics, ownership, platform_instance_aspect, sorted_props,
-    status, time_stamp,
+    run_urn, status, time_stamp, version_urn,
 )
 from connector.mapping.deployments import deployments_for_version
 from connector.mapping.datasets import dataset_urn_for
@@ -15,6 +15,7 @@ from connector.mapping.experiments import experiment_container_urn
 from connector.mapping.model_cards import (
     card_tags, deprecation, deprecation_note, map_model_card, without_card_tags,
 )
+from connector.source.artifacts import mlmodel_location
 from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
 
 MLFLOW_ACTOR = "mlflow"  # the actor of what MLflow states with nobody known behind it
@@ -33,12 +34,12 @@ def map_stage_tag(stage: str, description: str, color: str) -> Iterator[Mcp]:
 
 
 def _model_version_urn(ctx: MappingContext, version: ModelVersion) -> str:
-    return urns.model_urn(version.name, version.version, ctx.model_name_separator, ctx.env)
+    return version_urn(ctx, version.name, version.version)
 
 
 def map_model_group(ctx: MappingContext, model: RegisteredModel, versions: Sequence[ModelVersion]) -> Iterator[Mcp]:
-    urn = urns.model_group_urn(model.name, ctx.env)
-    training_jobs = list(dict.fromkeys(urns.run_urn(v.run_id) for v in versions if v.run_id))
+    urn = urns.model_group_urn(model.name, ctx.env, instance=ctx.platform_instance)
+    training_jobs = list(dict.fromkeys(run_urn(ctx, v.run_id) for v in versions if v.run_id))
     latest = max(versions, key=lambda v: v.version_number).version if versions else None
     props = drop_none({
         "name": model.name,
@@ -86,20 +87,19 @@ def _evaluation_dataset_urn(ctx: MappingContext, run: Optional[Run], metric) -> 
                     [i for i in inputs if i.dataset.name == metric.dataset_name]):
         if len({dataset_urn_for(ctx, i.dataset) for i in matches}) == 1:
             return dataset_urn_for(ctx, matches[0].dataset)
-    return urns.dataset_urn(urns.PLATFORM, metric.dataset_name, ctx.env) if ctx.dataset_urn == "name" else None
+    if ctx.dataset_urn != "name":
+        return None
+    return urns.dataset_urn(urns.PLATFORM, metric.dataset_name, ctx.env, instance=ctx.platform_instance)
 
 
 def _model_metrics(logged: Optional[LoggedModel]) -> list:
-    """The LoggedModel's metrics, one per (key, dataset): the last one listed."""
-    latest = {(m.key, m.dataset_name, m.dataset_digest): m for m in logged.metrics} if logged else {}
+    """The LoggedModel's metrics, one per (key, dataset): the latest by step, then timestamp."""
+    latest: dict = {}
+    for m in logged.metrics if logged else ():
+        key = (m.key, m.dataset_name, m.dataset_digest)
+        if key not in latest or m.order >= latest[key].order:
+            latest[key] = m
     return list(latest.values())
-
-
-def _model_metric_entries(model_metrics: list) -> tuple[dict, list]:
-    """(values of the metrics measured on no dataset, the evaluated ones sorted)."""
-    plain = {m.key: m.value for m in model_metrics if not m.dataset_name}
-    evaluated = sorted((m for m in model_metrics if m.dataset_name), key=lambda m: (m.key, m.dataset_name))
-    return plain, evaluated
 
 
 def _evaluated_entry(m) -> dict:
@@ -107,17 +107,39 @@ def _evaluated_entry(m) -> dict:
     return {"name": m.key, "value": metric_value(m.value, m.key), "description": f"on dataset {m.dataset_name}{digest}"}
 
 
+def _final_values(run: Optional[Run], plain: dict, evaluated: list) -> dict:
+    """One value per metric: the run's final one, unless the model holds a value logged later
+    (step, then timestamp; a tie goes to the run). MLflow 3's log_model links the run's metrics
+    as they stand at that moment (often step 0) to the model: those copies lose to the run's
+    final values. A run value that is one of the model's evaluated entries (same run, logged at
+    or after it) is left out: it is listed once, with its dataset."""
+    values: dict = {}
+    evaluated_at: dict = {}
+    for m in evaluated:
+        if run is None or m.run_id in ("", run.run_id):
+            evaluated_at[m.key] = max(evaluated_at.get(m.key, m.order), m.order)
+    for key, value in (run.metrics if run else {}).items():
+        order = run.metric_order.get(key, (0, 0)) if run else (0, 0)
+        model = plain.get(key)
+        if model is not None and model.order > order:
+            values[key] = model.value
+        elif key not in evaluated_at or evaluated_at[key] < order:
+            values[key] = value
+    for key, model in plain.items():
+        if run is None or key not in run.metrics:
+            values[key] = model.value
+    return values
+
+
 def _metrics_and_evaluations(ctx: MappingContext, run: Optional[Run], logged: Optional[LoggedModel]):
-    """Training metrics and the datasets a metric was measured on. Each MLflow metric once: a
-    metric logged against the model (MLflow 3 `log_metric(..., model_id=, dataset=)`) is also in
-    its run's metrics; the model's entry, described with its dataset, is the one listed."""
+    """Training metrics and the datasets a metric was measured on: each metric's final value
+    (see _final_values), then the model's evaluated entries described with their dataset."""
     if run is None and logged is None:
         return None, []
     model_metrics = _model_metrics(logged)
-    from_run = {m.key for m in model_metrics if run is None or m.run_id in ("", run.run_id)}
-    values = {k: v for k, v in (run.metrics if run else {}).items() if k not in from_run}
-    plain, evaluated = _model_metric_entries(model_metrics)
-    listed = metrics({**values, **plain}) + [_evaluated_entry(m) for m in evaluated]
+    plain = {m.key: m for m in model_metrics if not m.dataset_name}
+    evaluated = sorted((m for m in model_metrics if m.dataset_name), key=lambda m: (m.key, m.dataset_name))
+    listed = metrics(_final_values(run, plain, evaluated)) + [_evaluated_entry(m) for m in evaluated]
     datasets = [_evaluation_dataset_urn(ctx, run, m) for m in evaluated]
     return listed, list(dict.fromkeys(d for d in datasets if d))
 
@@ -131,6 +153,14 @@ def _ml_data_aspects(ctx: MappingContext, urn: str, run: Optional[Run], logged: 
         yield mcp(urn, "mlModelEvaluationData", {"evaluationData": [{"dataset": d} for d in evaluated]})
 
 
+def _storage_location(version: ModelVersion, run: Optional[Run], logged: Optional[LoggedModel]) -> Optional[str]:
+    """Where the version's files are: its LoggedModel's artifacts (MLflow 3, source models:/m-...),
+    else its source, a runs:/ source resolved against its run's artifact URI."""
+    if logged is not None and logged.artifact_uri:
+        return logged.artifact_uri
+    return mlmodel_location(version.source or "", run.artifact_uri if run else None)
+
+
 def _version_properties(ctx: MappingContext, version: ModelVersion, model: RegisteredModel, run: Optional[Run],
                         logged_model: Optional[LoggedModel], owner_id: Optional[str], training_metrics,
                         feature_urns: tuple) -> dict:
@@ -138,6 +168,7 @@ def _version_properties(ctx: MappingContext, version: ModelVersion, model: Regis
     custom = custom_properties(own_tags, {
         "source": version.source, "status": version.status, "run_id": version.run_id,
         "current_stage": version.current_stage, "model_id": version.model_id,
+        "artifact_uri": _storage_location(version, run, logged_model),
     })
     params = {**(run.params if run else {}), **(logged_model.params if logged_model else {})}
     props = drop_none({
@@ -151,20 +182,21 @@ def _version_properties(ctx: MappingContext, version: ModelVersion, model: Regis
         "hyperParams": hyper_params(params) if (run or logged_model) else None,
         "trainingMetrics": training_metrics,
         "tags": [f"{k}:{v}" for k, v in sorted(own_tags.items())],
-        "groups": [urns.model_group_urn(model.name, ctx.env)],
-        "trainingJobs": [urns.run_urn(version.run_id)] if version.run_id else [],
+        "groups": [urns.model_group_urn(model.name, ctx.env, instance=ctx.platform_instance)],
+        "trainingJobs": [run_urn(ctx, version.run_id)] if version.run_id else [],
         "mlFeatures": list(feature_urns) or None,
     })
     if ctx.deployment_rules:
         # Always written when rules exist: a version that lost its alias loses the link.
-        props["deployments"] = [d.urn for d in deployments_for_version(ctx.deployment_rules, version, ctx.env)]
+        rules = ctx.deployment_rules
+        props["deployments"] = [d.urn for d in deployments_for_version(rules, version, ctx.env, ctx.platform_instance)]
     return props
 
 
-def _version_set_properties(version: ModelVersion, model: RegisteredModel, owner_id: Optional[str],
-                            is_latest: Optional[bool]) -> dict:
+def _version_set_properties(ctx: MappingContext, version: ModelVersion, model: RegisteredModel,
+                            owner_id: Optional[str], is_latest: Optional[bool]) -> dict:
     props: dict = {
-        "versionSet": urns.version_set_urn(model.name),
+        "versionSet": urns.version_set_urn(model.name, instance=ctx.platform_instance),
         "version": {"versionTag": version.version, "metadataAttribution": {
             "time": int(version.creation_timestamp or 0),
             "actor": urns.corpuser_urn(owner_id or MLFLOW_ACTOR),
@@ -183,7 +215,7 @@ def _deprecation(ctx: MappingContext, urn: str, version: ModelVersion, model: Re
     if not note:
         return
     champion = model.aliases.get(ctx.champion_alias)
-    replacement = (urns.model_urn(model.name, champion, ctx.model_name_separator, ctx.env)
+    replacement = (version_urn(ctx, model.name, champion)
                    if champion and champion != version.version else None)
     yield mcp(urn, "deprecation", deprecation(note, urns.corpuser_urn(owner_id or MLFLOW_ACTOR), replacement))
 
@@ -196,7 +228,7 @@ def map_model_version(ctx: MappingContext, version: ModelVersion, model: Registe
     training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged_model)
     yield mcp(urn, "mlModelProperties", _version_properties(ctx, version, model, run, logged_model, owner_id,
                                                             training_metrics, feature_urns))
-    yield mcp(urn, "versionProperties", _version_set_properties(version, model, owner_id, is_latest))
+    yield mcp(urn, "versionProperties", _version_set_properties(ctx, version, model, owner_id, is_latest))
     stage_tag = urns.tag_urn(urns.stage_tag_name(version.current_stage or "None"))
     yield mcp(urn, "globalTags", {"tags": [{"tag": stage_tag}]})
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
@@ -214,7 +246,7 @@ def map_logged_model(ctx: MappingContext, logged: LoggedModel, experiment: Exper
     """An MLflow 3 LoggedModel no registry version points at (include_logged_models). Its name
     ends with its model id (m-...), so it cannot collide with a version (NAME_<number>)."""
     name = logged_model_name(ctx, logged.name, logged.model_id)
-    urn = urns.plain_model_urn(name, ctx.env)
+    urn = urns.plain_model_urn(name, ctx.env, instance=ctx.platform_instance)
     training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged)
     custom = custom_properties({k: v for k, v in logged.tags.items() if not k.startswith("mlflow.")}, {
         "model_id": logged.model_id, "status": logged.status, "model_type": logged.model_type,
@@ -228,7 +260,7 @@ def map_logged_model(ctx: MappingContext, logged: LoggedModel, experiment: Exper
         "lastModified": time_stamp(logged.last_updated_timestamp),
         "hyperParams": hyper_params({**(run.params if run else {}), **logged.params}),
         "trainingMetrics": training_metrics,
-        "trainingJobs": [urns.run_urn(logged.source_run_id)] if logged.source_run_id else [],
+        "trainingJobs": [run_urn(ctx, logged.source_run_id)] if logged.source_run_id else [],
         "mlFeatures": list(feature_urns) or None,
     }))
     yield mcp(urn, "container", {"container": experiment_container_urn(ctx, experiment)})

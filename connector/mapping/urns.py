@@ -8,6 +8,11 @@ catalog fed by both has no duplicates. Two rules go further than DataHub's encod
 - A URN whose URL-encoded form would pass GMS's 512-byte limit gets a stable shortened
   name: the longest prefix that fits, then `%E2%80%A6` (an encoded `…`, which the
   encoder never produces on its own) and 32 hex digits of the full name's SHA-256.
+
+With a platform instance, every URN that names an MLflow object carries it, as DataHub's builders
+do (`make_dataset_urn_with_platform_instance`): a name-based URN names `INSTANCE.NAME`, a GUID-based
+one has `"instance": INSTANCE` in its GUID's dict (as DataHub's container keys). Without one, every
+URN is what it always was.
 """
 from __future__ import annotations
 
@@ -97,36 +102,46 @@ def platform_instance_urn(instance: str, platform: str = PLATFORM) -> str:
     return _fit(lambda n: f"urn:li:dataPlatformInstance:({platform_urn(platform)},{n})", instance)
 
 
-def model_group_urn(name: str, env: str, platform: str = PLATFORM) -> str:
-    return _fit(lambda n: f"urn:li:mlModelGroup:({platform_urn(platform)},{n},{env})", name)
+def qualified(name: str, instance: Optional[str] = None) -> str:
+    """`INSTANCE.NAME`, DataHub's name of an object of a platform instance; the name without one."""
+    return f"{instance}.{name}" if instance else name
 
 
-def model_urn(name: str, version: str, separator: str, env: str, platform: str = PLATFORM) -> str:
-    return plain_model_urn(f"{name}{separator}{version}", env, platform)
+def _keyed(fields: dict, instance: Optional[str]) -> dict:
+    return {**fields, "instance": instance} if instance else fields
 
 
-def plain_model_urn(name: str, env: str, platform: str = PLATFORM) -> str:
-    """A model that is not a registry version (built by hand through the SDK)."""
-    return _fit(lambda n: f"urn:li:mlModel:({platform_urn(platform)},{n},{env})", name)
+def model_group_urn(name: str, env: str, platform: str = PLATFORM, instance: Optional[str] = None) -> str:
+    return _fit(lambda n: f"urn:li:mlModelGroup:({platform_urn(platform)},{n},{env})", qualified(name, instance))
 
 
-def version_set_urn(model_name: str, platform: str = PLATFORM) -> str:
-    return f"urn:li:versionSet:({guid({'platform': platform, 'name': model_name})},mlModel)"
+def model_urn(name: str, version: str, separator: str, env: str, platform: str = PLATFORM,
+              instance: Optional[str] = None) -> str:
+    return plain_model_urn(f"{name}{separator}{version}", env, platform, instance)
+
+
+def plain_model_urn(name: str, env: str, platform: str = PLATFORM, instance: Optional[str] = None) -> str:
+    """A model that is not a registry version (a LoggedModel, or built by hand through the SDK)."""
+    return _fit(lambda n: f"urn:li:mlModel:({platform_urn(platform)},{n},{env})", qualified(name, instance))
+
+
+def version_set_urn(model_name: str, platform: str = PLATFORM, instance: Optional[str] = None) -> str:
+    return f"urn:li:versionSet:({guid(_keyed({'platform': platform, 'name': model_name}, instance))},mlModel)"
 
 
 def experiment_urn(name: str, instance: Optional[str] = None, platform: str = PLATFORM) -> str:
-    key = {"platform": platform_urn(platform), "id": name}
-    if instance:
-        key["instance"] = instance
-    return f"urn:li:container:{guid(key)}"
+    return f"urn:li:container:{guid(_keyed({'platform': platform_urn(platform), 'id': name}, instance))}"
 
 
-def run_urn(run_id: str, orchestrator: str = PLATFORM) -> str:
-    return f"urn:li:dataProcessInstance:{guid({'orchestrator': orchestrator, 'id': run_id})}"
+def run_urn(run_id: str, orchestrator: str = PLATFORM, instance: Optional[str] = None) -> str:
+    """Run ids are random UUIDs, yet two servers restored from one backup share them: with an
+    instance, the run's GUID carries it like every other MLflow object's identity."""
+    return f"urn:li:dataProcessInstance:{guid(_keyed({'orchestrator': orchestrator, 'id': run_id}, instance))}"
 
 
-def dataset_urn(platform: str, name: str, env: str) -> str:
-    return _fit(lambda n: f"urn:li:dataset:({platform_urn(platform)},{n},{env})", name)
+def dataset_urn(platform: str, name: str, env: str, instance: Optional[str] = None) -> str:
+    """`instance`: only for datasets MLflow holds (the mlflow platform), not for where data lives."""
+    return _fit(lambda n: f"urn:li:dataset:({platform_urn(platform)},{n},{env})", qualified(name, instance))
 
 
 def tag_urn(name: str) -> str:
@@ -146,13 +161,16 @@ def corpuser_urn(user: str) -> str:
     return _fit(lambda n: f"{prefix}{n}", user, simple=True)
 
 
-def deployment_urn(platform: str, name: str, env: str) -> str:
-    return _fit(lambda n: f"urn:li:mlModelDeployment:({platform_urn(platform)},{n},{env})", name)
+def deployment_urn(platform: str, name: str, env: str, instance: Optional[str] = None) -> str:
+    """`instance`: the MLflow server's, for deployments named after its models (aliases, tags)."""
+    return _fit(lambda n: f"urn:li:mlModelDeployment:({platform_urn(platform)},{n},{env})", qualified(name, instance))
 
 
-def feature_urn(namespace: str, name: str) -> str:
-    """Both parts may be long: the namespace (a model name) gets at most half of the limit."""
+def feature_urn(namespace: str, name: str, instance: Optional[str] = None) -> str:
+    """Both parts may be long: the namespace (a model name, `INSTANCE.NAME` with an instance)
+    gets at most half of the limit."""
     half = MAX_URN_BYTES // 2 - url_encoded_length("urn:li:mlFeature:(,)")
+    namespace = qualified(namespace, instance)
     space = encode(namespace)
     if url_encoded_length(space) > half:
         space = _shortened(namespace, half)

@@ -3,7 +3,9 @@
 URNs come from connector.mapping.urns, so what the SDK creates and what the MLflow source
 ingests are the same entities. Every properties write is a merge (see merge.py): against the
 REST sink the current aspect is read from the catalog first; against the file sink the client
-keeps what it wrote and writes one final value per aspect on close().
+keeps what it wrote and writes one final value per aspect on close(). A file cannot be read
+back, so with the file sink a merge into an entity this client did not create is refused: it
+would replace the ingested aspect with the change alone.
 """
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ class CatalogClient:
         self._reader: Optional[GmsClient] = GmsClient(sink.client.settings) if isinstance(sink, RestSink) else None
         self._latest: dict[tuple[str, str], dict] = {}   # what this client wrote, per (urn, aspect)
         self._events: list[Mcp] = []                    # timeseries aspects, held for a file sink
+        self._created: set[str] = set()                 # entities this client created (file sink: it may merge)
         self._closed = False
 
     # -- building --------------------------------------------------------------
@@ -78,32 +81,37 @@ class CatalogClient:
         return cls(build_sink(recipe.sink), env=config.env, platform_instance=config.platform_instance,
                    pipeline_name=recipe.pipeline_name)
 
-    # -- URNs, exactly as the MLflow source builds them ------------------------
+    # -- URNs, exactly as the MLflow source builds them (with the client's platform_instance) ---
     def model_group_urn(self, group_id: str) -> str:
-        return urns.model_group_urn(group_id, self.ctx.env)
+        return urns.model_group_urn(group_id, self.ctx.env, instance=self.ctx.platform_instance)
 
     def model_urn(self, model_id: str) -> str:
-        return urns.plain_model_urn(model_id, self.ctx.env)
+        return urns.plain_model_urn(model_id, self.ctx.env, instance=self.ctx.platform_instance)
 
     def model_version_urn(self, registered_model: str, version: Union[str, int], separator: str = "_") -> str:
         """A version of an MLflow registered model, as the source names it."""
-        return urns.model_urn(registered_model, str(version), separator, self.ctx.env)
+        return urns.model_urn(registered_model, str(version), separator, self.ctx.env,
+                              instance=self.ctx.platform_instance)
 
     def experiment_urn(self, experiment_name: str) -> str:
         return urns.experiment_urn(experiment_name, self.ctx.platform_instance)
 
     def run_urn(self, run_id: str) -> str:
-        return urns.run_urn(run_id)
+        return urns.run_urn(run_id, instance=self.ctx.platform_instance)
 
     def dataset_urn(self, platform: str, name: str, env: Optional[str] = None) -> str:
-        return urns.dataset_urn(platform, name, env or self.ctx.env)
+        """On the mlflow platform a dataset MLflow holds, named with the instance; elsewhere where data lives."""
+        held_by_mlflow = urns.platform_urn(platform) == urns.platform_urn()
+        instance = self.ctx.platform_instance if held_by_mlflow else None
+        return urns.dataset_urn(platform, name, env or self.ctx.env, instance)
 
     def deployment_urn(self, platform: str, name: str, env: Optional[str] = None) -> str:
-        return urns.deployment_urn(platform, name, env or self.ctx.env)
+        return urns.deployment_urn(platform, name, env or self.ctx.env, self.ctx.platform_instance)
 
     # -- entities ----------------------------------------------------------------
     def create_model_group(self, group_id: str, properties: Union[ModelGroupProperties, Any, None] = None) -> str:
         urn = self.model_group_urn(group_id)
+        self._created.add(urn)
         change = properties_aspect(properties, "mlModelGroupProperties", "properties", ModelGroupProperties,
                                    lambda p: p.to_aspect()) or {}
         self._merge(urn, "mlModelGroupProperties", change, defaults={"name": group_id})
@@ -116,6 +124,7 @@ class CatalogClient:
         """A model (one version). Models sharing `version_set` (default: model_id) are versions
         of one another, like the versions of a registered model."""
         urn = self.model_urn(model_id)
+        self._created.add(urn)
         version = str(version)
         change = properties_aspect(properties, "mlModelProperties", "properties", ModelProperties,
                                    lambda p: p.to_aspect()) or {}
@@ -127,7 +136,7 @@ class CatalogClient:
             aliases.append({"versionTag": alias})
         self._put(urn, "versionProperties", {
             **current,
-            "versionSet": urns.version_set_urn(version_set or model_id),
+            "versionSet": urns.version_set_urn(version_set or model_id, instance=self.ctx.platform_instance),
             "version": {"versionTag": version},
             "sortId": version.zfill(10) if version.isdigit() else version,
             "aliases": aliases,
@@ -137,6 +146,7 @@ class CatalogClient:
 
     def create_experiment(self, experiment_id: str, properties: Union[ExperimentProperties, Any, None] = None) -> str:
         urn = self.experiment_urn(experiment_id)
+        self._created.add(urn)
         change = properties_aspect(properties or ExperimentProperties(), "containerProperties", "properties",
                                    ExperimentProperties, lambda p: p.to_aspect(default_name=experiment_id))
         self._merge(urn, "containerProperties", change, defaults={"name": experiment_id})
@@ -152,6 +162,7 @@ class CatalogClient:
                             end_timestamp: Optional[int] = None) -> str:
         """A training run; with `run_result` it is complete (a STARTED and a COMPLETE event)."""
         urn = self.run_urn(run_id)
+        self._created.add(urn)
         result = RunResult(run_result) if run_result is not None else None
         start = start_timestamp if start_timestamp is not None else (_now() if result else None)
         props = properties_aspect(properties or RunProperties(), "dataProcessInstanceProperties", "properties",
@@ -180,6 +191,7 @@ class CatalogClient:
                           platform_instance: Optional[str] = None) -> str:
         """A model deployment (an endpoint serving a model) on `platform` (sagemaker, kserve, ...)."""
         urn = self.deployment_urn(platform, name, env)
+        self._created.add(urn)
         change = properties_aspect(properties, "mlModelDeploymentProperties", "properties", DeploymentProperties,
                                    lambda p: p.to_aspect()) or {}
         self._merge(urn, "mlModelDeploymentProperties", change)
@@ -283,7 +295,17 @@ class CatalogClient:
         if self._reader is not None:
             self.sink.write(Mcp(urn, aspect_name, value), self._system_metadata())
 
+    def _refuse_blind_merge(self, urn: str, aspect_name: str) -> None:
+        """File sink: the catalog's value cannot be read, and an UPSERT replaces the whole aspect."""
+        if self._reader is None and urn not in self._created and (urn, aspect_name) not in self._latest:
+            raise SinkError(
+                f"{aspect_name} of {urn}: the file sink cannot read what the catalog holds, and writing this "
+                "change alone would replace the whole aspect (an ingested model's params, metrics, groups, "
+                "a run's outputs); link through the REST sink (type: datahub-rest), which reads the current "
+                "aspect and merges, or create the entity with this client first")
+
     def _merge(self, urn: str, aspect_name: str, change: Optional[dict], defaults: Optional[dict] = None) -> None:
+        self._refuse_blind_merge(urn, aspect_name)
         merged = merge_aspect(aspect_name, self._current(urn, aspect_name), change or {})
         for key, value in (defaults or {}).items():
             merged.setdefault(key, value)
@@ -294,6 +316,7 @@ class CatalogClient:
         dataset_urns = list(dataset_urns)
         for urn in dataset_urns:
             _expect(urn, "dataset", "dataset_urns")
+        self._refuse_blind_merge(run_urn, aspect_name)
         self._put(run_urn, aspect_name, add_edges(aspect_name, self._current(run_urn, aspect_name), dataset_urns))
 
     def _event(self, urn: str, event: dict) -> None:

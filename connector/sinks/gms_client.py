@@ -73,6 +73,8 @@ def _server_message(answer: Answer) -> str:
 
 
 class GmsClient:
+    named = "`server`"  # what the user set to this URL, for messages
+
     def __init__(self, settings: GmsSettings):
         self.settings = settings
         self._http = HttpClient(settings.server, settings.http, token=settings.token, headers={
@@ -111,14 +113,14 @@ class GmsClient:
             return
         data = answer.json_object()
         if data is None or "value" not in data:
-            raise GmsNotGms(f"{self.server}{path} answered {answer.describe()}, not GMS's answer: is `server` "
+            raise GmsNotGms(f"{self.server}{path} answered {answer.describe()}, not GMS's answer: is {self.named} "
                             "DataHub's GMS?")
 
     def _refusal(self, answer: Answer, path: str) -> Exception:
         """A 4xx/5xx: GMS's own refusal (a JSON object), or a server that is not GMS at all (a web
         page, plain text), which nothing sent there will get past."""
         if answer.json_object() is None:
-            return GmsNotGms(f"{self.server}{path} answered {answer.describe()}, not GMS's answer: is `server` "
+            return GmsNotGms(f"{self.server}{path} answered {answer.describe()}, not GMS's answer: is {self.named} "
                              "DataHub's GMS (e.g. http://host:8080)?")
         return GmsRejected(answer.status, _server_message(answer))
 
@@ -139,14 +141,13 @@ class GmsClient:
         self._post("/aspects?action=ingestProposal", {"proposal": record, "async": "false"})
 
     def post(self, path: str, payload: dict) -> Optional[dict]:
-        """Any Rest.li action: the answer's JSON (None when empty); GmsRejected for a 4xx."""
+        """Any Rest.li action: the answer's JSON (None when empty); GmsRejected for a 4xx, GmsNotGms
+        for a 2xx that is not GMS's answer (the rule deliveries follow)."""
         answer = self._request("POST", path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
         if answer.status >= 400:
             raise self._refusal(answer, path)
-        try:
-            return answer.json() if answer.body else None
-        except ValueError:
-            raise GmsRejected(answer.status, f"{self.server}{path} answered something that is not JSON") from None
+        self._taken(answer, path)
+        return answer.json() if answer.body.strip() else None
 
     def config(self) -> dict:
         answer = self._request("GET", "/config")

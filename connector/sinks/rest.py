@@ -19,12 +19,14 @@ from typing import Optional
 
 from connector import stopping
 from connector.mapping.common import Mcp
+from connector.mapping.links import ForeignLinks
 from connector.secrets import Redactor
 from connector.sinks.base import SinkError, SinkResult
 from connector.sinks.dead_letter import DeadLetters
 from connector.sinks.file import file_record
 from connector.sinks.gms_client import (
-    BatchEndpointMissing, GmsAuthError, GmsClient, GmsRejected, GmsSettings, GmsUnavailable, rest_record,
+    BatchEndpointMissing, GmsAuthError, GmsClient, GmsNotGms, GmsRejected, GmsSettings, GmsUnavailable,
+    rest_record,
 )
 
 STOP_GRACE_SEC = 3.0  # on a stop, how long batches already on the wire may take to be answered
@@ -74,6 +76,7 @@ class RestSink:
         self.rejected_urns: set[str] = set()  # entities with a proposal the server refused for good
         self.rejected_count = 0
         self._result: Optional[SinkResult] = None
+        self.foreign_links: Optional[ForeignLinks] = None  # set by ingestion: keep links it does not own
 
     def __repr__(self) -> str:
         return f"RestSink({self.server!r})"
@@ -150,7 +153,7 @@ class RestSink:
             self._dead_letter(items, f"not sent: {self._fatal}")
             return
         try:
-            self._send(items)
+            self._send(self._with_foreign_links(items))
         except (GmsAuthError, GmsUnavailable) as exc:
             with self._lock:
                 self._fatal = self._fatal or exc
@@ -159,6 +162,36 @@ class RestSink:
             self._dead_letter(items, "not sent: the run was stopped")
         except Exception as exc:  # keep the promise of "nothing lost"
             self._dead_letter(items, f"{type(exc).__name__}: {exc}")
+
+    def _with_foreign_links(self, items: list[_Item]) -> list[_Item]:
+        """Shared link lists: read what the catalog holds and keep the links ingestion does not
+        own (see mapping/links.py). An item whose read is refused is dead-lettered, not written blind."""
+        keeper = self.foreign_links
+        if keeper is None:
+            return items
+        sendable: list[_Item] = []
+        written: dict[tuple[str, str], Optional[dict]] = {}
+        for item in items:
+            key = (item.proposal.entity_urn, item.proposal.aspect_name)
+            if key[1] in keeper.aspects:
+                try:
+                    current = written[key] if key in written else self._read_current(*key)
+                except GmsRejected as exc:
+                    self._dead_letter([item], self.redactor.redact(f"not sent: reading the current {key[1]} "
+                                                                   f"from {self.server} failed: {exc}"))
+                    continue
+                merged = Mcp(key[0], key[1], keeper.merge(key[1], current, item.proposal.aspect))
+                written[key] = merged.aspect
+                item.proposal, item.wire = merged, rest_record(merged, item.system_metadata)
+            sendable.append(item)
+        return sendable
+
+    def _read_current(self, urn: str, aspect_name: str) -> Optional[dict]:
+        try:
+            return self.client.get_aspect(urn, aspect_name)
+        except ValueError:  # a 2xx that is not JSON (a login page): nothing sent there would be delivered
+            raise GmsNotGms(f"{self.server}/aspects answered something that is not GMS's answer: "
+                            "is `server` DataHub's GMS?") from None
 
     def _send(self, items: list[_Item]) -> None:
         if self._use_batch_endpoint:
@@ -263,7 +296,8 @@ class RestSink:
         stopped = stopping.requested() or not self._drain()
         if stopped:
             self._abandon()
-        self._executor.shutdown(wait=not stopped, cancel_futures=True)
+        # joined also after a stop: a send ends within the HTTP layer's stop grace (http.STOP_GRACE_SEC)
+        self._executor.shutdown(wait=True, cancel_futures=True)
         self.client.close()
         result = SinkResult(delivered=self.delivered, failed=len(self.dead_letters))
         result.messages.extend(self.rejections)

@@ -33,6 +33,9 @@ def read_mlmodel(uri: str, backend) -> dict:
     elif parts.scheme == "mlflow-artifacts":
         text = backend.read_artifact(f"{parts.path.rstrip('/')}/MLmodel")
     else:
+        from connector.source.store_backend import quiet_mlflow_telemetry
+
+        quiet_mlflow_telemetry()
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         with tempfile.TemporaryDirectory() as tmp:

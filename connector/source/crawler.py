@@ -24,7 +24,7 @@ from connector.source.records import (
 )
 from connector.source.registry_index import CatalogListing, RegistryIndex, experiments, list_catalog
 from connector.source.runs import FullRuns, IncrementalRuns, ResumableRuns, RunReader
-from connector.source.signatures import SignatureReader, model_location
+from connector.source.signatures import SignatureReader, logged_signature, model_location
 
 RunStrategy = Union[FullRuns, ResumableRuns, IncrementalRuns]
 _FULL = FullPlan()
@@ -64,14 +64,16 @@ class MlflowCrawler:
         self.observer.seen("model_versions", listing.registry.version_count)
         return listing
 
+    def _listed(self, experiment: Experiment) -> bool:
+        return experiment.lifecycle_stage == "active" or self.settings.include_deleted
+
     def _included(self, experiment: Experiment) -> bool:
-        if experiment.lifecycle_stage != "active" and not self.settings.include_deleted:
-            return False
-        return self.settings.experiments.allows(experiment.name)
+        return self._listed(experiment) and self.settings.experiments.allows(experiment.name)
 
     # -- the crawl --------------------------------------------------------------------------
     def crawl(self, listing: CatalogListing, plan: CrawlPlan = _FULL) -> Iterator[CrawlRecord]:
         included = [e for e in listing.experiments if self._included(e)]
+        self.observer.filter_out("experiments", sum(1 for e in listing.experiments if self._listed(e)) - len(included))
         logged = self._listed_logged_models(listing, included, plan)
         kept_runs: dict[str, Run] = {}  # runs some version or unregistered LoggedModel points at
         if self.settings.include_experiments:
@@ -189,6 +191,9 @@ class MlflowCrawler:
                 self._signatures.start(model_location(v, registered.get(v.model_id or ""), runs.get(v.run_id)))
         if not registry.models:
             self.observer.warning("Empty registry", "0 registered models found in the model registry")
+        elif versions and not self.settings.include_signatures:
+            self.observer.info("Signatures not read", "include_signatures is off: the versions' input columns "
+                                                      "(mlFeature entities) were not read")
         to_yield: dict[str, list[ModelVersion]] = {}
         for model, version in versions:
             to_yield.setdefault(model.name, []).append(version)
@@ -201,7 +206,8 @@ class MlflowCrawler:
 
     def _version_record(self, model: RegisteredModel, version: ModelVersion, run: Optional[Run],
                         logged_model: Optional[LoggedModel], latest: Optional[int]) -> VersionRecord:
-        signature = (self._signatures.get(model_location(version, logged_model, run))
+        signature = (self._signatures.get(model_location(version, logged_model, run),
+                                          logged_signature(run, version.source))
                      if self.settings.include_signatures else None)
         return VersionRecord(version, model, run, is_latest=version.version_number == latest,
                              logged_model=logged_model, signature_inputs=signature)

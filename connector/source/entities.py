@@ -10,110 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 
-class MalformedRecord(ValueError):
-    """An item whose fields are not what MLflow sends (a tag list as an object, a time of
-    "yesterday", a lone surrogate in a name): that record fails, the crawl goes on."""
-
-    def __init__(self, what: str, problem: str):
-        super().__init__(f"{what}: {problem}")
-        self.what = what
-        self.problem = problem
+from connector.source.fields import (  # noqa: F401  (MalformedRecord, json_kind: re-exported)
+    MalformedRecord, _int, _kind, _list, _name_of, _object, _pairs, _parsing, _tags, _text, json_kind,
+)
 
 
-class _Bad(ValueError):
-    """One field's problem, turned into a MalformedRecord naming the item by `_parsing`."""
-
-
-_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
-
-
-def json_kind(value: Any) -> str:
-    """What a JSON value is, in words (not Python's type names)."""
-    return _KINDS.get(type(value), "a number" if isinstance(value, (int, float)) else "something else")
-
-
-_kind = json_kind
-
-
-def _text(value: Any, name: str) -> str:
-    """A string field ("" when absent); numbers are taken as MLflow's ids sometimes come."""
-    if value is None:
-        return ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str):
-        raise _Bad(f"{name} is {_kind(value)}, not a string")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise _Bad(f"{name} holds a character that is not valid text (a lone surrogate, "
-                       f"position {_bad_position(value)})") from None
-    return value
-
-
-def _bad_position(value: str) -> int:
-    return next(i for i, c in enumerate(value) if 0xD800 <= ord(c) <= 0xDFFF)
-
-
-def _list(value: Any, name: str) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _Bad(f"{name} is {_kind(value)}, not a list")
-    return value
-
-
-def _object(value: Any, name: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _Bad(f"{name} is {_kind(value)}, not an object")
-    return value
-
-
-def _pairs(items: Any, name: str) -> dict[str, str]:
-    """MLflow's [{"key": ..., "value": ...}] lists (tags, params) as a dict."""
-    out: dict[str, str] = {}
-    for index, item in enumerate(_list(items, name)):
-        if not isinstance(item, dict) or "key" not in item:
-            raise _Bad(f"{name}[{index}] is {_kind(item)} without a key, not {{key, value}}")
-        out[_text(item["key"], f"{name}[{index}].key")] = _text(item.get("value", ""), f"{name}[{index}].value")
-    return out
-
-
-def _tags(items: Any, name: str = "tags") -> dict[str, str]:
-    return _pairs(items, name)
-
-
-def _int(value: Any, name: str = "a time") -> Optional[int]:
-    """A whole number (times in ms): MLflow sends them as JSON numbers or strings of digits."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise _Bad(f"{name} is {str(value)[:40]!r}, not a time in milliseconds")
-
-
-def _parsing(what: str, parse, d: Any):
-    """Parse one item; any field that is not MLflow's fails it as a MalformedRecord naming it."""
-    if not isinstance(d, dict):
-        raise MalformedRecord(what, f"is {_kind(d)}, not an object")
-    try:
-        return parse(d)
-    except _Bad as exc:
-        raise MalformedRecord(what, str(exc)) from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MalformedRecord(what, f"a field is not what MLflow sends ({exc})") from None
-
-
-def _name_of(value: Any) -> str:
-    """An item's id or name for messages: printable even when it is not valid text."""
-    return str(value).encode("utf-8", "backslashreplace").decode("utf-8") if value is not None else "?"
+def _order(metric: dict) -> tuple[int, int]:
+    """Where a logged metric value stands in MLflow's own order: step, then timestamp."""
+    return (_int(metric.get("step"), "step") or 0, _int(metric.get("timestamp"), "timestamp") or 0)
 
 
 def _float(value: Any) -> float:
@@ -205,6 +109,8 @@ class Run:
     status: str = ""
     artifact_uri: str = ""
     lifecycle_stage: str = "active"
+    # each metric's latest value as MLflow orders them: (step, timestamp)
+    metric_order: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, d: dict) -> "Run":
@@ -228,6 +134,7 @@ class Run:
             lifecycle_stage=_text(info.get("lifecycle_stage"), "info.lifecycle_stage") or "active",
             params=_pairs(data.get("params"), "data.params"),
             metrics=_metrics(data.get("metrics"), "data.metrics"),
+            metric_order={m["key"]: _order(m) for m in data.get("metrics") or []},  # checked by _metrics
             tags=_tags(data.get("tags"), "data.tags"),
             dataset_inputs=[x for n, i in enumerate(inputs) if (x := _dataset_input(i, f"inputs.dataset_inputs[{n}]"))],
         )
@@ -339,6 +246,7 @@ class LoggedMetric:
     dataset_name: str = ""
     dataset_digest: str = ""
     run_id: str = ""
+    order: tuple[int, int] = (0, 0)  # (step, timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +287,7 @@ class LoggedModel:
                                         value=_float(m.get("value", "NaN")),
                                         dataset_name=_text(m.get("dataset_name"), f"{where}.dataset_name"),
                                         dataset_digest=_text(m.get("dataset_digest"), f"{where}.dataset_digest"),
-                                        run_id=_text(m.get("run_id"), f"{where}.run_id")))
+                                        run_id=_text(m.get("run_id"), f"{where}.run_id"), order=_order(m)))
         return cls(
             model_id=_text(info["model_id"], "info.model_id"),
             experiment_id=_text(info.get("experiment_id", ""), "info.experiment_id"),

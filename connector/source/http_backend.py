@@ -11,6 +11,7 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from connector.http import Answer, HttpClient, HttpSettings, RateLimiter, ResponseTooLarge, RetriesExhausted
+from connector.secrets import redact_url
 from connector.source.backend import Page
 from connector.source.entities import json_kind
 from connector.source.errors import MlflowApiError, SourceAuthError, SourceError, SourceUnreachable
@@ -107,6 +108,11 @@ class HttpBackend:
         except ResponseTooLarge as exc:
             raise UnexpectedAnswer(f"MLflow at {client.base_url} answered {what} with too much: {exc} "
                                    "(source.config.max_response_mb)") from None
+        if 300 <= answer.status < 400 and "location" in answer.headers:  # one the HTTP layer did not follow
+            raise UnexpectedAnswer(
+                f"MLflow at {client.base_url} redirected {what} to {redact_url(answer.headers['location'])} (another "
+                "server, or https to http): not followed, so that credentials stay with the server they are for; "
+                "put the address that answers in the recipe")
         if answer.status in (401, 403):
             raise SourceAuthError(f"MLflow at {client.base_url} rejected the credentials "
                                   f"(HTTP {answer.status}); check username/password/token")

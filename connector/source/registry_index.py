@@ -72,8 +72,9 @@ class RegistryReader:
     def registered_models(self) -> list[RegisteredModel]:
         listing = Listing("registered-models/search",
                           lambda t: self.backend.search_registered_models(REGISTERED_MODELS_PAGE, t))
-        models = [m for m in parsed(paged(listing), RegisteredModel.from_json, self.observer)
-                  if self.filter.allows(m.name)]
+        listed = list(parsed(paged(listing), RegisteredModel.from_json, self.observer))
+        models = [m for m in listed if self.filter.allows(m.name)]
+        self.observer.filter_out("registered_models", len(listed) - len(models))
         return sorted(models, key=lambda m: m.name)
 
     def all_versions(self) -> Optional[list[ModelVersion]]:
@@ -102,9 +103,14 @@ class RegistryReader:
                 if version.name in by_model:
                     by_model[version.name].append(version)
         else:
-            for name in by_model:
-                by_model[name] = self._versions_of(name)
-        return RegistryIndex.build(models, by_model)
+            for name in list(by_model):
+                try:
+                    by_model[name] = self._versions_of(name)
+                except MlflowApiError as exc:  # that model only: the others are delivered
+                    del by_model[name]
+                    self.observer.failure("Model versions not listed", f"registered model {name!r} left out of "
+                                          f"this run (its group and versions): {exc}")
+        return RegistryIndex.build([m for m in models if m.name in by_model], by_model)
 
 
 def experiments(backend: Backend, observer: CrawlObserver) -> list[Experiment]:

@@ -6,9 +6,19 @@ Entities are turned back into the REST JSON shape so that one parser
 from __future__ import annotations
 
 import json
+import os
 from typing import Optional
 
 from connector.source.errors import MlflowApiError, SourceError, SourceUnreachable
+
+
+def quiet_mlflow_telemetry() -> None:
+    """MLflow 3 sends telemetry, and on a machine without internet its exit can stall for
+    minutes: a crawler must not phone home. MLflow reads the switch when it is first imported, so
+    this runs just before the connector loads MLflow's client into a process (never on import of
+    the connector); a host that set the variables keeps its own values."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
 def _to_json(entity) -> dict:
@@ -19,6 +29,7 @@ def _to_json(entity) -> dict:
 
 class StoreBackend:
     def __init__(self, tracking_uri: str, registry_uri: str):
+        quiet_mlflow_telemetry()
         try:
             from mlflow import MlflowClient
             from mlflow.entities import ViewType

@@ -102,7 +102,8 @@ class ChangeTracker:
         return urns.experiment_urn(experiment.name, self.ctx.platform_instance)
 
     def _version_urn(self, version) -> str:
-        return urns.model_urn(version.name, version.version, self.ctx.model_name_separator, self.ctx.env)
+        return urns.model_urn(version.name, version.version, self.ctx.model_name_separator, self.ctx.env,
+                              instance=self.ctx.platform_instance)
 
     def plan(self, listing: CatalogListing, resumable: bool = False) -> CrawlPlan:
         if self.mode == "resume":
@@ -157,7 +158,7 @@ class ChangeTracker:
 
     def _version_wanted(self, record: VersionRecord) -> bool:
         version = record.version
-        run_urn = urns.run_urn(version.run_id) if version.run_id else ""
+        run_urn = urns.run_urn(version.run_id, instance=self.ctx.platform_instance) if version.run_id else ""
         return self.changes.version_should_emit(self._version_urn(version), version_fingerprint(
             version, record.model, record.is_latest), run_urn)
 
@@ -165,7 +166,7 @@ class ChangeTracker:
         self.progress = self.progress.after(page)
 
     def run_deleted(self, run_id: str) -> None:
-        urn = urns.run_urn(run_id)
+        urn = urns.run_urn(run_id, instance=self.ctx.platform_instance)
         if self.changes.forget(urn):
             self.deleted.append(urn)
 

@@ -1,0 +1,114 @@
+"""The lineage graph as one self-contained HTML page: works offline, from a file, with no server.
+
+Everything is inlined: the graph library (Cytoscape.js, vendored from its npm package, see
+static/README.md), our own script and style, and the graph itself as gzip-compressed JSON in base64
+(the browser inflates it with its built-in DecompressionStream), so 50,000 runs stay a few MB.
+A Content-Security-Policy forbids every network request the page could make."""
+from __future__ import annotations
+
+import base64
+import gzip
+import html
+import json
+from importlib import resources
+from typing import Any, Optional
+
+from connector.lineage.graph import LineageGraph, Node, display_name
+
+_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+        "connect-src 'none'; form-action 'none'; base-uri 'none'")
+
+
+def _static(name: str) -> str:
+    return resources.files("connector.lineage").joinpath("static").joinpath(name).read_text(encoding="utf-8")
+
+
+def _pairs(items: Any) -> list:
+    return [[str(i.get("name")), i.get("value")] for i in items or [] if isinstance(i, dict)]
+
+
+def _strip(urn: str, prefix: str) -> str:
+    return urn[len(prefix):] if urn.startswith(prefix) else urn
+
+
+def _run_result(node: Node) -> Optional[str]:
+    events = node.aspects.get("runEvents") or []
+    done = [e for e in events if isinstance(e, dict) and e.get("status") == "COMPLETE"]
+    if done:
+        return str((done[-1].get("result") or {}).get("type") or "COMPLETE")
+    return "RUNNING" if events else None
+
+
+def _listed(aspect: Optional[dict], key: str, field: str, prefix: str = "") -> Optional[list]:
+    items = [_strip(str(i.get(field, "")), prefix) for i in (aspect or {}).get(key) or [] if isinstance(i, dict)]
+    return items or None
+
+
+def _created(props: dict) -> Optional[int]:
+    created = props.get("created")
+    return created.get("time") if isinstance(created, dict) else None
+
+
+def details(node: Node) -> dict:
+    """What the page shows when the node is clicked (compact keys: the page holds many)."""
+    a = node.aspects
+    props = next((a[k] for k in a if k.endswith("Properties") or k == "aiAgentInfo"), None) or {}
+    run = a.get("mlTrainingRunProperties") or {}
+    version = a.get("versionProperties") or {}
+    found = {
+        "desc": props.get("description"),
+        "url": props.get("externalUrl") or run.get("externalUrl"),
+        "props": props.get("customProperties"),
+        "metrics": _pairs(props.get("trainingMetrics") or run.get("trainingMetrics")),
+        "params": _pairs(props.get("hyperParams") or run.get("hyperParams")),
+        "owners": _listed(a.get("ownership"), "owners", "owner", "urn:li:corpuser:"),
+        "tags": _listed(a.get("globalTags"), "tags", "tag", "urn:li:tag:"),
+        "aliases": _listed(version, "aliases", "versionTag"),
+        "version": (version.get("version") or {}).get("versionTag"),
+        "types": (a.get("subTypes") or {}).get("typeNames"),
+        "result": _run_result(node),
+        "created": _created(props),
+        "removed": bool((a.get("status") or {}).get("removed")),
+    }
+    return {key: value for key, value in found.items() if value not in (None, "", [], {}, False)}
+
+
+def graph_data(graph: LineageGraph) -> dict:
+    """The JSON the page's script reads: nodes, edges by index, edge kinds by index."""
+    index = {urn: i for i, urn in enumerate(graph.nodes)}
+    kinds: dict[str, int] = {}
+    nodes = []
+    for node in graph.nodes.values():
+        item: dict[str, Any] = {"i": node.urn, "k": node.kind, "n": display_name(node)}
+        container = (node.aspects.get("container") or {}).get("container")
+        if container in index:
+            item["g"] = index[container]
+        parent = (node.aspects.get("dataProcessInstanceRelationships") or {}).get("parentInstance")
+        if parent in index:
+            item["p"] = index[parent]
+        if not node.in_output:
+            item["x"] = 1  # only named by others (e.g. where a dataset's data lives)
+        info = details(node)
+        if info:
+            item["d"] = info
+        nodes.append(item)
+    edges = [[index[e.source], index[e.target], kinds.setdefault(e.kind, len(kinds))] for e in graph.edges]
+    return {"nodes": nodes, "edges": edges, "kinds": list(kinds)}
+
+
+def _packed(data: dict) -> str:
+    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
+
+
+def _inline_script(code: str) -> str:
+    return code.replace("</script", "<\\/script").replace("<!--", "<\\!--")
+
+
+def render_page(graph: LineageGraph, title: str = "MLflow lineage") -> str:
+    """The whole page as one HTML string."""
+    return _static("page.html").format(
+        title=html.escape(title), csp=_CSP, style=_static("lineage.css"),
+        library=_inline_script(_static("cytoscape.min.js")), data=_packed(graph_data(graph)),
+        app=_inline_script(_static("lineage.js")),
+    )
