@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Optional
 
 import click
 
@@ -19,6 +19,7 @@ from connector.secrets import Redactor
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_RECIPE, EXIT_LOCKED = 0, 1, 2, 3
 _redactor = Redactor.from_recipe(None)  # the environment's secrets; the recipe's once it is loaded
+_report_file: Optional[str] = None  # --report-file of the command running: written on every failure
 
 
 def _say(text: str, err: bool = False) -> None:
@@ -29,7 +30,30 @@ def _say(text: str, err: bool = False) -> None:
 def _bad_input(message: str) -> NoReturn:
     """A recipe or file given by the user that cannot be used: exit 2."""
     _say(f"error: {message}", err=True)
+    _failure_report("Bad input", message)
     sys.exit(EXIT_BAD_RECIPE)
+
+
+def _failure_report(title: str, message: str, pipeline: str = "") -> None:
+    """A run that ends before it has a report of its own still leaves its report file."""
+    if _report_file:
+        from connector.report import Report
+
+        report = Report(pipeline_name=pipeline)
+        report.failure(title, message)
+        report.finish()
+        _write_report(report, _report_file)
+
+
+def _write_report(report, report_file: str) -> bool:
+    try:
+        Path(report_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_file).write_text(json.dumps(_redactor.redact_tree(report.as_dict()), indent=2) + "\n",
+                                     encoding="utf-8")
+    except OSError as exc:
+        _say(f"error: report file {report_file} cannot be written: {exc.strerror}", err=True)
+        return False
+    return True
 
 
 def _load(path: str, runnable: bool = True):
@@ -41,7 +65,7 @@ def _load(path: str, runnable: bool = True):
         recipe = load_recipe(path)
         _redactor = Redactor.from_recipe(recipe)
         if runnable:
-            check_runnable(recipe)
+            check_runnable(recipe, path)
     except RecipeError as exc:
         _bad_input(str(exc))
     return recipe, exposure_warnings(recipe)
@@ -57,8 +81,11 @@ def _guarded(command):
         except Exception as exc:
             if os.environ.get("MLFLOW_CATALOG_DEBUG"):
                 raise
-            _say(f"error: unexpected {type(exc).__name__}: {exc} (set MLFLOW_CATALOG_DEBUG=1 for "
-                 f"the traceback)", err=True)
+            from connector.report import unforeseen
+
+            message = f"{unforeseen(exc)} (set MLFLOW_CATALOG_DEBUG=1 for the traceback)"
+            _say(f"error: unexpected error: {message}", err=True)
+            _failure_report("Unexpected error", message)
             sys.exit(EXIT_FAILURES)
     return run
 
@@ -106,16 +133,16 @@ def main() -> None:
 def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, force_full: bool,
            resume: bool, allow_mass_removal: bool) -> None:
     """Crawl MLflow and deliver every proposal to the recipe's sink."""
+    global _report_file
     from connector.pipeline import run_ingest
     from connector.sinks.file import FileSink, StdoutSink
     from connector.state.lock import LockHeld
 
+    _report_file = report_file
+
     recipe, warnings = _load(recipe_path)
     _apply_run_flags(recipe, force_full, resume, allow_mass_removal)
-    if preview_file and not preview:
-        _bad_input("--preview-file needs --preview N")
-    if preview and dry_run:
-        _bad_input("--preview and --dry-run: choose one (a preview prints proposals, a dry run writes none)")
+    _check_options(dry_run, preview, preview_file)
     sink = None
     if preview:  # never the recipe's output: a preview must not replace a complete file
         sink = FileSink(preview_file) if preview_file else StdoutSink(sys.stdout)
@@ -124,7 +151,9 @@ def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, 
     except RecipeError as exc:
         _bad_input(str(exc))
     except LockHeld as exc:
-        _say(f"pipeline {recipe.pipeline_name!r} is already running: {exc}; not starting a second run", err=True)
+        message = f"pipeline {recipe.pipeline_name!r} is already running: {exc}; not starting a second run"
+        _say(message, err=True)
+        _failure_report("Already running", message, recipe.pipeline_name or "")
         sys.exit(EXIT_LOCKED)
     for warning in warnings:
         report.warning("Recipe", warning)
@@ -142,18 +171,19 @@ def _apply_run_flags(recipe, force_full: bool, resume: bool, allow_mass_removal:
         recipe.state.allow_mass_removal = True
 
 
+def _check_options(dry_run: bool, preview, preview_file) -> None:
+    if preview_file and not preview:
+        _bad_input("--preview-file needs --preview N")
+    if preview and dry_run:
+        _bad_input("--preview and --dry-run: choose one (a preview prints proposals, a dry run writes none)")
+
+
 def _finish(report, report_file, out=None) -> None:
     rendered = io.StringIO()
     report.render(rendered)
     (out or sys.stdout).write(_redactor.redact(rendered.getvalue()))
-    if report_file:
-        try:
-            Path(report_file).parent.mkdir(parents=True, exist_ok=True)
-            Path(report_file).write_text(json.dumps(_redactor.redact_tree(report.as_dict()), indent=2) + "\n",
-                                         encoding="utf-8")
-        except OSError as exc:
-            _say(f"error: report file {report_file} cannot be written: {exc.strerror}", err=True)
-            _exit(EXIT_FAILURES)
+    if report_file and not _write_report(report, report_file):
+        _exit(EXIT_FAILURES)
     for failure in report.failures[:5]:
         _say(f"error: {failure['title']}: {failure['message']}", err=True)
     _exit(EXIT_OK if report.ok else EXIT_FAILURES)
@@ -176,7 +206,10 @@ def _exit(code: int) -> None:
 @_guarded
 def send(proposal_file: str, recipe_path: str, report_file) -> None:
     """Re-send PROPOSAL_FILE (a dead-letter file or any file sink output) through the recipe's sink."""
+    global _report_file
     from connector.send import run_send
+
+    _report_file = report_file
     from connector.sinks.proposal_file import ProposalFileError, read_proposal_file
 
     recipe, _ = _load(recipe_path, runnable=False)

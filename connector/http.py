@@ -17,8 +17,10 @@ Callers classify what an answer means for their server (401 -> bad credentials, 
 from __future__ import annotations
 
 import email.utils
+import html
 import json
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,10 +30,12 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from connector import stopping
+from connector.http_body import decoded, transport_problem
 from connector.secrets import split_userinfo, url_credentials
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-_CHUNK = 64 * 1024
+_TITLE_SEARCH = 64 * 1024  # an HTML page's <title> is looked for in its first bytes only
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _POLL_SEC = 0.2
 STOP_GRACE_SEC = 3.0  # after a stop, how long an attempt on the wire may still take to be answered
 
@@ -111,6 +115,28 @@ class Answer:
     def text(self, limit: int = 500) -> str:
         return self.body[:limit].decode("utf-8", errors="replace")
 
+    def json_object(self) -> Optional[dict]:
+        """The body as a JSON object, or None when it is not one (a page, plain text, nothing)."""
+        try:
+            data = json.loads(self.body) if self.body.strip() else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def describe(self) -> str:
+        """What answered, in one line: the status and the kind of body, an HTML page by its
+        <title> (never the page itself)."""
+        head = self.body[:_TITLE_SEARCH].decode("utf-8", errors="replace")
+        kind = self.content_type.split(";")[0].strip()
+        if "html" in kind or head.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
+            found = _TITLE.search(head)
+            title = " ".join(html.unescape(found.group(1)).split())[:100] if found else ""
+            return f"HTTP {self.status} with an HTML page " + (f"titled {title!r}" if title else "without a title")
+        if not self.body.strip():
+            return f"HTTP {self.status} with an empty body"
+        first = " ".join(head.split())[:80]
+        return f"HTTP {self.status} with {kind or 'a body'}: {first!r}"
+
 
 class RateLimiter:
     def __init__(self, per_second: Optional[float]):
@@ -127,15 +153,6 @@ class RateLimiter:
             self._next = max(now, self._next) + self._interval
         if delay > 0:
             stopping.sleep(delay)
-
-
-def _read_some(raw) -> bytes:
-    """What has arrived, up to a chunk, without waiting for a full chunk (a dripping server must
-    not hold a read past the deadline)."""
-    try:
-        return raw.read1(_CHUNK, decode_content=True)
-    except TypeError:  # a stand-in response (recorded traffic replayed) without urllib3's read1
-        return raw.read(_CHUNK)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -231,7 +248,7 @@ class HttpClient:
             else:
                 if answer.status not in policy.retryable_statuses:
                     return answer
-                problem = f"HTTP {answer.status}"
+                problem = answer.describe()  # an HTML page by its title, never the page
                 retry_after = parse_retry_after(answer.headers.get("retry-after"))
             attempt += 1
             wait = policy.delay(attempt, retry_after)
@@ -287,7 +304,7 @@ class HttpClient:
                 method, url, params=params, json=json_body, data=data, stream=True,
                 timeout=(settings.connect_timeout_sec, min(settings.timeout_sec, settings.deadline_sec)))
         except requests.exceptions.RequestException as exc:
-            raise TransportError(type(exc).__name__) from None
+            raise TransportError(transport_problem(exc)) from None
         try:
             body = self._read_body(response, deadline)
         finally:
@@ -300,24 +317,21 @@ class HttpClient:
         if declared.isdigit() and int(declared) > cap:
             raise ResponseTooLarge(f"answer of {int(declared):,} bytes is over the {cap:,}-byte cap")
         chunks, size = [], 0
-        raw = response.raw
         try:
-            while True:
+            # the cap counts decoded bytes: what the answer takes in memory
+            for chunk in decoded(response.raw, response.headers.get("Content-Encoding", "")):
                 if time.monotonic() > deadline:
                     raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
                 # (no stop check here: an answer on its way may say the server took a batch)
-                chunk = _read_some(raw)
-                if not chunk:
-                    break
                 size += len(chunk)
                 if size > cap:
                     raise ResponseTooLarge(f"answer over the {cap:,}-byte cap")
                 chunks.append(chunk)
         except (requests.exceptions.RequestException, OSError, ValueError) as exc:
-            raise TransportError(type(exc).__name__) from None
+            raise TransportError(transport_problem(exc)) from None
         except Exception as exc:  # urllib3's own errors (ProtocolError, ReadTimeoutError, ...)
             if type(exc).__module__.startswith("urllib3"):
-                raise TransportError(type(exc).__name__) from None
+                raise TransportError(transport_problem(exc)) from None
             raise
         return b"".join(chunks)
 

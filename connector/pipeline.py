@@ -21,7 +21,7 @@ from connector.mapping.urns import entity_type
 from connector.mapping.version import MAPPING_VERSION
 from connector.mapping.records import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.recipe import Recipe
-from connector.report import Progress, Report, new_run_id
+from connector.report import Progress, Report, new_run_id, unforeseen
 from connector.settings import (
     build_sink, crawl_settings, mapping_context, open_state_store, source_connection, source_filters,
 )
@@ -100,6 +100,9 @@ class _CrawlEvents:
     def run_deleted(self, run_id: str) -> None:
         if self.tracker is not None:
             self.tracker.run_deleted(run_id)
+
+    def record_failed(self, what: str, problem: str) -> None:
+        self.report.record_failed(what, f"{problem}; not delivered, the other records are")
 
 
 def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] = None,
@@ -255,8 +258,12 @@ def _start_tracker(recipe: Recipe, ctx: MappingContext, report: Report, resume: 
     config = recipe.source.config
     store = open_state_store(recipe.state, recipe.sink)
     previous = store.load(recipe.pipeline_name or "")
-    tracker = ChangeTracker.start(previous, config.incremental, config_fingerprint(ctx, source_filters(config)),
-                                  config.incremental_lookback_sec, ctx, resume)
+    try:
+        tracker = ChangeTracker.start(previous, config.incremental, config_fingerprint(ctx, source_filters(config)),
+                                      config.incremental_lookback_sec, ctx, resume)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a damaged entry the shape checks let by
+        raise StateError(f"{store.path}, pipeline {recipe.pipeline_name!r}: the checkpoint cannot be used ({exc}); "
+                         "move it away (the next run is then a full crawl)") from None
     report.mode = tracker.mode
     if resume and tracker.mode != "resume":
         report.info("Nothing to resume", "no unfinished full crawl with these settings in the state; "
@@ -289,14 +296,14 @@ def _crawl_and_deliver(recipe, ctx, tracker, sink, report, preview, progress_int
                      sink, report, preview)
             report.point_lookups = crawler.point_lookups
     except (SourceError, SinkError, StateError) as exc:
-        report.failure(type(exc).__name__, str(exc))
+        report.failure("StateError" if isinstance(exc, StateError) else type(exc).__name__, str(exc))
         return sink.abort()
     except (KeyboardInterrupt, stopping.Stopped):  # Ctrl-C, or SIGTERM from a cron timeout (see cli.py)
         report.failure("Interrupted", "stopped before the end; nothing of this run's checkpoint was saved")
         return sink.abort()
     except Exception as exc:  # a bug or an unforeseen answer: report it, lose nothing
         log.debug("ingest failed", exc_info=True)
-        report.failure("Unexpected error", f"{type(exc).__name__}: {exc}")
+        report.failure("Unexpected error", unforeseen(exc))
         return sink.abort()
     finally:
         if backend is not None:
@@ -362,7 +369,7 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress_interval, resumab
             chosen = _select(tracker, record, partial(entities_of, ctx, record, memory))
         except Exception as exc:  # one bad record must not sink the run
             memory.forget_pending()
-            report.failure("Mapping failed", f"{describe(record)}: {type(exc).__name__}: {exc}")
+            report.record_failed(describe(record), f"{type(exc).__name__}: {exc}", title="Mapping failed")
             continue
         memory.settle()
         for title, message in memory.take_warnings():

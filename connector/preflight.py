@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from connector.recipe import Recipe, RecipeError, check_url
-from connector.secrets import redact_url
+from connector.secrets import redact_url, split_userinfo
 
 # Recipe fields whose values are written into proposals (and so end up in the catalog).
 CATALOG_FIELDS = {
@@ -27,8 +27,9 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _LOOKS_LIKE_HOST = re.compile(r"^(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)(:\d+)?/?$")
 
 
-def check_runnable(recipe: Recipe) -> None:
+def check_runnable(recipe: Recipe, recipe_path: str | Path | None = None) -> None:
     """Raise RecipeError (naming the field) when the recipe cannot run as written."""
+    _check_outputs(recipe, recipe_path)
     config = recipe.source.config
     tracking_field = "source.config.tracking_uri" if config.tracking_uri else "MLFLOW_TRACKING_URI"
     tracking = config.resolved_tracking_uri()
@@ -38,6 +39,32 @@ def check_runnable(recipe: Recipe) -> None:
         check_store_uri("source.config.registry_uri" if config.registry_uri else "MLFLOW_REGISTRY_URI", registry)
 
 
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    first, second = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        if first.exists() and second.exists():
+            return first.samefile(second)  # hard links and symlinks too
+    except OSError:
+        pass
+    return first.resolve() == second.resolve()
+
+
+def _check_outputs(recipe: Recipe, recipe_path: str | Path | None) -> None:
+    """A file a run writes must not be one it reads: the recipe itself, or the state file."""
+    sink = recipe.sink
+    written = {"file": ("sink.config.filename", getattr(sink.config, "filename", None)),
+               "datahub-rest": ("sink.config.dead_letter_file", getattr(sink.config, "dead_letter_file", None))}
+    field, output = written.get(sink.type, ("", None))
+    if not output:
+        return
+    kept = [("the recipe itself", recipe_path)]
+    if recipe.state is not None and recipe.state.backend == "file":
+        kept.append(("the state file (state.path)", recipe.state.path))
+    for what, path in kept:
+        if path and _same_file(output, path):
+            raise RecipeError(f"{field}: {output} is {what}; a run would overwrite it: write the output elsewhere")
+
+
 def check_store_uri(field: str, uri: str) -> None:
     shown = redact_url(uri)
     try:
@@ -45,6 +72,11 @@ def check_store_uri(field: str, uri: str) -> None:
     except ValueError as exc:
         raise RecipeError(f"{field}: {exc}") from None
     scheme = uri.split(":", 1)[0].lower() if _SCHEME.match(uri) else ""
+    bare = split_userinfo(uri)[0]  # a password may hold a '#'
+    if scheme in ("http", "https") and "#" in bare:  # a page of the MLflow UI, pasted from the browser
+        parts = urlsplit(bare)
+        raise RecipeError(f"{field}: {shown} has a '#...' part, the address of a page in the MLflow UI; the "
+                          f"tracking URI is the server's address: {scheme}://{parts.netloc}{parts.path.rstrip('/')}")
     if scheme == "sqlite":
         _check_sqlite(field, uri, shown)
     elif scheme == "file" or not (scheme or uri.lower().startswith(("databricks", "uc"))):

@@ -19,6 +19,15 @@ from connector.secrets import Redactor
 MAX_LISTED = 100  # warnings/failures kept verbatim; the rest are only counted
 
 
+def unforeseen(exc: BaseException) -> str:
+    """An unforeseen error in words: Python's own error names (KeyError, ...) say what happened;
+    our classes' names are not shown."""
+    text = str(exc)
+    if type(exc).__module__ == "builtins":
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or "an unforeseen error"
+
+
 def new_run_id(pipeline_name: Optional[str]) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y_%m_%d-%H_%M_%S")
     return f"{pipeline_name or 'mlflow'}-{stamp}-{uuid.uuid4().hex[:6]}"
@@ -44,6 +53,8 @@ class Report:
     warning_count: int = 0
     failures: list = field(default_factory=list)
     failure_count: int = 0
+    failed_records: int = 0          # records MLflow sent that could not be read or mapped
+    failed_record_names: list = field(default_factory=list)
     infos: list = field(default_factory=list)
     source_requests: int = 0
     source_retries: int = 0
@@ -91,6 +102,13 @@ class Report:
 
     def info(self, title: str, message: str) -> None:
         self.infos.append({"title": self.redact(title), "message": self.redact(message)})
+
+    def record_failed(self, what: str, problem: str, title: str = "Record not read") -> None:
+        """One record failed (its fields are not MLflow's, or it could not be mapped); the others go on."""
+        self.failed_records += 1
+        if len(self.failed_record_names) < MAX_LISTED:
+            self.failed_record_names.append(what)
+        self.failure(title, f"{what}: {problem}")
 
     # -- proposals ---------------------------------------------------------
     def proposal(self, entity_type: str, entity_urn: str, aspect_name: str) -> None:
@@ -166,6 +184,8 @@ class Report:
             "warnings": self.warnings,
             "failure_count": self.failure_count,
             "failures": self.failures,
+            "failed_records": self.failed_records,
+            "failed_record_names": self.failed_record_names,
             "infos": self.infos,
         }
 
@@ -187,6 +207,8 @@ class Report:
         w(self._filtered_line())
         w(f"proposals:  {self.proposals} ({self.delivered} delivered"
           + (f", {self.dead_lettered} dead-lettered" if self.dead_lettered else "") + ")\n")
+        if self.failed_records:
+            w(self._failed_line())
         if self.output:
             w(f"output:     {self.output}\n")
         if self.entities_removed:
@@ -207,6 +229,12 @@ class Report:
             for item in items:
                 w(f"  - {item['title']}: {item['message']}\n")
         w(f"status:     {'SUCCESS' if self.ok else 'FAILURE'}\n")
+
+
+    def _failed_line(self) -> str:
+        more = f" and {self.failed_records - 10} more" if self.failed_records > 10 else ""
+        return (f"failed:     {self.failed_records} record(s) not delivered: "
+                f"{', '.join(self.failed_record_names[:10])}{more}\n")
 
 
 class Progress:

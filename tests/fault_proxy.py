@@ -10,6 +10,9 @@ of it); the first matching rule decides the fault:
     proxy.add("registered-models", "unavailable", retry_after="3600")  # 503 with Retry-After
     proxy.add("runs/search", "reset")                          # the connection dropped, no answer
     proxy.add("experiments/search", "rewrite", rewrite=fn)     # the real answer's JSON through fn
+    proxy.add("experiments/search", "gzip_bomb", megabytes=2)  # 2 MB of gzip that decode to ~2 GB
+    proxy.add("experiments/search", "endless")                 # a chunked answer that never ends
+    proxy.add("", "page", status=404, title="Not Found")       # an HTML page (a web server, a UI)
     proxy.add("model-versions/search", "mlflow_error", not_matching="filter=")  # 400 with an error_code
     proxy.add("registered-models/search", "empty_pages", pages=2)  # 2 empty pages, each with a new
                                                                # token, before the real first page
@@ -18,6 +21,8 @@ A rule may be limited to its first `times` matches. Every request is recorded (m
 """
 from __future__ import annotations
 
+import functools
+import gzip
 import http.client
 import json
 import socket
@@ -29,8 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-FAULTS = ("repeat_token", "drip", "huge", "wrong_server", "unavailable", "reset", "rewrite", "mlflow_error",
-          "empty_pages")
+FAULTS = ("repeat_token", "drip", "huge", "wrong_server", "unavailable", "reset", "rewrite", "gzip_bomb",
+          "endless", "page", "mlflow_error", "empty_pages")
 _EMPTY_TOKEN = "empty-page-"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
 
@@ -39,6 +44,11 @@ def _without_page_token(path: str) -> str:
     parts = urlsplit(path)
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "page_token"])
     return parts.path + (f"?{query}" if query else "")
+
+
+@functools.lru_cache(maxsize=1)
+def _gzip_member() -> bytes:
+    return gzip.compress(b" " * (64 * 1024 * 1024), compresslevel=9, mtime=0)
 
 
 @dataclass
@@ -51,6 +61,8 @@ class Rule:
     declare_length: bool = False  # huge: send Content-Length (else the size is only known by reading)
     retry_after: str = "3600"    # unavailable
     rewrite: Optional[Callable[[dict], dict]] = None
+    status: int = 404            # page
+    title: str = "Not Found"     # page
     not_matching: str = ""       # the rule skips paths holding this
     error_code: str = "INVALID_PARAMETER_VALUE"  # mlflow_error
     pages: int = 2               # empty_pages: how many, in a row
@@ -173,6 +185,36 @@ class FaultProxy:
                     owner._count("huge", len(data) + (1 if written else 0))
                     written += n
                 self.wfile.write(tail)
+
+            def _fault_gzip_bomb(self, rule: Rule, body: bytes) -> None:
+                # gzip members of 64 MB of spaces each (~64 KB compressed), back to back
+                member = _gzip_member()
+                count = max(1, rule.megabytes * 1024 * 1024 // len(member))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(member) * count))
+                self.end_headers()
+                for _ in range(count):
+                    self.wfile.write(member)
+                    owner._count("gzip_bomb", len(member))
+
+            def _fault_endless(self, rule: Rule, body: bytes) -> None:
+                # HTTP/1.1 chunked, never a last chunk: only the client can end it
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+                chunk = b" " * (256 * 1024)
+                frame = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+                self.wfile.write(b"1\r\n[\r\n")
+                while True:
+                    self.wfile.write(frame)
+                    owner._count("endless", len(chunk))
+
+            def _fault_page(self, rule: Rule, body: bytes) -> None:
+                lines = "".join(f"<p>line {i} of a page nobody should print</p>\n" for i in range(600))
+                page = (f"<!doctype html>\n<html><head><title>{rule.title}</title></head>\n<body>\n{lines}"
+                        "</body></html>\n").encode()
+                self._send(rule.status, [("Content-Type", "text/html; charset=utf-8")], page)
 
             def _fault_wrong_server(self, rule: Rule, body: bytes) -> None:
                 self._send_json(200, {"status": "ok"})

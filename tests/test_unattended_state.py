@@ -122,6 +122,27 @@ def test_pipeline_names_that_differ_never_share_a_lock(tmp_path):
             lock.release()
 
 
+def test_two_names_with_the_same_32_bit_hash_get_different_locks():
+    """Lock names carry a 64-bit hash: names crafted to collide on 32 bits (a birthday search finds a
+    pair in ~100,000 tries) still get locks of their own."""
+    import hashlib
+
+    from connector.state.lock import lock_name
+
+    seen: dict[bytes, str] = {}
+    for i in range(1_000_000):
+        name = f"p{i}"
+        short = hashlib.blake2b(name.encode(), digest_size=4).digest()
+        if short in seen:
+            break
+        seen[short] = name
+    else:
+        pytest.fail("no 32-bit collision found")
+    first, second = seen[short], name
+    assert lock_name(first) != lock_name(second)
+    assert len(lock_name(first).rsplit("-", 1)[1]) == 16  # 64 bits
+
+
 # -- incremental runs with the file sink -----------------------------------------------------------------
 
 def test_incremental_file_output_keeps_a_file_per_run_or_warns(clock_server, tmp_path):

@@ -3,8 +3,11 @@ and the rate limit over every request, artifact reads included. A real `mlflow s
 fault-injecting proxy (tests/fault_proxy.py)."""
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +110,157 @@ def test_the_rate_limit_covers_artifact_reads():
     assert sum("mlflow-artifacts" in path for _, path in arrivals) == 5
     gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:], strict=False)]
     assert len(gaps) == 6 and min(gaps) > 0.08, gaps  # 10 a second, artifact reads included
+
+
+_PEAK_RSS = """
+import sys
+from connector.cli import main
+peak_file = sys.argv.pop(-1)
+try:
+    main()
+finally:
+    status = open('/proc/self/status').read()
+    peak = next(line for line in status.splitlines() if line.startswith('VmHWM'))
+    open(peak_file, 'w').write(peak.split()[1])
+"""
+
+
+def _peak_rss_mb(recipe: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict, float]:
+    """Run `ingest` in a process of its own; (process, report, its peak resident memory in MB)."""
+    report_file, peak_file = tmp_path / f"report-{time.monotonic_ns()}.json", tmp_path / "peak"
+    proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, "ingest", "-c", str(recipe), "--report-file",
+                           str(report_file), str(peak_file)], capture_output=True, text=True, timeout=240)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc, json.loads(report_file.read_text(encoding="utf-8")), int(peak_file.read_text()) / 1024
+
+
+@pytest.mark.parametrize("fault", ["gzip_bomb", "endless"])
+def test_a_compressed_or_endless_answer_is_refused_with_memory_near_the_cap(proxy, tmp_path, fault):
+    """The cap counts decoded bytes as they are decoded: a 2 MB gzip answer that expands to 2 GB, or
+    a chunked answer that never ends, is refused with the process's peak memory near the cap: what
+    a run refused at the same request with a small answer takes, plus the cap."""
+    out = tmp_path / "out.json"
+    recipe = write_recipe(tmp_path, proxy.url, file_sink(out), max_response_mb=8)
+    proxy.add("experiments/search", "wrong_server", times=1)
+    proc, _, baseline_mb = _peak_rss_mb(recipe, tmp_path)
+    assert proc.returncode == 1
+    proxy.add("experiments/search", fault, megabytes=2)
+    proc, report, peak_mb = _peak_rss_mb(recipe, tmp_path)
+    assert proc.returncode == 1
+    [failure] = report["failures"]
+    assert "experiments/search" in failure["message"] and "8,388,608-byte cap" in failure["message"]
+    assert peak_mb < baseline_mb + 8 + 24, f"peak {peak_mb:.0f} MB, {baseline_mb:.0f} MB without it"
+    assert peak_mb < 8 + 200
+    assert not out.exists()
+
+
+# -- answers that are not the expected server's: one line naming the URL and what answered ----------------
+def _one_line_each(proc: subprocess.CompletedProcess) -> None:
+    """No page in what is printed: every line short, no HTML."""
+    printed = proc.stdout + proc.stderr
+    assert "<p>" not in printed and "<html" not in printed.lower() and "Traceback" not in printed
+    assert max(len(line) for line in printed.splitlines()) < 600
+
+
+@pytest.mark.parametrize("status", [404, 400])
+def test_an_html_error_page_from_the_tracking_server_stops_the_run(proxy, tmp_path, status):
+    proxy.add("runs/search", "page", status=status, title=f"{status} Bad Gateway Page")
+    out = tmp_path / "out.json"
+    proc, report, took = ingest(write_recipe(tmp_path, proxy.url, file_sink(out)), tmp_path)
+    assert proc.returncode == 1 and took < 15
+    [failure] = report["failures"]
+    assert failure == {"title": "UnexpectedAnswer", "message": (
+        f"{proxy.url}/api/2.0/mlflow/runs/search answered HTTP {status} with an HTML page titled "
+        f"'{status} Bad Gateway Page', not MLflow's API: is {proxy.url} the MLflow tracking server's URL?")}
+    assert proc.stderr.strip().splitlines() == [f"error: UnexpectedAnswer: {failure['message']}"]
+    _one_line_each(proc)
+    assert not out.exists()
+
+
+def test_a_tracking_uri_with_a_wrong_path_names_what_answered_and_nothing_about_the_registry(seeded_server,
+                                                                                            tmp_path):
+    url, _, _ = seeded_server
+    out = tmp_path / "out.json"
+    proc, report, _ = ingest(write_recipe(tmp_path, f"{url}/mlflow", file_sink(out)), tmp_path)
+    assert proc.returncode == 1
+    [failure] = report["failures"]
+    assert failure["title"] == "UnexpectedAnswer"
+    assert failure["message"].startswith(f"{url}/mlflow/api/2.0/mlflow/")
+    assert "answered HTTP 404 with an HTML page titled '404 Not Found'" in failure["message"]
+    assert failure["message"].endswith("(is the server really mounted at the path /mlflow?)")
+    assert "registry" not in proc.stdout.lower() and "registry" not in json.dumps(report["infos"])
+    _one_line_each(proc)
+
+
+def test_a_pasted_ui_address_gets_a_hint(seeded_server, tmp_path):
+    url, _, _ = seeded_server
+    recipe = write_recipe(tmp_path, f"{url}/#/experiments/1", file_sink(tmp_path / "out.json"))
+    for command in ("ingest", "check"):
+        proc = subprocess.run(CLI + [command, "-c", str(recipe)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == (f"error: source.config.tracking_uri: {url}/#/experiments/1 has a '#...' part, "
+                                       "the address of a page in the MLflow UI; the tracking URI is the server's "
+                                       f"address: {url}")
+
+
+def test_a_rest_sink_pointed_at_the_mlflow_server_stops_at_once(seeded_server, tmp_path):
+    """404 HTML pages from MLflow: not GMS. The run stops (no splitting of batches, no page printed),
+    and every proposal is in the dead letters."""
+    from tests.fault_proxy import FaultProxy
+    from tests.unattended_kit import dead_letters, rest_sink
+
+    url, _, _ = seeded_server
+    dead = tmp_path / "dead.json"
+    with FaultProxy(url) as not_gms:  # counts what reaches the MLflow server
+        proc, report, took = ingest(write_recipe(tmp_path, url, rest_sink(not_gms.url, dead)), tmp_path)
+    assert proc.returncode == 1 and took < 30
+    assert report["delivered"] == 0 and report["dead_lettered"] == report["proposals"] > 20
+    assert len(dead_letters(dead)) == report["proposals"]
+    posts = [path for method, path in not_gms.requests if method == "POST"]
+    assert 1 <= len(posts) <= 8, posts  # stopped on the first answers, no bisection
+    expected = (f"{not_gms.url}/aspects?action=ingestProposalBatch answered HTTP 404 with an HTML page titled "
+                "'404 Not Found', not GMS's answer: is `server` DataHub's GMS (e.g. http://host:8080)?")
+    assert expected in proc.stderr.splitlines()[0]
+    assert len(proc.stderr.strip().splitlines()) <= 3
+    _one_line_each(proc)
+    recipe = write_recipe(tmp_path, url, rest_sink(url, dead), name="check.yml")
+    check = subprocess.run(CLI + ["check", "-c", str(recipe)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 1
+    assert (f"[FAIL] catalog server: {url}/config answered HTTP 404 with an HTML page titled '404 Not Found', "
+            "not GMS's answer: is `server` DataHub's GMS (e.g. http://host:8080)?") in check.stdout.splitlines()
+
+
+def test_compressed_answers_are_decoded_as_servers_send_them():
+    """gzip (also in several members, also with bytes after the end), zlib deflate and raw deflate;
+    a corrupt body is a transport problem in words."""
+    import gzip
+    import zlib
+
+    from connector.http import HttpClient, HttpSettings, RetriesExhausted, RetryPolicy
+    from tests.fake_http import ScriptedServer
+
+    text = json.dumps({"experiments": [{"experiment_id": str(i), "name": "x" * 100} for i in range(2000)]}).encode()
+    half = len(text) // 2
+    bodies = [("gzip", gzip.compress(text)), ("gzip", gzip.compress(text[:half]) + gzip.compress(text[half:])),
+              ("gzip", gzip.compress(text) + b"\0\0trailing"), ("deflate", zlib.compress(text)),
+              ("deflate", zlib.compress(text)[2:-4])]
+    for encoding, body in bodies:
+        with ScriptedServer([(200, body, {"Content-Encoding": encoding})]) as server:
+            client = HttpClient(server.url, HttpSettings())
+            assert client.request("GET", "/x").body == text, encoding
+            client.close()
+    with ScriptedServer([(200, b"not gzip at all", {"Content-Encoding": "gzip"})]) as server:
+        client = HttpClient(server.url, HttpSettings(retry=RetryPolicy(max_retries=0)))
+        with pytest.raises(RetriesExhausted, match="the compressed answer is corrupt, after 1 attempt"):
+            client.request("GET", "/x")
+        client.close()
+
+
+def test_an_html_gateway_page_after_every_retry_is_named_by_its_title(proxy, tmp_path):
+    proxy.add("experiments/search", "page", status=502, title="502 Bad Gateway")
+    proc, report, _ = ingest(write_recipe(tmp_path, proxy.url, file_sink(tmp_path / "out.json")), tmp_path)
+    assert proc.returncode == 1
+    [failure] = report["failures"]
+    assert failure["message"] == (f"MLflow at {proxy.url} did not answer experiments/search (HTTP 502 with an HTML "
+                                  "page titled '502 Bad Gateway', after 3 attempt(s))")
+    _one_line_each(proc)

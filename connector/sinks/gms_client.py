@@ -111,22 +111,28 @@ class GmsClient:
                             "another service?); nothing is counted as delivered")
         if not answer.body.strip():
             return
-        try:
-            data = answer.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict) or "value" not in data:
-            raise GmsNotGms(f"{self.server}{path} answered HTTP {answer.status} with something that is not GMS's "
-                            f"answer ({answer.content_type}: {answer.text(80)!r}): is {self.named} DataHub's GMS?")
+        data = answer.json_object()
+        if data is None or "value" not in data:
+            raise GmsNotGms(f"{self.server}{path} answered {answer.describe()}, not GMS's answer: is {self.named} "
+                            "DataHub's GMS?")
+
+    def _refusal(self, answer: Answer, path: str) -> Exception:
+        """A 4xx/5xx: GMS's own refusal (a JSON object), or a server that is not GMS at all (a web
+        page, plain text), which nothing sent there will get past."""
+        if answer.json_object() is None:
+            return GmsNotGms(f"{self.server}{path} answered {answer.describe()}, not GMS's answer: is {self.named} "
+                             "DataHub's GMS (e.g. http://host:8080)?")
+        return GmsRejected(answer.status, _server_message(answer))
 
     def _post(self, path: str, payload: dict, batch: bool = False) -> None:
         answer = self._request("POST", path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
         if answer.status < 400:
             self._taken(answer, path)
             return
-        if batch and answer.status == 404:
+        refusal = self._refusal(answer, path)
+        if batch and answer.status == 404 and isinstance(refusal, GmsRejected):
             raise BatchEndpointMissing()
-        raise GmsRejected(answer.status, _server_message(answer))
+        raise refusal
 
     def send_batch(self, records: list[dict]) -> None:
         self._post("/aspects?action=ingestProposalBatch", {"proposals": records, "async": "false"}, batch=True)
@@ -139,14 +145,14 @@ class GmsClient:
         for a 2xx that is not GMS's answer (the rule deliveries follow)."""
         answer = self._request("POST", path, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
         if answer.status >= 400:
-            raise GmsRejected(answer.status, _server_message(answer))
+            raise self._refusal(answer, path)
         self._taken(answer, path)
         return answer.json() if answer.body.strip() else None
 
     def config(self) -> dict:
         answer = self._request("GET", "/config")
         if answer.status >= 400:
-            raise GmsRejected(answer.status, _server_message(answer))
+            raise self._refusal(answer, "/config")
         try:
             data = answer.json()
         except ValueError:

@@ -38,7 +38,7 @@ class MlflowCrawler:
         self.settings = settings
         self.observer = observer
         self._executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="mlflow-crawl")
-        self._runs = RunReader(backend, settings.runs_page_size, self._executor)
+        self._runs = RunReader(backend, settings.runs_page_size, self._executor, observer)
         self._logged_models = LoggedModelReader(backend, observer)
         self._signatures = SignatureReader(backend, observer, self._executor)
 
@@ -159,7 +159,7 @@ class MlflowCrawler:
                 if (v.name, v.version) in plan.changed_versions or v.run_id in kept_runs]
 
     def _all_experiment_ids(self, listing: CatalogListing) -> list[str]:
-        return [e.experiment_id for e in (listing.experiments or experiments(self.backend))]
+        return [e.experiment_id for e in (listing.experiments or experiments(self.backend, self.observer))]
 
     def _source_runs(self, listing: CatalogListing, versions: list, logged: LoggedModelIndex, plan: CrawlPlan,
                      kept_runs: dict[str, Run]) -> dict[str, Run]:

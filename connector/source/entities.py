@@ -10,17 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 
-def _tags(items: Optional[list]) -> dict[str, str]:
-    return {t["key"]: t.get("value", "") for t in items or []}
-
-
-def _int(value: Any) -> Optional[int]:
-    return int(value) if value not in (None, "") else None
+from connector.source.fields import (  # noqa: F401  (MalformedRecord, json_kind: re-exported)
+    MalformedRecord, _int, _kind, _list, _name_of, _object, _pairs, _parsing, _tags, _text, json_kind,
+)
 
 
 def _order(metric: dict) -> tuple[int, int]:
     """Where a logged metric value stands in MLflow's own order: step, then timestamp."""
-    return (_int(metric.get("step")) or 0, _int(metric.get("timestamp")) or 0)
+    return (_int(metric.get("step"), "step") or 0, _int(metric.get("timestamp"), "timestamp") or 0)
 
 
 def _float(value: Any) -> float:
@@ -44,15 +41,16 @@ class Experiment:
 
     @classmethod
     def from_json(cls, d: dict) -> "Experiment":
-        return cls(
-            experiment_id=str(d["experiment_id"]),
-            name=d.get("name", ""),
-            artifact_location=d.get("artifact_location", ""),
-            lifecycle_stage=d.get("lifecycle_stage", "active"),
-            creation_time=_int(d.get("creation_time")),
-            last_update_time=_int(d.get("last_update_time")),
+        what = f"experiment {_name_of(d.get('experiment_id') if isinstance(d, dict) else None)}"
+        return _parsing(what, lambda d: cls(
+            experiment_id=_text(d["experiment_id"], "experiment_id"),
+            name=_text(d.get("name", ""), "name"),
+            artifact_location=_text(d.get("artifact_location", ""), "artifact_location"),
+            lifecycle_stage=_text(d.get("lifecycle_stage"), "lifecycle_stage") or "active",
+            creation_time=_int(d.get("creation_time"), "creation_time"),
+            last_update_time=_int(d.get("last_update_time"), "last_update_time"),
             tags=_tags(d.get("tags")),
-        )
+        ), d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,35 +114,48 @@ class Run:
 
     @classmethod
     def from_json(cls, d: dict) -> "Run":
-        info = d.get("info", {})
-        data = d.get("data", {})
-        inputs = (d.get("inputs") or {}).get("dataset_inputs") or []
+        info = d.get("info") if isinstance(d, dict) else None
+        run_id = (info.get("run_id") or info.get("run_uuid")) if isinstance(info, dict) else None
+        return _parsing(f"run {_name_of(run_id)}", cls._parse, d)
+
+    @classmethod
+    def _parse(cls, d: dict) -> "Run":
+        info, data = _object(d.get("info"), "info"), _object(d.get("data"), "data")
+        inputs = _list(_object(d.get("inputs"), "inputs").get("dataset_inputs"), "inputs.dataset_inputs")
         return cls(
-            run_id=info.get("run_id") or info["run_uuid"],
-            experiment_id=str(info.get("experiment_id", "")),
-            run_name=info.get("run_name", ""),
-            user_id=info.get("user_id", ""),
-            status=info.get("status", ""),
-            start_time=_int(info.get("start_time")),
-            end_time=_int(info.get("end_time")),
-            artifact_uri=info.get("artifact_uri", ""),
-            lifecycle_stage=info.get("lifecycle_stage", "active"),
-            params={p["key"]: p.get("value", "") for p in data.get("params") or []},
-            metrics={m["key"]: _float(m.get("value", "NaN")) for m in data.get("metrics") or []},
-            metric_order={m["key"]: _order(m) for m in data.get("metrics") or []},
-            tags=_tags(data.get("tags")),
-            dataset_inputs=[
-                DatasetInput(
-                    dataset=LoggedDataset(
-                        **{k: str(v) for k, v in i.get("dataset", {}).items()
-                           if k in LoggedDataset.__dataclass_fields__}
-                    ),
-                    tags=_tags(i.get("tags")),
-                )
-                for i in inputs
-                if i.get("dataset", {}).get("name") is not None
-            ],
+            run_id=_text(info.get("run_id") or info["run_uuid"], "info.run_id"),
+            experiment_id=_text(info.get("experiment_id", ""), "info.experiment_id"),
+            run_name=_text(info.get("run_name", ""), "info.run_name"),
+            user_id=_text(info.get("user_id", ""), "info.user_id"),
+            status=_text(info.get("status", ""), "info.status"),
+            start_time=_int(info.get("start_time"), "info.start_time"),
+            end_time=_int(info.get("end_time"), "info.end_time"),
+            artifact_uri=_text(info.get("artifact_uri", ""), "info.artifact_uri"),
+            lifecycle_stage=_text(info.get("lifecycle_stage"), "info.lifecycle_stage") or "active",
+            params=_pairs(data.get("params"), "data.params"),
+            metrics=_metrics(data.get("metrics"), "data.metrics"),
+            metric_order={m["key"]: _order(m) for m in data.get("metrics") or []},  # checked by _metrics
+            tags=_tags(data.get("tags"), "data.tags"),
+            dataset_inputs=[x for n, i in enumerate(inputs) if (x := _dataset_input(i, f"inputs.dataset_inputs[{n}]"))],
         )
+
+
+def _metrics(items: Any, name: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for index, m in enumerate(_list(items, name)):
+        where = f"{name}[{index}]"
+        out[_text(_object(m, where)["key"], f"{where}.key")] = _float(m.get("value", "NaN"))
+    return out
+
+
+def _dataset_input(item: Any, name: str) -> Optional[DatasetInput]:
+    """A run's input dataset; None for one without a name (left out)."""
+    dataset = _object(_object(item, name).get("dataset"), f"{name}.dataset")
+    if dataset.get("name") is None:
+        return None
+    fields = {k: _text(str(v), f"{name}.dataset.{k}") for k, v in dataset.items()
+              if k in LoggedDataset.__dataclass_fields__}
+    return DatasetInput(dataset=LoggedDataset(**fields), tags=_tags(item.get("tags"), f"{name}.tags"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,21 +190,23 @@ class ModelVersion:
 
     @classmethod
     def from_json(cls, d: dict) -> "ModelVersion":
-        return cls(
-            name=d["name"],
-            version=str(d["version"]),
-            creation_timestamp=_int(d.get("creation_timestamp")),
-            last_updated_timestamp=_int(d.get("last_updated_timestamp")),
-            current_stage=d.get("current_stage") or "None",
-            description=d.get("description", "") or "",
-            source=d.get("source", ""),
-            run_id=d.get("run_id", "") or "",
-            status=d.get("status", ""),
-            user_id=d.get("user_id", "") or "",
-            run_link=d.get("run_link", "") or "",
+        what = (f"model version {_name_of(d.get('name'))} v{_name_of(d.get('version'))}" if isinstance(d, dict)
+                else "model version ?")
+        return _parsing(what, lambda d: cls(
+            name=_text(d["name"], "name"),
+            version=_text(d["version"], "version"),
+            creation_timestamp=_int(d.get("creation_timestamp"), "creation_timestamp"),
+            last_updated_timestamp=_int(d.get("last_updated_timestamp"), "last_updated_timestamp"),
+            current_stage=_text(d.get("current_stage"), "current_stage") or "None",
+            description=_text(d.get("description"), "description"),
+            source=_text(d.get("source", ""), "source"),
+            run_id=_text(d.get("run_id"), "run_id"),
+            status=_text(d.get("status", ""), "status"),
+            user_id=_text(d.get("user_id"), "user_id"),
+            run_link=_text(d.get("run_link"), "run_link"),
             tags=_tags(d.get("tags")),
-            aliases=sorted(d.get("aliases") or []),
-        )
+            aliases=sorted(_text(a, "aliases") for a in _list(d.get("aliases"), "aliases")),
+        ), d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,15 +222,21 @@ class RegisteredModel:
 
     @classmethod
     def from_json(cls, d: dict) -> "RegisteredModel":
-        return cls(
-            name=d["name"],
-            creation_timestamp=_int(d.get("creation_timestamp")),
-            last_updated_timestamp=_int(d.get("last_updated_timestamp")),
-            description=d.get("description", "") or "",
-            user_id=d.get("user_id", "") or "",
+        what = f"registered model {_name_of(d.get('name') if isinstance(d, dict) else None)}"
+        return _parsing(what, lambda d: cls(
+            name=_text(d["name"], "name"),
+            creation_timestamp=_int(d.get("creation_timestamp"), "creation_timestamp"),
+            last_updated_timestamp=_int(d.get("last_updated_timestamp"), "last_updated_timestamp"),
+            description=_text(d.get("description"), "description"),
+            user_id=_text(d.get("user_id"), "user_id"),
             tags=_tags(d.get("tags")),
-            aliases={a["alias"]: str(a["version"]) for a in d.get("aliases") or []},
-        )
+            aliases=dict(_alias(a) for a in _list(d.get("aliases"), "aliases")),
+        ), d)
+
+
+def _alias(item: Any) -> tuple[str, str]:
+    item = _object(item, "aliases[]")
+    return _text(item["alias"], "aliases[].alias"), _text(item["version"], "aliases[].version")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,22 +273,32 @@ class LoggedModel:
 
     @classmethod
     def from_json(cls, d: dict) -> "LoggedModel":
-        info, data = d.get("info", {}), d.get("data", {})
+        info = d.get("info") if isinstance(d, dict) else None
+        what = f"logged model {_name_of(info.get('model_id') if isinstance(info, dict) else None)}"
+        return _parsing(what, cls._parse, d)
+
+    @classmethod
+    def _parse(cls, d: dict) -> "LoggedModel":
+        info, data = _object(d.get("info"), "info"), _object(d.get("data"), "data")
+        metrics = []
+        for index, m in enumerate(_list(data.get("metrics"), "data.metrics")):
+            where = f"data.metrics[{index}]"
+            metrics.append(LoggedMetric(key=_text(_object(m, where)["key"], f"{where}.key"),
+                                        value=_float(m.get("value", "NaN")),
+                                        dataset_name=_text(m.get("dataset_name"), f"{where}.dataset_name"),
+                                        dataset_digest=_text(m.get("dataset_digest"), f"{where}.dataset_digest"),
+                                        run_id=_text(m.get("run_id"), f"{where}.run_id"), order=_order(m)))
         return cls(
-            model_id=info["model_id"],
-            experiment_id=str(info.get("experiment_id", "")),
-            name=info.get("name", ""),
-            artifact_uri=info.get("artifact_uri", ""),
-            status=info.get("status", ""),
-            model_type=info.get("model_type", "") or "",
-            source_run_id=info.get("source_run_id", "") or "",
-            creation_timestamp=_int(info.get("creation_timestamp_ms")),
-            last_updated_timestamp=_int(info.get("last_updated_timestamp_ms")),
-            tags=_tags(info.get("tags")),
-            params={p["key"]: p.get("value", "") for p in data.get("params") or []},
-            metrics=[LoggedMetric(key=m["key"], value=_float(m.get("value", "NaN")),
-                                  dataset_name=m.get("dataset_name", "") or "",
-                                  dataset_digest=m.get("dataset_digest", "") or "",
-                                  run_id=m.get("run_id", "") or "", order=_order(m))
-                     for m in data.get("metrics") or []],
+            model_id=_text(info["model_id"], "info.model_id"),
+            experiment_id=_text(info.get("experiment_id", ""), "info.experiment_id"),
+            name=_text(info.get("name", ""), "info.name"),
+            artifact_uri=_text(info.get("artifact_uri", ""), "info.artifact_uri"),
+            status=_text(info.get("status", ""), "info.status"),
+            model_type=_text(info.get("model_type"), "info.model_type"),
+            source_run_id=_text(info.get("source_run_id"), "info.source_run_id"),
+            creation_timestamp=_int(info.get("creation_timestamp_ms"), "info.creation_timestamp_ms"),
+            last_updated_timestamp=_int(info.get("last_updated_timestamp_ms"), "info.last_updated_timestamp_ms"),
+            tags=_tags(info.get("tags"), "info.tags"),
+            params=_pairs(data.get("params"), "data.params"),
+            metrics=metrics,
         )

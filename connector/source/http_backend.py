@@ -8,10 +8,12 @@ server for minutes.
 from __future__ import annotations
 
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 from connector.http import Answer, HttpClient, HttpSettings, RateLimiter, ResponseTooLarge, RetriesExhausted
 from connector.secrets import redact_url
 from connector.source.backend import Page
+from connector.source.entities import json_kind
 from connector.source.errors import MlflowApiError, SourceAuthError, SourceError, SourceUnreachable
 
 API = "/api/2.0/mlflow"
@@ -41,15 +43,30 @@ def _holds(item: dict, path: str) -> bool:
     return False
 
 
-def _api_error(answer: Answer, where: str) -> MlflowApiError:
-    try:
-        body = answer.json()
-    except ValueError:
-        body = {}
-    code = body.get("error_code", "") if isinstance(body, dict) else ""
-    message = body.get("message", "") if isinstance(body, dict) else ""
-    return MlflowApiError(f"MLflow answered HTTP {answer.status} {code} for {where}: {message or answer.text(300)}",
-                          error_code=code, status=answer.status)
+def _where_hint(base_url: str) -> str:
+    """Why a URL may not be the tracking server's: a UI page's '#...' part, or a path after the host."""
+    parts = urlsplit(base_url)
+    if parts.fragment or base_url.endswith("#"):
+        return (f" (the '#...' part is a page of the MLflow UI: use the server's address, "
+                f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')})")
+    if parts.path.strip("/"):
+        return f" (is the server really mounted at the path {parts.path}?)"
+    return ""
+
+
+def _error(answer: Answer, base_url: str, path: str, optional: bool) -> SourceError:
+    """An error answer: MLflow's own (a JSON object: its error_code and message), or not MLflow's at
+    all (a web page, plain text: a wrong URL or another server), which stops the run. On an
+    `optional` endpoint (one older servers lack) a 404 of any kind means "not there"."""
+    body = answer.json_object()
+    if body is not None:
+        code, message = str(body.get("error_code", "")), str(body.get("message", ""))[:300]
+        return MlflowApiError(f"MLflow answered HTTP {answer.status} {code} for {base_url}{path}: {message}",
+                              error_code=code, status=answer.status)
+    if optional and answer.status == 404:
+        return MlflowApiError(f"{base_url}{path} answered HTTP 404", error_code="ENDPOINT_NOT_FOUND", status=404)
+    return UnexpectedAnswer(f"{base_url}{path} answered {answer.describe()}, not MLflow's API: is {base_url} "
+                            f"the MLflow tracking server's URL?{_where_hint(base_url)}")
 
 
 def _keys(answer: dict) -> str:
@@ -82,7 +99,8 @@ class HttpBackend:
     def retries_made(self) -> int:
         return sum(c.retries_made for c in self._clients())
 
-    def _answer(self, client: HttpClient, method: str, path: str, what: str, **kwargs) -> Answer:
+    def _answer(self, client: HttpClient, method: str, path: str, what: str, optional: bool = False,
+                **kwargs) -> Answer:
         try:
             answer = client.request(method, path, **kwargs)
         except RetriesExhausted as exc:
@@ -99,26 +117,25 @@ class HttpBackend:
             raise SourceAuthError(f"MLflow at {client.base_url} rejected the credentials "
                                   f"(HTTP {answer.status}); check username/password/token")
         if answer.status >= 400:
-            raise _api_error(answer, f"{client.base_url}{path}")
+            raise _error(answer, client.base_url, path, optional)
         return answer
 
-    def _call(self, client: HttpClient, method: str, endpoint: str, *, params=None, body=None) -> dict:
-        answer = self._answer(client, method, f"{API}/{endpoint}", endpoint, params=params, json_body=body)
-        try:
-            data = answer.json()
-            if isinstance(data, dict):
-                return data
-            raise ValueError("not an object")
-        except ValueError:
-            raise MlflowApiError(
-                f"{client.base_url} answered {endpoint} with something that is not MLflow's JSON "
-                f"(HTTP {answer.status}, {answer.headers.get('content-type', 'no content type')}): "
-                "is this the tracking server's URL, or a login page in front of it?",
-                status=answer.status) from None
+    def _call(self, client: HttpClient, method: str, endpoint: str, *, params=None, body=None,
+              optional: bool = False) -> dict:
+        answer = self._answer(client, method, f"{API}/{endpoint}", endpoint, optional, params=params, json_body=body)
+        data = answer.json_object()
+        if data is not None:
+            return data
+        if not answer.body.strip():
+            return {}
+        raise UnexpectedAnswer(
+            f"{client.base_url}{API}/{endpoint} answered {answer.describe()}, not MLflow's JSON: is "
+            f"{client.base_url} the tracking server's URL, or a login page in front of it?"
+            f"{_where_hint(client.base_url)}")
 
     def _listed(self, client: HttpClient, method: str, endpoint: str, **kwargs) -> Page:
         """One page of a listing, its shape checked: a wrong server is named, not taken for an empty MLflow."""
-        out = self._call(client, method, endpoint, **kwargs)
+        out = self._call(client, method, endpoint, optional=endpoint == "logged-models/search", **kwargs)
         key, ids = _SHAPES[endpoint]
         where = f"{client.base_url}{API}/{endpoint}"
         if out and key not in out and "next_page_token" not in out:
@@ -127,8 +144,8 @@ class HttpBackend:
                 f"'next_page_token'): is {client.base_url} the MLflow tracking server?")
         items, token = out.get(key, []), out.get("next_page_token")
         if not isinstance(items, list) or not isinstance(token, (str, type(None))):
-            raise UnexpectedAnswer(f"{where} answered {key!r} as {type(items).__name__} and 'next_page_token' as "
-                                   f"{type(token).__name__}: not MLflow's answer")
+            raise UnexpectedAnswer(f"{where} answered {key!r} as {json_kind(items)} and 'next_page_token' as "
+                                   f"{json_kind(token)}: not MLflow's answer")
         for index, item in enumerate(items):
             missing = [i for i in ids if not isinstance(item, dict) or not _holds(item, i)]
             if missing:
@@ -176,7 +193,7 @@ class HttpBackend:
     def read_artifact(self, path: str) -> bytes:
         """A file the server proxies (mlflow-artifacts:/PATH); rate-limited like every other request."""
         where = f"/api/2.0/mlflow-artifacts/artifacts/{path.lstrip('/')}"
-        return self._answer(self.tracking, "GET", where, where).body
+        return self._answer(self.tracking, "GET", where, where, optional=True).body
 
     def search_registered_models(self, max_results: int, page_token: Optional[str]) -> Page:
         params: dict[str, Any] = {"max_results": max_results}

@@ -9,7 +9,7 @@ from connector.source.backend import Backend
 from connector.source.entities import LoggedModel
 from connector.source.errors import MlflowApiError
 from connector.source.paging import Listing, prefetched
-from connector.source.records import CrawlObserver
+from connector.source.records import CrawlObserver, parsed
 from connector.source.runs import _batches
 
 LOGGED_MODELS_PAGE = 1000
@@ -45,8 +45,7 @@ class LoggedModelReader:
             return
         try:
             for _, page in prefetched([self._listing(b) for b in _batches(experiment_ids)], executor):
-                for raw in page:
-                    yield LoggedModel.from_json(raw)
+                yield from parsed(page, LoggedModel.from_json, self.observer)
         except MlflowApiError as exc:
             if exc.status != 404 and exc.error_code not in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED"):
                 raise

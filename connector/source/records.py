@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, Protocol, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
 
-from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
+from connector.source.entities import Experiment, LoggedModel, MalformedRecord, ModelVersion, RegisteredModel, Run
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,20 @@ class CrawlObserver(Protocol):
     def info(self, title: str, message: str) -> None: ...
     def runs_page_done(self, page: RunsPageDone) -> None: ...
     def run_deleted(self, run_id: str) -> None: ...
+    def record_failed(self, what: str, problem: str) -> None: ...
+
+
+T = TypeVar("T")
+
+
+def parsed(raws: Iterable[Any], parse: Callable[[Any], T], observer: CrawlObserver) -> Iterator[T]:
+    """Each item parsed; one whose fields are not MLflow's is told to the observer and left out
+    (that record fails, the others go on)."""
+    for raw in raws:
+        try:
+            yield parse(raw)
+        except MalformedRecord as exc:
+            observer.record_failed(exc.what, exc.problem)
 
 
 # -- plans: plain data -----------------------------------------------------------------------

@@ -10,7 +10,7 @@ from connector.source.backend import Backend
 from connector.source.entities import Experiment, ModelVersion, RegisteredModel
 from connector.source.errors import MlflowApiError
 from connector.source.paging import Listing, paged
-from connector.source.records import CrawlObserver, NameFilter
+from connector.source.records import CrawlObserver, NameFilter, parsed
 
 EXPERIMENTS_PAGE = 50000      # server maximum
 REGISTERED_MODELS_PAGE = 1000  # server maximum
@@ -72,7 +72,7 @@ class RegistryReader:
     def registered_models(self) -> list[RegisteredModel]:
         listing = Listing("registered-models/search",
                           lambda t: self.backend.search_registered_models(REGISTERED_MODELS_PAGE, t))
-        listed = [RegisteredModel.from_json(raw) for raw in paged(listing)]
+        listed = list(parsed(paged(listing), RegisteredModel.from_json, self.observer))
         models = [m for m in listed if self.filter.allows(m.name)]
         self.observer.filter_out("registered_models", len(listed) - len(models))
         return sorted(models, key=lambda m: m.name)
@@ -82,7 +82,7 @@ class RegistryReader:
         listing = Listing("model-versions/search",
                           lambda t: self.backend.search_model_versions("", MODEL_VERSIONS_PAGE, t))
         try:
-            return [ModelVersion.from_json(raw) for raw in paged(listing)]
+            return list(parsed(paged(listing), ModelVersion.from_json, self.observer))
         except MlflowApiError as exc:
             # Unity Catalog (and some proxies) refuse a listing without a model name.
             self.observer.info("Per-model version listing",
@@ -94,7 +94,7 @@ class RegistryReader:
         flt = f"name = {_quote_filter_value(name)}"
         listing = Listing(f"model-versions/search ({flt})",
                           lambda t: self.backend.search_model_versions(flt, MODEL_VERSIONS_PAGE, t))
-        return [ModelVersion.from_json(raw) for raw in paged(listing)]
+        return list(parsed(paged(listing), ModelVersion.from_json, self.observer))
 
     def index(self, models: list[RegisteredModel], listed: Optional[list[ModelVersion]]) -> RegistryIndex:
         by_model: dict[str, list[ModelVersion]] = {m.name: [] for m in models}
@@ -113,9 +113,9 @@ class RegistryReader:
         return RegistryIndex.build([m for m in models if m.name in by_model], by_model)
 
 
-def experiments(backend: Backend) -> list[Experiment]:
+def experiments(backend: Backend, observer: CrawlObserver) -> list[Experiment]:
     listing = Listing("experiments/search", lambda t: backend.search_experiments("ALL", EXPERIMENTS_PAGE, t))
-    return [Experiment.from_json(raw) for raw in paged(listing)]
+    return list(parsed(paged(listing), Experiment.from_json, observer))
 
 
 def list_catalog(backend: Backend, models: NameFilter, include_experiments: bool, observer: CrawlObserver,
@@ -126,10 +126,10 @@ def list_catalog(backend: Backend, models: NameFilter, include_experiments: bool
     if executor is None:  # one request at a time
         found = reader.registered_models()
         index = reader.index(found, reader.all_versions() if found else [])
-        listed = experiments(backend) if include_experiments else []
+        listed = experiments(backend, observer) if include_experiments else []
     else:
         models_future, versions_future = executor.submit(reader.registered_models), executor.submit(reader.all_versions)
-        listed = experiments(backend) if include_experiments else []
+        listed = experiments(backend, observer) if include_experiments else []
         found = models_future.result()
         index = reader.index(found, versions_future.result() if found else [])
     return CatalogListing(tuple(listed), index)

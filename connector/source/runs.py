@@ -13,7 +13,7 @@ from connector.source.backend import Backend
 from connector.source.entities import Run
 from connector.source.errors import MlflowApiError
 from connector.source.paging import Listing, prefetched
-from connector.source.records import CrawlObserver, IncrementalPlan, ResumePlan, RunsPageDone
+from connector.source.records import CrawlObserver, IncrementalPlan, ResumePlan, RunsPageDone, parsed
 
 EXPERIMENT_IDS_PER_RUN_SEARCH = 100
 RUN_IDS_PER_LOOKUP = 100
@@ -26,8 +26,9 @@ def _batches(ids: list[str], size: int = EXPERIMENT_IDS_PER_RUN_SEARCH) -> list[
 class RunReader:
     """Paged run searches and bulk look-ups by id."""
 
-    def __init__(self, backend: Backend, page_size: int, executor: ThreadPoolExecutor):
+    def __init__(self, backend: Backend, page_size: int, executor: ThreadPoolExecutor, observer: CrawlObserver):
         self.backend = backend
+        self.observer = observer
         self.page_size = page_size
         self.executor = executor
         self.point_lookups = 0
@@ -40,8 +41,7 @@ class RunReader:
     def search(self, experiment_ids: list[str], filter_string: str, view_type: str) -> Iterator[Run]:
         listings = [self.listing(batch, filter_string, view_type) for batch in _batches(experiment_ids)]
         for _, page in prefetched(listings, self.executor):
-            for raw in page:
-                yield Run.from_json(raw)
+            yield from parsed(page, Run.from_json, self.observer)
 
     def lookup(self, run_ids: set[str], experiment_ids: list[str]) -> dict[str, Run]:
         """Runs by id: in bulk (`run_id IN (...)`), else one by one where the server refuses that."""
@@ -59,8 +59,8 @@ class RunReader:
                 continue
             self.point_lookups += 1
             raw = self.backend.get_run(run_id)
-            if raw is not None:
-                found[run_id] = Run.from_json(raw)
+            for run in parsed([raw] if raw is not None else [], Run.from_json, self.observer):
+                found[run_id] = run
         return found
 
 
@@ -99,8 +99,7 @@ class ResumableRuns:
                 if last_batch is not None:
                     observer.runs_page_done(RunsPageDone(tuple(self.batches[last_batch][0]), None, (), True))
                 last_time, ids_at_last, last_batch = None, [], index
-            for raw in page:
-                run = Run.from_json(raw)
+            for run in parsed(page, Run.from_json, observer):
                 if run.start_time != last_time:
                     last_time, ids_at_last = run.start_time, []
                 ids_at_last.append(run.run_id)

@@ -9,6 +9,7 @@ from typing import Optional
 from connector.source.artifacts import mlmodel_location, read_mlmodel, signature_inputs
 from connector.source.backend import Backend
 from connector.source.entities import LoggedModel, ModelVersion, Run
+from connector.source.errors import SourceError
 from connector.source.records import CrawlObserver
 
 
@@ -93,4 +94,5 @@ class SignatureReader:
             columns = signature_inputs(read_mlmodel(location, self.backend))
             return (tuple(columns) if columns is not None else None), None
         except Exception as exc:  # any artifact store MLflow knows, which we may not reach
-            return None, f"no MLmodel read at {location}: {type(exc).__name__}: {exc}"
+            detail = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"  # ours say it all
+            return None, f"no MLmodel read at {location}: {detail}"

@@ -78,7 +78,11 @@ def state_from_aspect(aspect: dict, where: str) -> PipelineState:
         raise StateError(f"{where}: checkpoint payload cannot be decoded ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict):
         raise StateError(f"{where}: checkpoint payload is not a pipeline state")
-    return PipelineState.from_json(data)
+    try:
+        return PipelineState.from_json(data)
+    except StateError as exc:
+        raise StateError(f"{where}: the checkpoint {exc}; delete that checkpoint, or use another pipeline_name "
+                         "(the next run is then a full crawl)") from None
 
 
 @dataclass
@@ -194,7 +198,7 @@ class CatalogStateStore:
         try:
             self._ingest(urn, "status", {"removed": True, "lifecycleLastUpdated": {
                 "time": now, "actor": "urn:li:corpuser:datahub"}}, now, run_id)
-        except _Refused:
+        except CheckpointRefused:
             self._ingest(urn, "status", {"removed": True}, now, run_id)
 
     @staticmethod
@@ -267,8 +271,8 @@ class CatalogStateStore:
         except GmsUnavailable as exc:
             raise StateError(f"{doing}: {exc}") from None
         except GmsRejected as exc:
-            raise _Refused(f"{doing}: {self.server} answered {exc}") from None
+            raise CheckpointRefused(f"{doing}: {self.server} answered {exc}") from None
 
 
-class _Refused(StateError):
+class CheckpointRefused(StateError):
     """A 4xx other than 401/403: GMS refuses this request for good."""

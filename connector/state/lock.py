@@ -23,7 +23,7 @@ def lock_name(pipeline: str) -> str:
     """A file-name-safe key for a pipeline name; names that differ never share one: a hash of
     the exact name follows the readable part (`team/a` and `team_a` differ by it)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in pipeline)
-    return f"{safe}-{hashlib.blake2b(pipeline.encode('utf-8'), digest_size=4).hexdigest()}"
+    return f"{safe}-{hashlib.blake2b(pipeline.encode('utf-8', 'surrogatepass'), digest_size=8).hexdigest()}"
 
 
 @contextmanager

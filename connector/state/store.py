@@ -111,6 +111,37 @@ def entry_problem(entry) -> Optional[str]:
     fingerprints = entry.get("fingerprints") or {}
     if not all(isinstance(group, dict) for group in fingerprints.values()):
         return "'fingerprints' holds a value that is not an object"
+    return _value_problem(entry)
+
+
+_TIMES = ("runs_started_until", "registry_updated_until", "finished_at")
+
+
+def _is_time(value) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _value_problem(entry: dict) -> Optional[str]:
+    """The values this program computes with (times, run ids): a hand-edited or damaged entry is
+    named here, not met later as a crash."""
+    checkpoint = entry.get("checkpoint") or {}
+    for key in _TIMES:
+        if not _is_time(checkpoint.get(key)):
+            return f"'checkpoint.{key}' is {str(checkpoint[key])[:40]!r}, not a time in milliseconds"
+    if not all(isinstance(run_id, str) for run_id in entry.get("open_runs") or []):
+        return "'open_runs' holds a value that is not a run id"
+    return _backfill_problem(entry.get("backfill") or {})
+
+
+def _backfill_problem(backfill: dict) -> Optional[str]:
+    for key in ("max_start_time", "started_at"):
+        if not _is_time(backfill.get(key)):
+            return f"'backfill.{key}' is {str(backfill[key])[:40]!r}, not a time in milliseconds"
+    progress = backfill.get("progress")
+    current = progress.get("current") if isinstance(progress, dict) else None
+    if progress is not None and (not isinstance(progress, dict) or not isinstance(current, (dict, type(None)))
+                                 or not _is_time((current or {}).get("start_time"))):
+        return "'backfill.progress' is not the progress of a full crawl"
     return None
 
 
