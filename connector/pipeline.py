@@ -25,6 +25,7 @@ from connector.report import Progress, Report, new_run_id, unforeseen
 from connector.settings import (
     build_sink, crawl_settings, mapping_context, open_state_store, source_connection, source_filters,
 )
+from connector.sinks.dry_run import DryRunSink
 from connector.sinks.base import Sink, SinkError, SinkResult
 from connector.sinks.dead_letter import retire
 from connector.sinks.file import PLACEHOLDERS
@@ -40,31 +41,6 @@ from connector.tracking.tracker import ChangeTracker, checkpoint_in_future, conf
 log = logging.getLogger(__name__)
 
 
-class _NullSink:
-    name = "dry-run"
-    output: Optional[str] = None
-    delivers_as_it_goes = False
-
-    def write(self, proposal: Mcp, system_metadata: dict) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def commit(self) -> SinkResult:
-        return SinkResult()
-
-    def abort(self) -> SinkResult:
-        return SinkResult()
-
-    def dead_letter_unsent(self, proposal: Mcp, system_metadata: dict, reason: str) -> None:
-        pass
-
-    def resending(self, filename: str) -> None:
-        pass
-
-
-_NULL_SINK: Sink = _NullSink()
 
 
 class _CrawlEvents:
@@ -143,7 +119,7 @@ def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int
             resume: bool, sink: Optional[Sink]) -> None:
     ctx = mapping_context(recipe.source.config)
     tracker, store = _start_tracker(recipe, ctx, report, resume)
-    target: Sink = sink or (_NULL_SINK if dry_run else build_sink(recipe.sink, report.run_id, recipe.pipeline_name,
+    target: Sink = sink or (DryRunSink() if dry_run else build_sink(recipe.sink, report.run_id, recipe.pipeline_name,
                                                                  report.redactor))
     if sink is None:  # the recipe's own sink
         _warn_about_replaced_files(recipe, tracker, report)

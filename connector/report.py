@@ -209,14 +209,7 @@ class Report:
           + (f", {self.dead_lettered} dead-lettered" if self.dead_lettered else "") + ")\n")
         if self.failed_records:
             w(self._failed_line())
-        if self.output:
-            w(f"output:     {self.output}\n")
-        if self.entities_removed:
-            w(f"removed:    {self.entities_removed} entities gone from MLflow (status removed)\n")
-        if self.checkpoint_after:
-            w(f"checkpoint: runs started until {self.checkpoint_after['runs_started_until']} saved\n")
-        if self.resend_next_run:
-            w(f"re-send:    {self.resend_next_run} entities not surely in the catalog: the next run sends them again\n")
+        w(self._outcome_lines())
         w("entities and aspects:\n")
         for entity_type, count in sorted(self.entities.items()):
             aspects = ", ".join(f"{a}={n}" for a, n in sorted(self.aspects[entity_type].items()))
@@ -230,6 +223,18 @@ class Report:
                 w(f"  - {item['title']}: {item['message']}\n")
         w(f"status:     {'SUCCESS' if self.ok else 'FAILURE'}\n")
 
+    def _outcome_lines(self) -> str:
+        lines = []
+        if self.output:
+            lines.append(f"output:     {self.output}\n")
+        if self.entities_removed:
+            lines.append(f"removed:    {self.entities_removed} entities gone from MLflow (status removed)\n")
+        if self.checkpoint_after:
+            lines.append(f"checkpoint: runs started until {self.checkpoint_after['runs_started_until']} saved\n")
+        if self.resend_next_run:
+            lines.append(f"re-send:    {self.resend_next_run} entities not surely in the catalog: "
+                         "the next run sends them again\n")
+        return "".join(lines)
 
     def _failed_line(self) -> str:
         more = f" and {self.failed_records - 10} more" if self.failed_records > 10 else ""

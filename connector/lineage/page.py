@@ -71,13 +71,16 @@ def details(node: Node, lean: bool = False) -> dict:
     props = next((a[k] for k in a if k.endswith("Properties") or k == "aiAgentInfo"), None) or {}
     run = a.get("mlTrainingRunProperties") or {}
     version = a.get("versionProperties") or {}
+
+    def either(key: str) -> Any:  # an entity's own properties, else its run's
+        return props.get(key) or run.get(key)
+
     found = {
         "desc": props.get("description"),
-        "url": props.get("externalUrl") or run.get("externalUrl"),
+        "url": either("externalUrl"),
         "props": props.get("customProperties"),
-        "metrics": _pairs(props.get("trainingMetrics") or run.get("trainingMetrics")),
-        "params": None if lean and node.kind == "dataProcessInstance" else
-        _pairs(props.get("hyperParams") or run.get("hyperParams")),
+        "metrics": _pairs(either("trainingMetrics")),
+        "params": _pairs(either("hyperParams")),
         "owners": _listed(a.get("ownership"), "owners", "owner", "urn:li:corpuser:"),
         "tags": _listed(a.get("globalTags"), "tags", "tag", "urn:li:tag:"),
         "aliases": _listed(version, "aliases", "versionTag"),
@@ -87,6 +90,8 @@ def details(node: Node, lean: bool = False) -> dict:
         "created": _created(props),
         "removed": bool((a.get("status") or {}).get("removed")),
     }
+    if lean and node.kind == "dataProcessInstance":
+        del found["params"]
     return {key: value for key, value in found.items() if value not in (None, "", [], {}, False)}
 
 
