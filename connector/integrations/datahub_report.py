@@ -27,6 +27,8 @@ class MlflowCatalogSourceReport(SourceReport):
     state_file: Optional[str] = None
     checkpoint_before: Optional[dict] = None
     checkpoint_saved: Optional[dict] = None  # set in DataHub's commit step, once its sink delivered the run
+    checkpoint_pending: Optional[dict] = None  # its sink delivers after the commit step: the next run confirms it
+    checkpoint_confirmed: Optional[dict] = None  # the previous run's pending checkpoint, saved as delivered
 
     def report_workunit(self, wu) -> None:
         # Only counted: DataHub's per-aspect bookkeeping (a sqlite-backed table per work unit) would
