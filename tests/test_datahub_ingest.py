@@ -16,7 +16,8 @@ from tests.catalog_server import CatalogServer
 from tests.expectations import expected_urns, group_urn, model_urn, run_urn
 from tests.mlflow_server import QUIET_ENV, mlflow_server
 
-pytestmark = pytest.mark.server
+# make test runs these on the newest acryl-datahub (.venv) and again on the oldest (.venv-datahub-oldest)
+pytestmark = [pytest.mark.server, pytest.mark.datahub_versions]
 BIN = Path(sys.executable).parent
 
 
@@ -135,17 +136,21 @@ def test_transformers_see_typed_proposals_and_change_only_what_they_should(file_
 
 
 def test_datahub_lite_sink_loads_the_entities(seeded_server, tmp_path):
+    from datahub.ingestion.sink.datahub_lite import DataHubLiteSinkConfig
+
     url, seeded, _ = seeded_server
-    lite_db = tmp_path / "lite.db"
+    # the embedded store this acryl-datahub uses by default (1.7.0: duckdb; later 1.7.0.x: sqlite)
+    store = DataHubLiteSinkConfig.model_fields["type"].default
+    lite_db = tmp_path / f"lite.{store}"
     home = tmp_path / "home"
     home.mkdir()
     # `datahub lite` commands need both sections (SPEC, second-wave facts)
     (home / ".datahubenv").write_text(json.dumps({
         "gms": {"server": "http://127.0.0.1:9", "token": ""},
-        "lite": {"type": "sqlite", "config": {"file": str(lite_db)}}}))
+        "lite": {"type": store, "config": {"file": str(lite_db)}}}))
     proc, report, sink_report = datahub_ingest(
         tmp_path, "lite", {"tracking_uri": url},
-        {"type": "datahub-lite", "config": {"type": "sqlite", "config": {"file": str(lite_db)}}})
+        {"type": "datahub-lite", "config": {"type": store, "config": {"file": str(lite_db)}}})
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert sink_report["total_records_written"] == report["proposals"] > 100
     urns = run_cli("datahub", ["lite", "list-urns"], home)
