@@ -22,10 +22,11 @@ BIN = Path(sys.executable).parent
 
 
 def run_cli(tool: str, args: list, home: Path, timeout=300) -> subprocess.CompletedProcess:
-    """`datahub` or `mlflow-catalog` from this venv, with HOME (DataHub's ~/.datahubenv) in tmp."""
+    """`datahub` or `mlflow-catalog` from this venv, with HOME (DataHub's ~/.datahubenv) and the
+    working directory (where a relative state path lands) in tmp."""
     home.mkdir(parents=True, exist_ok=True)
     return subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **QUIET_ENV, "HOME": str(home)})
+                          env={**os.environ, **QUIET_ENV, "HOME": str(home)}, cwd=home)
 
 
 def printed_report(output: str, header: str) -> dict:
@@ -171,11 +172,75 @@ def test_a_config_error_names_the_field(tmp_path):
     assert proc.returncode == 1
     assert "source.config.model_patern: Extra inputs are not permitted" in proc.stderr
     assert "source.config.incremental: Input should be a valid boolean" in proc.stderr
-    proc, _, _ = datahub_ingest(tmp_path, "stateful", {"tracking_uri": "http://127.0.0.1:9",
-                                                    "stateful_ingestion": {"enabled": True}},
-                             {"type": "file", "config": {"filename": str(tmp_path / "bad.json")}})
-    assert proc.returncode == 1
-    assert "source.config.stateful_ingestion: not supported by mlflow-catalog; use source.config.state" in proc.stderr
+
+
+# DataHub's own MLflow source's keys (datahub.ingestion.source.mlflow.MLflowConfig), all of them
+DATAHUB_MLFLOW_RECIPE = {
+    "model_name_separator": "-", "base_external_url": "https://mlflow.example.com/",
+    "materialize_dataset_inputs": False, "source_mapping_to_platform": {"s3": "glue"},
+    "username": "reader", "password": "not-checked-by-this-server", "env": "DEV",
+    "stateful_ingestion": {"enabled": True, "remove_stale_metadata": True, "fail_safe_threshold": 75.0},
+}
+
+
+def test_a_recipe_of_datahubs_own_mlflow_source_runs_unchanged(seeded_server, tmp_path):
+    """`type: mlflow` -> `type: mlflow-catalog`, nothing else changed: every key keeps its meaning,
+    DataHub's stateful_ingestion keeps the checkpoint in GMS."""
+    url, seeded, _ = seeded_server
+    config = {"tracking_uri": url, "registry_uri": url, **DATAHUB_MLFLOW_RECIPE}
+    try:  # the recipe is valid for DataHub's own source (when this acryl-datahub can import it)
+        from datahub.ingestion.source.mlflow import MLflowConfig
+    except ImportError:
+        MLflowConfig = None
+    if MLflowConfig is not None:
+        MLflowConfig.model_validate(config)
+    with CatalogServer() as gms:
+        sink = {"type": "datahub-rest", "config": {"server": gms.url}}
+        proc, report, _ = datahub_ingest(tmp_path, "datahub-recipe", config, sink, pipeline="dh-own-recipe")
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+        assert report.get("checkpoint_pending") and report["failures"] == []
+        urns = {r["entityUrn"] for r in gms.received}
+        # model_name_separator and env
+        assert "urn:li:mlModel:(urn:li:dataPlatform:mlflow,churn_model-1,DEV)" in urns
+        assert not any(",PROD)" in u for u in urns)
+        # base_external_url
+        props = gms.store[("urn:li:mlModel:(urn:li:dataPlatform:mlflow,churn_model-1,DEV)", "mlModelProperties")]
+        assert props["externalUrl"].startswith("https://mlflow.example.com/#/models/churn_model/versions/1")
+        # source_mapping_to_platform: the s3 input's upstream is on glue, the gs one keeps DataHub's gcs
+        lineage = [r["aspect"] for r in gms.received if r["aspectName"] == "upstreamLineage"]
+        upstreams = {u["dataset"] for a in lineage for u in a["upstreams"]}
+        assert "urn:li:dataset:(urn:li:dataPlatform:glue,ml-data/churn/train.parquet,DEV)" in upstreams
+        assert "urn:li:dataset:(urn:li:dataPlatform:gcs,ml-data/churn/eval.parquet,DEV)" in upstreams
+
+        # stateful_ingestion: the next run confirms the checkpoint and keeps it in GMS
+        proc, report, _ = datahub_ingest(tmp_path, "datahub-recipe", config, sink, pipeline="dh-own-recipe")
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+        confirmed = report.get("checkpoint_confirmed")
+        assert confirmed and any(r["aspectName"] == "datahubIngestionCheckpoint" for r in gms.received)
+
+
+def test_datahub_mlflow_keys_without_an_equivalent_are_refused_with_one(tmp_path):
+    file_sink = {"type": "file", "config": {"filename": str(tmp_path / "out.json")}}
+    cases = {
+        "materialize": ({"materialize_dataset_inputs": True},
+                        "source.config: materialize_dataset_inputs: true is not supported: each run input is linked"),
+        "both": ({"source_mapping_to_platform": {"s3": "glue"}, "dataset_platform_mapping": {"s3": "s3"}},
+                 "source_mapping_to_platform is DataHub's name for dataset_platform_mapping"),
+        "no-gms": ({"stateful_ingestion": {"enabled": True}},
+                   "source.config.stateful_ingestion: DataHub keeps this checkpoint in GMS, and the recipe reaches "
+                   "none (no datahub-rest sink, no datahub_api); use source.config.state"),
+        "old-state": ({"stateful_ingestion": {"enabled": True, "ignore_old_state": True}},
+                      "source.config.stateful_ingestion.ignore_old_state: not supported"),
+    }
+    for name, (keys, message) in cases.items():
+        proc, _, _ = datahub_ingest(tmp_path, name, {"tracking_uri": "http://127.0.0.1:9", **keys}, file_sink)
+        assert proc.returncode == 1 and message in proc.stderr, (name, proc.stderr[-2000:])
+    # DataHub's AllowDenyPattern spelling, ignoreCase included; a disabled stateful_ingestion is no state
+    proc, _, _ = datahub_ingest(tmp_path, "pattern", {
+        "tracking_uri": "http://127.0.0.1:9", "max_retries": 0, "stateful_ingestion": {"enabled": False},
+        "model_pattern": {"allow": ["CHURN"], "deny": [], "ignoreCase": True}}, file_sink)
+    assert "ignoreCase" not in proc.stderr and "Extra inputs" not in proc.stderr
+    assert "127.0.0.1:9" in proc.stdout + proc.stderr  # it got as far as trying the server
 
 
 # -- state: incremental runs, and the checkpoint only after delivery ------------------------------

@@ -37,6 +37,7 @@ from pydantic import Field, ValidationError
 
 from connector.integrations.datahub_delivery import AT_COMMIT, NONE, DeliveryLedger, delivery_kind, undelivered
 from connector.integrations.datahub_report import MlflowCatalogSourceReport
+from connector.integrations.datahub_stateful import state_from_stateful_ingestion
 from connector.integrations.handoff import ProposalHandoff
 from connector.integrations.staged_state import StagedState
 from connector.mapping.common import Mcp
@@ -59,12 +60,15 @@ class MlflowCatalogSourceConfig(MlflowSourceConfig):
 
 
 def parse_config(config_dict: dict, pipeline_name: Optional[str],
-                 sink_section: Optional[dict] = None) -> tuple[MlflowCatalogSourceConfig, Recipe]:
+                 graph=None) -> tuple[MlflowCatalogSourceConfig, Recipe]:
     """The plugin's config and the recipe `run_ingest` runs; ConfigurationError names the field.
-    `sink_section`: the DataHub recipe's sink (None: DataHub's default sink, datahub-rest)."""
-    if "stateful_ingestion" in config_dict:
-        raise ConfigurationError("source.config.stateful_ingestion: not supported by mlflow-catalog; use "
-                                 "source.config.state (path, remove_stale, max_removal_ratio) instead")
+    `graph`: the pipeline's DataHub client, where DataHub's `stateful_ingestion` keeps its checkpoint."""
+    config_dict = dict(config_dict)
+    stateful = state_from_stateful_ingestion(config_dict.pop("stateful_ingestion", None), graph)
+    if stateful is not None:
+        if config_dict.get("state") is not None:
+            raise ConfigurationError("source.config.stateful_ingestion: give it or source.config.state, not both")
+        config_dict["state"] = stateful
     try:
         config = MlflowCatalogSourceConfig.model_validate(config_dict)
     except ValidationError as exc:
@@ -130,7 +134,7 @@ class _SaveState(Committable):
 
 
 # A community plugin: acryl-datahub 1.7.0 calls that TESTING, later 1.7.0.x ALPHA.
-_SUPPORT: SupportStatus = getattr(SupportStatus, "ALPHA", None) or getattr(SupportStatus, "TESTING")
+_SUPPORT = SupportStatus["ALPHA" if "ALPHA" in SupportStatus.__members__ else "TESTING"]
 
 
 @platform_name("MLflow", id="mlflow")
@@ -164,8 +168,7 @@ class MlflowCatalogSource(Source):
 
     @classmethod
     def create(cls, config_dict: dict, ctx: PipelineContext) -> "MlflowCatalogSource":
-        sink = ctx.pipeline_config.sink if ctx.pipeline_config else None
-        config, recipe = parse_config(config_dict, ctx.pipeline_name, sink.model_dump() if sink else None)
+        config, recipe = parse_config(config_dict, ctx.pipeline_name, ctx.graph)
         return cls(ctx, config, recipe)
 
     def get_report(self) -> MlflowCatalogSourceReport:
