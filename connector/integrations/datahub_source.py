@@ -107,6 +107,20 @@ def typed_workunit(proposal: Mcp, system_metadata: dict) -> MetadataWorkUnit:
     aspect_class = ASPECT_NAME_MAP.get(proposal.aspect_name)
     if aspect_class is None:  # an aspect this acryl-datahub does not know
         return raw_workunit(proposal, system_metadata)
+    return _typed(proposal, system_metadata, aspect_class)
+
+
+def typed_only_workunit(proposal: Mcp, system_metadata: dict) -> MetadataWorkUnit:
+    """For the datahub-lite sink, which drops a raw MCP with only a warning (no failure, so the
+    checkpoint would pass it): an aspect this acryl-datahub does not know is refused here instead."""
+    aspect_class = ASPECT_NAME_MAP.get(proposal.aspect_name)
+    if aspect_class is None:
+        raise ValueError(f"aspect {proposal.aspect_name} is unknown to this acryl-datahub (datahub-lite takes "
+                         "typed proposals only)")
+    return _typed(proposal, system_metadata, aspect_class)
+
+
+def _typed(proposal: Mcp, system_metadata: dict, aspect_class) -> MetadataWorkUnit:
     return MetadataChangeProposalWrapper(
         entityType=proposal.entity_type, entityUrn=proposal.entity_urn, aspectName=proposal.aspect_name,
         aspect=aspect_class.from_obj(post_json_transform(proposal.aspect)),
@@ -162,7 +176,8 @@ class MlflowCatalogSource(Source):
         self._handoff: Optional[ProposalHandoff] = None
         self._staged: Optional[StagedState] = None
         self._finished = False
-        self._ledger = DeliveryLedger(delivery_kind(ctx.pipeline_config))
+        # the evidence a pending checkpoint is confirmed with is only kept when there is a state
+        self._ledger = DeliveryLedger(delivery_kind(ctx.pipeline_config) if config.state is not None else NONE)
         if config.state is not None:
             ctx.register_checkpointer(_SaveState(self))
 
@@ -192,6 +207,9 @@ class MlflowCatalogSource(Source):
             self.report.checkpoint_confirmed = self._staged.confirmed
             recipe = recipe.model_copy(update={"state": self._staged.staged_config})
         to_workunit = typed_workunit if needs_typed_workunits(self.ctx.pipeline_config) else raw_workunit
+        sink_section = self.ctx.pipeline_config.sink if self.ctx.pipeline_config else None
+        if sink_section is not None and sink_section.type == "datahub-lite":
+            to_workunit = typed_only_workunit
 
         def convert(proposal: Mcp, system_metadata: dict) -> MetadataWorkUnit:
             workunit = to_workunit(proposal, system_metadata)

@@ -35,7 +35,17 @@ def state_from_stateful_ingestion(section: Any, graph) -> Optional[StateConfig]:
         if section.get(key):
             raise ConfigurationError(f"{WHERE}.{key}: not supported; to start afresh, run without the state once "
                                      f"or {INSTEAD} with a new path")
-    provider = section.get("state_provider") or {}
+    server, token = _gms(section.get("state_provider") or {}, graph)
+    threshold = section.get("fail_safe_threshold", 75.0)
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 100:
+        raise ConfigurationError(f"{WHERE}.fail_safe_threshold: a percentage from 0 to 100, got {threshold!r}")
+    return StateConfig(backend="datahub", server=str(server).rstrip("/"), token=token,
+                       remove_stale=bool(section.get("remove_stale_metadata", True)),
+                       max_removal_ratio=threshold / 100)
+
+
+def _gms(provider: dict, graph) -> tuple[str, Optional[str]]:
+    """The GMS DataHub's `datahub` state provider would keep the checkpoint in, and its token."""
     if provider.get("type", "datahub") != "datahub":
         raise ConfigurationError(f"{WHERE}.state_provider.type: only 'datahub' (GMS) is supported; "
                                  f"for a local file {INSTEAD}")
@@ -45,9 +55,4 @@ def state_from_stateful_ingestion(section: Any, graph) -> Optional[StateConfig]:
     if not server:
         raise ConfigurationError(f"{WHERE}: DataHub keeps this checkpoint in GMS, and the recipe reaches none "
                                  f"(no datahub-rest sink, no datahub_api); {INSTEAD}")
-    threshold = section.get("fail_safe_threshold", 75.0)
-    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 100:
-        raise ConfigurationError(f"{WHERE}.fail_safe_threshold: a percentage from 0 to 100, got {threshold!r}")
-    return StateConfig(backend="datahub", server=str(server).rstrip("/"), token=token,
-                       remove_stale=bool(section.get("remove_stale_metadata", True)),
-                       max_removal_ratio=threshold / 100)
+    return server, token
