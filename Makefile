@@ -15,6 +15,7 @@ PYTEST_ARGS ?=
 # where `make test` runs the tests marked `datahub_versions` once more.
 DATAHUB_OLDEST ?= 1.7.0
 DATAHUB_OLDEST_VENV ?= .venv-datahub-oldest
+DATAHUB_VERSION_TESTS ?= tests/test_datahub_ingest.py
 
 # MLflow 3 telemetry can stall a process for minutes without internet; a crawler must not phone home.
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -47,7 +48,8 @@ $(DATAHUB_OLDEST_VENV)/.datahub-$(DATAHUB_OLDEST): pyproject.toml
 	$(PYTHON) -m venv $(DATAHUB_OLDEST_VENV)
 	$(DATAHUB_OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
 	$(DATAHUB_OLDEST_VENV)/bin/python -m pip install -q -e '.[datahub]' \
-		'acryl-datahub[datahub-lite,duckdb]==$(DATAHUB_OLDEST)' 'mlflow[auth]>=3.17,<3.18' 'pytest>=8' 'vcrpy>=6'
+		'acryl-datahub[datahub-lite,duckdb]==$(DATAHUB_OLDEST)' 'mlflow[auth]>=3.17,<3.18' 'pytest>=8' \
+		'pytest-timeout>=2.3' 'vcrpy>=6'
 	touch $@
 
 install: | $(PY)
@@ -90,7 +92,7 @@ test: install-test lint install-browser $(if $(findstring not airflow,$(PYTEST_A
 # The plugin's tests (marker datahub_versions) on the oldest acryl-datahub 1.x.
 test-datahub-oldest: install-datahub-oldest
 	$(DATAHUB_OLDEST_VENV)/bin/python -c "import importlib.metadata as m; print('acryl-datahub', m.version('acryl-datahub'))"
-	$(DATAHUB_OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -m datahub_versions
+	$(DATAHUB_OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -m datahub_versions $(DATAHUB_VERSION_TESTS)
 
 # The offline tier: lint, then the tests that start no server (a test that does is mis-marked
 # and fails saying so).

@@ -74,26 +74,28 @@ class StagedState:
             raise
 
     def _settle_pending(self, confirm: Confirm) -> None:
+        """Save the previous run's pending state when `confirm` finds it delivered; drop it otherwise."""
         try:
-            pending = json.loads(self.pending_path.read_text(encoding="utf-8"))
+            text = self.pending_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return
-        except (OSError, ValueError) as exc:
-            pending = None
-            problem: Optional[str] = f"{self.pending_path} cannot be read ({exc}); it is dropped"
-        else:
-            problem = confirm(pending["evidence"])
-        if problem is None and pending is not None:
+        except OSError as exc:
+            raise StateError(f"{self.pending_path} cannot be read: {exc.strerror}") from None
+        run_id = None
+        try:
+            pending = json.loads(text)
+            run_id = pending["evidence"].get("datahub_run_id")
             state = PipelineState.from_json(pending["state"])
-            if _revision(self.real.load(self.pipeline_name)) != pending["base"]:
-                problem = "another run saved the pipeline's state since"
-            else:
-                self._save_real(state)
-                self.confirmed = state.checkpoint
-                self.pending_outcome = (f"DataHub run {pending['evidence'].get('datahub_run_id')} was delivered; "
-                                        "its checkpoint is saved")
-        if problem is not None:
-            run_id = (pending or {}).get("evidence", {}).get("datahub_run_id")
+            problem = confirm(pending["evidence"])
+        except (ValueError, KeyError, TypeError, AttributeError, StateError) as exc:
+            problem = f"{self.pending_path} is not a pending state ({type(exc).__name__}: {exc})"
+        if problem is None and _revision(self.real.load(self.pipeline_name)) != pending["base"]:
+            problem = "another run saved the pipeline's state since"
+        if problem is None:
+            self._save_real(state)
+            self.confirmed = state.checkpoint
+            self.pending_outcome = f"DataHub run {run_id} was delivered; its checkpoint is saved"
+        else:
             self.pending_outcome = (f"DataHub run {run_id} is not confirmed as delivered ({problem}); its "
                                     "checkpoint is dropped and this run sends its changes again")
         try:
