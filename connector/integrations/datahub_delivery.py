@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from typing import Any, Optional
 
@@ -91,7 +92,10 @@ class DeliveryLedger:
         sink = pipeline_config.sink if pipeline_config is not None else None
         out: dict = {"kind": self.kind, "datahub_run_id": run_id, "handed_over": self.handed_over}
         if self.kind == FILE and sink is not None:
-            out["filename"] = (sink.config or {}).get("filename")
+            filename = (sink.config or {}).get("filename")
+            # a relative path is where this run wrote it, whatever the next run's working directory
+            local = isinstance(filename, str) and get_path_schema(filename) == "file"
+            out["filename"] = os.path.abspath(filename) if local else filename
         if self.kind == GMS:
             out["server"] = graph.config.server if graph is not None else None
             out["versioned"] = sorted(self.versioned.items())
