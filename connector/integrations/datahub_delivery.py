@@ -94,8 +94,9 @@ class DeliveryLedger:
         if self.kind == FILE and sink is not None:
             filename = (sink.config or {}).get("filename")
             # a relative path is where this run wrote it, whatever the next run's working directory
-            local = isinstance(filename, str) and get_path_schema(filename) == "file"
-            out["filename"] = os.path.abspath(filename) if local else filename
+            if isinstance(filename, str) and get_path_schema(filename) == "file":
+                filename = os.path.abspath(filename)
+            out["filename"] = filename
         if self.kind == GMS:
             out["server"] = graph.config.server if graph is not None else None
             out["versioned"] = sorted(self.versioned.items())
