@@ -10,6 +10,13 @@ PY := $(VENV)/bin/python
 # `airflow` run DAGs there. Skip them locally: make test PYTEST_ARGS='-m "not airflow"'
 AIRFLOW_VENV ?= .venv-airflow
 PYTEST_ARGS ?=
+# The `datahub ingest` plugin is tested against the oldest and the newest acryl-datahub its extra
+# allows (>=1.7,<2): the newest is in .venv (the test extra), the oldest in a venv of its own,
+# where `make test` runs the tests marked `datahub_versions` once more
+# (skipped by make test PYTEST_ARGS='-m "not datahub_versions"').
+DATAHUB_OLDEST ?= 1.7.0
+DATAHUB_OLDEST_VENV ?= .venv-datahub-oldest
+DATAHUB_VERSION_TESTS ?= tests/test_datahub_ingest.py
 
 # MLflow 3 telemetry can stall a process for minutes without internet; a crawler must not phone home.
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -17,7 +24,8 @@ export DO_NOT_TRACK := true
 export DATAHUB_TELEMETRY_ENABLED := false
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: demo example test test-fast lint install-browser vendor-js install install-server install-test install-airflow cassettes bench bench-datahub clean
+.PHONY: demo example test test-fast test-datahub-oldest lint install-browser vendor-js install install-server \
+	install-test install-airflow install-datahub-oldest cassettes bench bench-datahub clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,12 +45,21 @@ $(AIRFLOW_VENV)/.airflow: pyproject.toml
 	$(AIRFLOW_VENV)/bin/python -m pip install -q -e '.[airflow]' 'apache-airflow==3.3.*'
 	touch $@
 
+$(DATAHUB_OLDEST_VENV)/.datahub-$(DATAHUB_OLDEST): pyproject.toml
+	$(PYTHON) -m venv $(DATAHUB_OLDEST_VENV)
+	$(DATAHUB_OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DATAHUB_OLDEST_VENV)/bin/python -m pip install -q -e '.[datahub]' \
+		'acryl-datahub[datahub-lite,duckdb]==$(DATAHUB_OLDEST)' 'mlflow[auth]>=3.17,<3.18' 'pytest>=8' \
+		'pytest-timeout>=2.3' 'vcrpy>=6'
+	touch $@
+
 install: | $(PY)
 	$(PY) -m pip install -q -e .
 
 install-server: $(VENV)/.server
 install-test: $(VENV)/.test
 install-airflow: $(AIRFLOW_VENV)/.airflow
+install-datahub-oldest: $(DATAHUB_OLDEST_VENV)/.datahub-$(DATAHUB_OLDEST)
 
 demo: install-server
 	rm -rf .demo && mkdir -p .demo out
@@ -71,6 +88,12 @@ vendor-js:
 # The Airflow venv is only built when the airflow tests are selected.
 test: install-test lint install-browser $(if $(findstring not airflow,$(PYTEST_ARGS)),,install-airflow)
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(if $(findstring not datahub_versions,$(PYTEST_ARGS)),,$(MAKE) test-datahub-oldest)
+
+# The plugin's tests (marker datahub_versions) on the oldest acryl-datahub 1.x.
+test-datahub-oldest: install-datahub-oldest
+	$(DATAHUB_OLDEST_VENV)/bin/python -c "import importlib.metadata as m; print('acryl-datahub', m.version('acryl-datahub'))"
+	$(DATAHUB_OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -m datahub_versions $(DATAHUB_VERSION_TESTS)
 
 # The offline tier: lint, then the tests that start no server (a test that does is mis-marked
 # and fails saying so).

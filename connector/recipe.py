@@ -61,11 +61,14 @@ def check_url(value: str, http_only: bool = False) -> str:
 
 
 class AllowDenyPattern(_Strict):
-    """Regexes matched from the start of the name (re.match); deny wins over allow."""
+    """Regexes matched from the start of the name (re.match); deny wins over allow.
+    DataHub's spelling `ignoreCase` is taken too (its default, though, is to ignore case)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     allow: list[str] = Field(default_factory=lambda: [".*"])
     deny: list[str] = Field(default_factory=list)
-    ignore_case: bool = False
+    ignore_case: bool = Field(False, alias="ignoreCase")
 
     @field_validator("allow", "deny")
     @classmethod
@@ -172,6 +175,24 @@ class MlflowSourceConfig(_Strict):
     @classmethod
     def _fabric(cls, value: str) -> str:
         return fabric(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _datahub_mlflow_keys(cls, data: Any) -> Any:
+        """Keys of DataHub's own MLflow source (`type: mlflow`), with their meaning (README: migrating)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "source_mapping_to_platform" in data:
+            if "dataset_platform_mapping" in data:
+                raise ValueError("source_mapping_to_platform is DataHub's name for dataset_platform_mapping; "
+                                 "give only one of them")
+            data["dataset_platform_mapping"] = data.pop("source_mapping_to_platform") or {}
+        if data.pop("materialize_dataset_inputs", None) not in (None, False, "false", "False"):
+            raise ValueError("materialize_dataset_inputs: true is not supported: each run input is linked to its "
+                             "upstream dataset (upstreamLineage; platforms from dataset_platform_mapping) without "
+                             "creating that dataset, which its platform's own source ingests; remove the key")
+        return data
 
     @field_validator("model_name_separator")
     @classmethod

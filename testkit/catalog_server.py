@@ -90,7 +90,11 @@ class CatalogServer:
                     value = owner.store.get((urn, aspect))
                     if value is None:
                         return self._reply(404, {"message": f"no {aspect} for {urn}"})
-                    return self._reply(200, {"aspect": {f"com.linkedin.{aspect}": value}, "version": 0})
+                    # keyed by the aspect's record name, as Rest.li answers (DataHub's client looks it up)
+                    known = schema_classes.ASPECT_NAME_MAP.get(aspect or "")
+                    key = (known.RECORD_SCHEMA.fullname.replace(".pegasus2avro", "") if known
+                           else f"com.linkedin.{aspect}")
+                    return self._reply(200, {"aspect": {key: value}, "version": 0})
                 return self._reply(404, {"message": "not found"})
 
             def do_POST(self):

@@ -30,6 +30,8 @@ class MlflowCatalogSourceReport(SourceReport):
     state_file: Optional[str] = None
     checkpoint_before: Optional[dict] = None
     checkpoint_saved: Optional[dict] = None  # set in DataHub's commit step, once its sink delivered the run
+    checkpoint_pending: Optional[dict] = None  # its sink delivers after the commit step: the next run confirms it
+    checkpoint_confirmed: Optional[dict] = None  # the previous run's pending checkpoint, saved as delivered
     _redactor: Redactor = field(default_factory=Redactor, repr=False)  # not in the report (leading _)
 
     def use_redactor(self, redactor: Redactor) -> None:

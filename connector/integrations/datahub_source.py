@@ -4,7 +4,9 @@ The config is our recipe's `source.config` model (every key, same meaning) plus 
 recipe's `state` section. The work units are exactly the proposals our pipeline produces:
 `run_ingest` runs in a worker thread and hands them over a bounded queue (handoff.py); DataHub's
 own work-unit processors that would add aspects (status, browse paths, ...) are switched off.
-Our state is staged and saved only in DataHub's commit step (staged_state.py).
+Our state is staged and saved only in DataHub's commit step, and only once DataHub's sink has
+delivered the run: at once for sinks that confirm delivery by then, else as a pending state the
+next run confirms (datahub_delivery.py, staged_state.py).
 
 Why our `state` and not DataHub's `stateful_ingestion`: an incremental run emits only what
 changed, and DataHub's stale-entity removal treats every URN a run does not emit as gone; our
@@ -24,8 +26,8 @@ from datahub.emitter.mcp import MetadataChangeProposalWrapper
 from datahub.emitter.serialization_helper import post_json_transform
 from datahub.ingestion.api.committable import CommitPolicy, Committable
 from datahub.ingestion.api.common import PipelineContext
-from datahub.ingestion.api.decorators import config_class, platform_name
-from datahub.ingestion.api.source import Source
+from datahub.ingestion.api.decorators import SupportStatus, capability, config_class, platform_name, support_status
+from datahub.ingestion.api.source import Source, SourceCapability
 from datahub.ingestion.api.workunit import MetadataWorkUnit
 from datahub.ingestion.workunit_processors import AutoWorkunitsReporterProcessor
 from datahub.metadata.schema_classes import (
@@ -33,9 +35,10 @@ from datahub.metadata.schema_classes import (
 )
 from pydantic import Field, ValidationError
 
-from connector.integrations.datahub_delivery import running_pipeline_sink, undelivered
+from connector.integrations.datahub_delivery import AT_COMMIT, NONE, DeliveryLedger, delivery_kind, undelivered
 from connector.integrations.datahub_report import MlflowCatalogSourceReport
 from connector.integrations.datahub_secrets import raw_source_config, refuse_passwords_in_urls, register_secrets
+from connector.integrations.datahub_stateful import state_from_stateful_ingestion
 from connector.integrations.handoff import ProposalHandoff
 from connector.integrations.staged_state import StagedState
 from connector.mapping.common import Mcp
@@ -58,23 +61,16 @@ class MlflowCatalogSourceConfig(MlflowSourceConfig):
                           "(path, remove_stale, max_removal_ratio); keyed by the recipe's pipeline_name")
 
 
-def _rest_sink_mode(sink_section: Optional[dict]) -> Optional[str]:
-    """The REST sink's mode (the recipe's, else DataHub's default), or None for another sink."""
-    if sink_section is not None and sink_section.get("type") != "datahub-rest":
-        return None
-    from datahub.ingestion.sink.datahub_rest import DatahubRestSinkConfig
-
-    mode = ((sink_section or {}).get("config") or {}).get("mode") or DatahubRestSinkConfig.model_fields["mode"].default
-    return str(getattr(mode, "name", mode)).upper()
-
-
 def parse_config(config_dict: dict, pipeline_name: Optional[str],
-                 sink_section: Optional[dict] = None) -> tuple[MlflowCatalogSourceConfig, Recipe]:
+                 graph=None) -> tuple[MlflowCatalogSourceConfig, Recipe]:
     """The plugin's config and the recipe `run_ingest` runs; ConfigurationError names the field.
-    `sink_section`: the DataHub recipe's sink (None: DataHub's default sink, datahub-rest)."""
-    if "stateful_ingestion" in config_dict:
-        raise ConfigurationError("source.config.stateful_ingestion: not supported by mlflow-catalog; use "
-                                 "source.config.state (path, remove_stale, max_removal_ratio) instead")
+    `graph`: the pipeline's DataHub client, where DataHub's `stateful_ingestion` keeps its checkpoint."""
+    config_dict = dict(config_dict)
+    stateful = state_from_stateful_ingestion(config_dict.pop("stateful_ingestion", None), graph)
+    if stateful is not None:
+        if config_dict.get("state") is not None:
+            raise ConfigurationError("source.config.stateful_ingestion: give it or source.config.state, not both")
+        config_dict["state"] = stateful
     try:
         config = MlflowCatalogSourceConfig.model_validate(config_dict)
     except ValidationError as exc:
@@ -83,10 +79,6 @@ def parse_config(config_dict: dict, pipeline_name: Optional[str],
             for e in exc.errors())) from None
     if config.state is not None and not pipeline_name:
         raise ConfigurationError("pipeline_name: required when source.config.state is set (it keys the checkpoint)")
-    if config.state is not None and _rest_sink_mode(sink_section) == "SYNC":
-        raise ConfigurationError("sink.config.mode: SYNC cannot be used with source.config.state: DataHub's REST "
-                                 "sink does not report failed writes in SYNC mode, so a checkpoint could be saved "
-                                 "past proposals GMS refused; use ASYNC_BATCH (the default) or ASYNC")
     if config.incremental and config.state is None:
         raise ConfigurationError("source.config.incremental: needs source.config.state to keep the checkpoint in")
     try:
@@ -117,6 +109,20 @@ def typed_workunit(proposal: Mcp, system_metadata: dict) -> MetadataWorkUnit:
     aspect_class = ASPECT_NAME_MAP.get(proposal.aspect_name)
     if aspect_class is None:  # an aspect this acryl-datahub does not know
         return raw_workunit(proposal, system_metadata)
+    return _typed(proposal, system_metadata, aspect_class)
+
+
+def typed_only_workunit(proposal: Mcp, system_metadata: dict) -> MetadataWorkUnit:
+    """For the datahub-lite sink, which drops a raw MCP with only a warning (no failure, so the
+    checkpoint would pass it): an aspect this acryl-datahub does not know is refused here instead."""
+    aspect_class = ASPECT_NAME_MAP.get(proposal.aspect_name)
+    if aspect_class is None:
+        raise ValueError(f"aspect {proposal.aspect_name} is unknown to this acryl-datahub (datahub-lite takes "
+                         "typed proposals only)")
+    return _typed(proposal, system_metadata, aspect_class)
+
+
+def _typed(proposal: Mcp, system_metadata: dict, aspect_class) -> MetadataWorkUnit:
     return MetadataChangeProposalWrapper(
         entityType=proposal.entity_type, entityUrn=proposal.entity_urn, aspectName=proposal.aspect_name,
         aspect=aspect_class.from_obj(post_json_transform(proposal.aspect)),
@@ -140,11 +146,24 @@ class _SaveState(Committable):
         self.source = source
 
     def commit(self) -> None:
-        self.source.save_state(running_pipeline_sink())
+        self.source.save_state()
+
+
+# A community plugin: acryl-datahub 1.7.0 calls that TESTING, later 1.7.0.x ALPHA.
+_SUPPORT = SupportStatus["ALPHA" if "ALPHA" in SupportStatus.__members__ else "TESTING"]
 
 
 @platform_name("MLflow", id="mlflow")
 @config_class(MlflowCatalogSourceConfig)
+@support_status(_SUPPORT)
+@capability(SourceCapability.DESCRIPTIONS, "Registered models, versions, experiments and runs")
+@capability(SourceCapability.CONTAINERS, "Experiments, as containers of their runs")
+@capability(SourceCapability.TAGS, "MLflow tags as tags and custom properties")
+@capability(SourceCapability.OWNERSHIP, "Creators of models, versions and runs")
+@capability(SourceCapability.PLATFORM_INSTANCE, "source.config.platform_instance")
+@capability(SourceCapability.LINEAGE_COARSE, "Model versions to training runs, runs to input datasets")
+@capability(SourceCapability.SCHEMA_METADATA, "Columns of logged datasets")
+@capability(SourceCapability.DELETION_DETECTION, "With source.config.state (remove_stale)")
 class MlflowCatalogSource(Source):
     """MLflow tracking server and model registry, through mlflow-catalog-connector's crawler and mapping."""
 
@@ -162,14 +181,15 @@ class MlflowCatalogSource(Source):
         self._handoff: Optional[ProposalHandoff] = None
         self._staged: Optional[StagedState] = None
         self._finished = False
+        # the evidence a pending checkpoint is confirmed with is only kept when there is a state
+        self._ledger = DeliveryLedger(delivery_kind(ctx.pipeline_config) if config.state is not None else NONE)
         if config.state is not None:
             ctx.register_checkpointer(_SaveState(self))
 
     @classmethod
     def create(cls, config_dict: dict, ctx: PipelineContext) -> "MlflowCatalogSource":
-        sink = ctx.pipeline_config.sink if ctx.pipeline_config else None
         refuse_passwords_in_urls(raw_source_config(ctx, config_dict))
-        config, recipe = parse_config(config_dict, ctx.pipeline_name, sink.model_dump() if sink else None)
+        config, recipe = parse_config(config_dict, ctx.pipeline_name, ctx.graph)
         return cls(ctx, config, recipe)
 
     def get_report(self) -> MlflowCatalogSourceReport:
@@ -184,12 +204,24 @@ class MlflowCatalogSource(Source):
         if recipe.state is not None:
             self._staged = StagedState(recipe.state, recipe.pipeline_name or "")
             try:
-                self._staged.begin()
+                self._staged.begin(lambda evidence: undelivered(evidence, self.ctx.graph))
             except (LockHeld, StateError) as exc:
                 self.report.failure("Pipeline not run", context=str(exc), title="Pipeline not run")
                 return
+            if self._staged.pending_outcome:
+                self.report.info("Previous run", context=self._staged.pending_outcome, log=False)
+            self.report.checkpoint_confirmed = self._staged.confirmed
             recipe = recipe.model_copy(update={"state": self._staged.staged_config})
-        convert = typed_workunit if needs_typed_workunits(self.ctx.pipeline_config) else raw_workunit
+        to_workunit = typed_workunit if needs_typed_workunits(self.ctx.pipeline_config) else raw_workunit
+        sink_section = self.ctx.pipeline_config.sink if self.ctx.pipeline_config else None
+        if sink_section is not None and sink_section.type == "datahub-lite":
+            to_workunit = typed_only_workunit
+
+        def convert(proposal: Mcp, system_metadata: dict) -> MetadataWorkUnit:
+            workunit = to_workunit(proposal, system_metadata)
+            self._ledger.note(proposal)
+            return workunit
+
         self._handoff = ProposalHandoff(
             lambda sink: run_ingest(recipe, sink=sink, progress_interval=float("inf")), convert)
         self._handoff.start()
@@ -219,8 +251,9 @@ class MlflowCatalogSource(Source):
         for reason in handoff.sink.rejections:
             self.report.failure("Proposal not readable by DataHub", context=reason)
 
-    def save_state(self, sink) -> None:
-        """DataHub's commit step: save our staged state once its sink has delivered every work unit."""
+    def save_state(self) -> None:
+        """DataHub's commit step (after its sink's flush(), no failure reported): save our staged
+        state, or keep it pending when DataHub's sink delivers only after this step."""
         staged = self._staged
         if staged is None or not self._handoff or not self._handoff.finished:
             return
@@ -228,13 +261,20 @@ class MlflowCatalogSource(Source):
             if self.ctx.dry_run_mode or self.ctx.preview_mode:
                 self.report.info("State not saved", context="dry run or preview", log=False)
                 return
-            problems = undelivered(sink) if sink is not None else []
-            if problems:
-                self.report.failure("State not saved", context=f"DataHub's sink did not deliver everything "
-                                    f"({len(problems)} problem(s), first: {problems[0][:300]}); the next run "
-                                    "sends this run's changes again")
+            kind = self._ledger.kind
+            if kind == NONE:
+                self.report.warning("State not saved", context="DataHub's sink gives no way to know it delivered "
+                                    "(no flush()); every run sends the changes since the last saved checkpoint")
                 return
-            self.report.checkpoint_saved = staged.promote()
+            if kind == AT_COMMIT:
+                self.report.checkpoint_saved = staged.promote()
+                return
+            evidence = self._ledger.evidence(self.ctx.pipeline_config, self.ctx.run_id, self.ctx.graph)
+            self.report.checkpoint_pending = staged.promote(pending_evidence=evidence)
+            if self.report.checkpoint_pending is not None:
+                self.report.info("Checkpoint pending", context=f"DataHub's {kind} sink delivers after the commit "
+                                 "step; the next run saves this checkpoint once it finds the run delivered",
+                                 log=False)
         except (StateError, OSError) as exc:
             self.report.failure("State not saved", context=str(exc))
         finally:
