@@ -24,7 +24,7 @@ export DO_NOT_TRACK := true
 export DATAHUB_TELEMETRY_ENABLED := false
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: demo example test test-fast test-datahub-oldest lint install-browser vendor-js install install-server \
+.PHONY: reference demo example test test-fast test-datahub-oldest lint install-browser vendor-js install install-server \
 	install-test install-airflow install-datahub-oldest cassettes bench bench-datahub clean
 
 $(PY):
@@ -103,6 +103,10 @@ test-fast: lint
 lint: install-test
 	$(VENV)/bin/ruff check connector benchmarks examples testkit
 	$(VENV)/bin/mypy
+
+# docs/recipe-reference.md and recipes/reference.yml, written from the recipe's pydantic models
+reference: install-test
+	$(PY) -m connector.recipe_reference
 
 cassettes: install-test
 	$(PY) -m tests.record_cassettes

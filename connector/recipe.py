@@ -1,4 +1,5 @@
-"""Recipe: the YAML that wires a source to a sink, validated with pydantic.
+"""Recipe: the YAML that wires a source to a sink, validated with pydantic (the source here, the
+sink and state sections in recipe_sinks.py, shared pieces in recipe_fields.py).
 
 Values may reference environment variables as ${NAME} (or ${NAME:-default});
 an unknown key or a bad value is reported with its path in the recipe.
@@ -8,56 +9,21 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator,
+    ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator,
 )
 
 from connector.mapping.deployments import DEPLOYMENT_STATUSES, TEMPLATE_FIELDS
 from connector.recipe_env import RecipeError, expand_env
-from connector.recipe_yaml import RecipeFileError, read_recipe_file
-from connector.secrets import Redactor, redact_url, secrets_in
-
-FABRIC_TYPES = (
-    "DEV", "TEST", "QA", "UAT", "EI", "PRE", "STG", "NON_PROD", "PROD", "CORP",
-    "RVW", "PRD", "TST", "SIT", "SBX", "SANDBOX",
+from connector.recipe_fields import FABRIC_TYPES, Strict as _Strict, check_url, fabric
+from connector.recipe_sinks import (
+    DatahubRestSink, DatahubRestSinkConfig, FileSink, FileSinkConfig, SinkSection, StateConfig,
 )
-
-
-def fabric(value: str) -> str:
-    """An env (fabric type) as DataHub spells it, or a ValueError naming the known ones."""
-    if value.upper() not in FABRIC_TYPES:
-        raise ValueError(f"unknown env {value!r}; one of {', '.join(FABRIC_TYPES)}")
-    return value.upper()
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d+(/.*)?$")
-
-
-def check_url(value: str, http_only: bool = False) -> str:
-    """A URL whose port (if any) is a number and, for servers, with an http(s) scheme.
-    Messages show the URL without its user:password@ part."""
-    shown = redact_url(value)
-    if _HOST_PORT.match(shown):
-        raise ValueError(f"{shown!r} has no scheme: write http://{shown} (or https://) for a server")
-    if http_only and not shown.lower().startswith(("http://", "https://")):
-        raise ValueError(f"expected an http(s):// URL, got {shown!r}")
-    if "://" in shown and not shown.lower().startswith(("file:", "sqlite:")):
-        try:
-            parts = urlsplit(shown)
-            _ = parts.port  # raises on a port that is not a number in 0-65535
-        except ValueError as exc:
-            raise ValueError(f"invalid URL {shown!r}: {exc}") from None
-        if http_only and not parts.hostname:
-            raise ValueError(f"no host in {shown!r}")
-    return value
+from connector.recipe_yaml import RecipeFileError, read_recipe_file
+from connector.secrets import Redactor, secrets_in
 
 
 class AllowDenyPattern(_Strict):
@@ -66,9 +32,11 @@ class AllowDenyPattern(_Strict):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    allow: list[str] = Field(default_factory=lambda: [".*"])
-    deny: list[str] = Field(default_factory=list)
-    ignore_case: bool = Field(False, alias="ignoreCase")
+    allow: list[str] = Field(default_factory=lambda: [".*"], description=
+        "Names matching any of these regexes (re.match) are read.")
+    deny: list[str] = Field(default_factory=list, description=
+        "Names matching any of these are left out, even when allowed.")
+    ignore_case: bool = Field(False, alias="ignoreCase", description="Match regardless of case.")
 
     @field_validator("allow", "deny")
     @classmethod
@@ -82,20 +50,22 @@ class AllowDenyPattern(_Strict):
 
 
 class TagMatch(_Strict):
-    key: str
+    key: str = Field(description="The tag's key.")
     value: Optional[str] = Field(None, description="None: any value of the tag")
 
 
 class DeploymentRuleConfig(_Strict):
     """Model versions holding `alias` and/or tag `tag` are deployed as `name_template` on `platform`."""
 
-    alias: Optional[str] = None
-    tag: Optional[TagMatch] = None
-    platform: str
+    alias: Optional[str] = Field(None, description="A registry alias, e.g. champion.")
+    tag: Optional[TagMatch] = Field(None, description=
+        "A model version tag: {key: K, value: V}; leave out value to match any.")
+    platform: str = Field(description="Where it is served (a catalog data platform, e.g. sagemaker).")
     name_template: str = Field(description="fields: {model} {version} {alias} {tag_value}")
     env: Optional[str] = Field(None, description="default: the source's env")
-    status: str = "IN_SERVICE"
-    description: Optional[str] = None
+    status: str = Field("IN_SERVICE", description=
+        "IN_SERVICE, OUT_OF_SERVICE, CREATING, UPDATING, ROLLING_BACK, DELETING, FAILED or UNKNOWN.")
+    description: Optional[str] = Field(None, description="Shown on the deployment.")
 
     @field_validator("name_template")
     @classmethod
@@ -133,43 +103,65 @@ class MlflowSourceConfig(_Strict):
         None, description="MLflow tracking URI (http(s)://, sqlite:///, file:). Default: $MLFLOW_TRACKING_URI.")
     registry_uri: Optional[str] = Field(
         None, description="Model registry URI. Default: $MLFLOW_REGISTRY_URI, else tracking_uri.")
-    env: str = "PROD"
-    platform_instance: Optional[str] = None
-    model_name_separator: str = "_"
-    base_external_url: Optional[str] = None
-    username: Optional[str] = None
-    password: Optional[SecretStr] = None
-    token: Optional[SecretStr] = None
-    model_pattern: AllowDenyPattern = Field(default_factory=AllowDenyPattern)
-    experiment_pattern: AllowDenyPattern = Field(default_factory=AllowDenyPattern)
-    include_experiments: bool = True
-    include_runs: bool = True
-    include_deleted: bool = False
-    include_logged_models: bool = False
-    include_signatures: bool = False
-    model_card_tag_prefix: str = "card."
-    deprecation_tag: str = "deprecated"
-    champion_alias: str = "champion"
-    dataset_platform_mapping: dict[str, str] = Field(default_factory=dict)
+    env: str = Field("PROD", description="Fabric type in every URN: PROD, DEV, QA, TEST, STG, UAT, ...")
+    platform_instance: Optional[str] = Field(None, description=
+        "Which MLflow server this is, when a catalog holds several: part of every URN that names an MLflow object, "
+        "and a dataPlatformInstance aspect.")
+    model_name_separator: str = Field("_", description=
+        "Model version URN name = <registered model><separator><version>.")
+    base_external_url: Optional[str] = Field(None, description=
+        "MLflow UI base for links. Default: tracking_uri when it is http(s).")
+    username: Optional[str] = Field(None, description="Basic-auth user (or MLFLOW_TRACKING_USERNAME).")
+    password: Optional[SecretStr] = Field(None, description=
+        "Basic-auth password (or MLFLOW_TRACKING_PASSWORD); never logged.")
+    token: Optional[SecretStr] = Field(None, description=
+        "Sent as 'Authorization: Bearer ...' (or MLFLOW_TRACKING_TOKEN); wins over username/password; never logged.")
+    model_pattern: AllowDenyPattern = Field(default_factory=AllowDenyPattern, description=
+        "Registered model names to read; regexes matched from the start, deny wins. Models left out are counted in "
+        "the report.")
+    experiment_pattern: AllowDenyPattern = Field(default_factory=AllowDenyPattern, description=
+        "Experiment names to read, same rules.")
+    include_experiments: bool = Field(True, description="Experiments as containers (and their runs).")
+    include_runs: bool = Field(True, description=
+        "Runs as dataProcessInstances; versions keep their run's params and metrics either way.")
+    include_deleted: bool = Field(False, description=
+        "Deleted experiments and runs, emitted with status.removed = true.")
+    include_logged_models: bool = Field(False, description="MLflow 3: also LoggedModels no registry version points at.")
+    include_signatures: bool = Field(False, description=
+        "Read each model's MLmodel; signature columns become mlFeature entities.")
+    model_card_tag_prefix: str = Field("card.", description=
+        "Tags card.intended_use.primary_uses, card.ethics.*, ... become model card aspects.")
+    deprecation_tag: str = Field("deprecated", description=
+        "A version or model tagged so (or an Archived version) gets a deprecation aspect.")
+    champion_alias: str = Field("champion", description="The alias named as a deprecated version's replacement.")
+    dataset_platform_mapping: dict[str, str] = Field(default_factory=dict, description=
+        "MLflow dataset source type -> catalog platform for the upstream of logged datasets, e.g. {delta_table: "
+        "databricks}. Built in: gs->gcs, abfss/wasbs->abs, delta_table->delta-lake, hugging_face->huggingface, and "
+        "any DataHub platform name as itself.")
     dataset_urn: Literal["source", "name"] = Field(
         "source", description="source: a dataset is its name and source (NAME@ID); name: its name alone, "
                               "as DataHub's own MLflow source keys it (datasets of one name merge)")
     deployments: list[DeploymentRuleConfig] = Field(
         default_factory=list, description="registry aliases / version tags -> mlModelDeployment entities")
-    timeout_sec: float = Field(30.0, gt=0)
-    max_retries: int = Field(3, ge=0)
-    retry_backoff_sec: float = Field(0.5, ge=0)
+    timeout_sec: float = Field(30.0, gt=0, description="One socket read.")
+    max_retries: int = Field(3, ge=0, description=
+        "On 429, 5xx and connection errors, with exponential backoff and jitter.")
+    retry_backoff_sec: float = Field(0.5, ge=0, description="First backoff; doubles per retry.")
     retry_budget_sec: float = Field(30.0, ge=0, description="all attempts of one request, waits included")
     max_backoff_sec: float = Field(30.0, ge=0, description="cap of one wait between attempts (Retry-After too)")
     request_deadline_sec: float = Field(300.0, gt=0, description="one attempt, wall clock, whole answer")
     max_response_mb: int = Field(512, ge=1, description="an answer larger than this is an error")
-    max_requests_per_second: Optional[float] = Field(None, gt=0)
-    incremental: bool = False
-    incremental_lookback_sec: int = Field(3600, ge=0)
-    runs_page_size: int = Field(1000, ge=1, le=50000)
-    max_workers: int = Field(4, ge=1, le=32)
-    disable_ssl_verification: bool = False
-    ca_certificate_path: Optional[str] = None
+    max_requests_per_second: Optional[float] = Field(None, gt=0, description=
+        "Protects a shared tracking server (artifact reads included).")
+    incremental: bool = Field(False, description="Only what changed since the checkpoint (needs a state section).")
+    incremental_lookback_sec: int = Field(3600, ge=0, description=
+        "Incremental runs re-read runs started this long before the checkpoint.")
+    runs_page_size: int = Field(1000, ge=1, le=50000, description=
+        "Runs per search request (server maximum 50000); a resumable full crawl checkpoints per page.")
+    max_workers: int = Field(4, ge=1, le=32, description=
+        "Threads for independent page streams (registry beside experiments, next page prefetched).")
+    disable_ssl_verification: bool = Field(False, description="Or MLFLOW_TRACKING_INSECURE_TLS=true.")
+    ca_certificate_path: Optional[str] = Field(None, description="Or MLFLOW_TRACKING_SERVER_CERT_PATH.")
 
     @field_validator("env")
     @classmethod
@@ -179,7 +171,7 @@ class MlflowSourceConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _datahub_mlflow_keys(cls, data: Any) -> Any:
-        """Keys of DataHub's own MLflow source (`type: mlflow`), with their meaning (README: migrating)."""
+        """Keys of DataHub's own MLflow source (`type: mlflow`), with their meaning (docs/datahub-ingest.md: migrating)."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -222,89 +214,18 @@ class MlflowSourceConfig(_Strict):
 
 
 class MlflowSource(_Strict):
-    type: Literal["mlflow"]
-    config: MlflowSourceConfig = Field(default_factory=MlflowSourceConfig)
-
-
-class FileSinkConfig(_Strict):
-    filename: str = Field(description="may hold {run_id}, {timestamp}, {pipeline_name}: a file per run")
-
-    @field_validator("filename")
-    @classmethod
-    def _placeholders(cls, value: str) -> str:
-        try:
-            value.format(run_id="r", timestamp="t", pipeline_name="p")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"bad placeholder in {value!r} ({type(exc).__name__}: {exc}); "
-                             "known: {run_id} {timestamp} {pipeline_name}") from None
-        return value
-
-
-class FileSink(_Strict):
-    type: Literal["file"]
-    config: FileSinkConfig
-
-
-class DatahubRestSinkConfig(_Strict):
-    server: str = Field(description="GMS base URL, e.g. http://datahub-gms:8080")
-    token: Optional[SecretStr] = None
-    timeout_sec: float = Field(30.0, gt=0)
-    max_batch_size: int = Field(200, ge=1, le=10000)
-    max_batch_bytes: int = Field(14 * 1024 * 1024, ge=1024, le=15 * 1024 * 1024)
-    max_retries: int = Field(5, ge=0)
-    retry_backoff_sec: float = Field(1.0, ge=0)
-    max_backoff_sec: float = Field(30.0, ge=0, description="cap of one wait between attempts (Retry-After too)")
-    retry_budget_sec: float = Field(300.0, ge=0, description="all attempts of one batch, waits included")
-    request_deadline_sec: float = Field(300.0, gt=0, description="one attempt, wall clock, whole answer")
-    max_in_flight: int = Field(4, ge=1, le=64)
-    ca_certificate_path: Optional[str] = None
-    disable_ssl_verification: bool = False
-    extra_headers: dict[str, str] = Field(default_factory=dict)
-    dead_letter_file: str = "dead-letter.json"
-
-    @field_validator("server")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        return check_url(value, http_only=True).rstrip("/")
-
-
-class DatahubRestSink(_Strict):
-    type: Literal["datahub-rest"]
-    config: DatahubRestSinkConfig
-
-
-SinkSection = Annotated[Union[FileSink, DatahubRestSink], Field(discriminator="type")]
-
-
-class StateConfig(_Strict):
-    type: Literal["file"] = Field("file", description="kept for old recipes; the store is chosen by `backend`")
-    backend: Literal["file", "datahub"] = Field(
-        "file", description="file: a local JSON file at `path`; datahub: the catalog itself (GMS), "
-                            "so runs on different machines continue each other's checkpoint")
-    path: str = Field(".mlflow-catalog/state.json",
-                      description="the state file (file backend); the lock file "
-                                  "`<path>.<pipeline>-<hash>.lock` beside it")
-    server: Optional[str] = Field(None, description="datahub backend: GMS URL; default: the datahub-rest sink's")
-    token: Optional[SecretStr] = Field(None, description="datahub backend: token for `server`")
-    remove_stale: bool = True
-    max_removal_ratio: float = Field(0.2, ge=0, le=1)
-    allow_mass_removal: bool = Field(False, description="remove what the crawl no longer finds even when that "
-                                     "looks like a broken listing (a deletion confirmed by a person; "
-                                     "prefer `ingest --allow-mass-removal` for one run)")
-
-    @field_validator("server")
-    @classmethod
-    def _http(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"expected an http(s):// URL, got {value!r}")
-        return value.rstrip("/") if value else value
+    type: Literal["mlflow"] = Field(description="mlflow (mlflow-catalog inside `datahub ingest`).")
+    config: MlflowSourceConfig = Field(default_factory=MlflowSourceConfig, description="See source (type: mlflow).")
 
 
 class Recipe(_Strict):
-    pipeline_name: Optional[str] = None
-    source: MlflowSource
-    sink: SinkSection
-    state: Optional[StateConfig] = None
+    pipeline_name: Optional[str] = Field(None, description=
+        "Names the pipeline: its checkpoint, lock and the run id stamped on every proposal (systemMetadata.runId = "
+        "NAME-<utc time>-<hex>). Required with a state section.")
+    source: MlflowSource = Field(description="Where MLflow is and what to read from it.")
+    sink: SinkSection = Field(description="Where the proposals go: a file DataHub's tools read, or DataHub's GMS.")
+    state: Optional[StateConfig] = Field(None, description=
+        "Remember the last good run: incremental crawls, removal of what disappeared, --resume.")
     # recipe path (e.g. "pipeline_name") -> the ${VAR}s its value came from
     _env_fields: dict = PrivateAttr(default_factory=dict)
 
@@ -391,3 +312,9 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     context = getattr(exc, "context", None)
     where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
     return f"{context + ': ' if context else ''}{problem}{where}"
+
+
+__all__ = ["FABRIC_TYPES", "AllowDenyPattern", "DatahubRestSink", "DatahubRestSinkConfig", "DeploymentRuleConfig",
+           "FileSink", "FileSinkConfig", "MlflowSource", "MlflowSourceConfig", "Recipe", "RecipeError", "SinkSection",
+           "StateConfig", "TagMatch", "check_url", "error_location", "expand_env", "fabric", "load_recipe",
+           "parse_recipe"]

@@ -2,7 +2,7 @@
 `test-experiment`, run `test-run` with p=1 and m=0.85, registered model `test-model` tagged
 model_id=1 / model_env=test, version 1 from `dummy_dir/dummy_file` tagged model_version_id=1,
 Archived), rebuilt here with our MLflow on a real server and crawled with ours. Every key and
-value DataHub's source emits that we also describe must agree; where ours differs, README
+value DataHub's source emits that we also describe must agree; where ours differs, docs/mapping.md
 ("DataHub's own MLflow source") says why, and DIFFERENCES below names each case.
 
 The expected values are facts read off DataHub's golden file and source (acryl-datahub 1.7):
@@ -23,7 +23,7 @@ STAGE_TAGS = {  # name -> (description, colour) as DataHub's golden has them
     "mlflow_archived": ("Archived Stage for an ML model in MLflow Model Registry", "#5D7283"),
     "mlflow_none": ("None Stage for an ML model in MLflow Model Registry", "#F2F4F5"),
 }
-# Where ours differs from DataHub's golden, on purpose (README, "DataHub's own MLflow source"):
+# Where ours differs from DataHub's golden, on purpose (docs/mapping.md, "DataHub's own MLflow source"):
 DIFFERENCES = {
     "mlModelProperties.tags": "DataHub's golden lists tag keys (model_version_id); its current source and "
                               "ours write key:value (model_version_id:1)",
@@ -132,4 +132,4 @@ def test_experiment_and_run_agree(ours, golden_store):
     assert dpi["dataProcessInstanceOutput"]["outputEdges"] == [{"destinationUrn": VERSION}]
     assert dpi["subTypes"] == {"typeNames": ["ML Training Run"]}
     assert dpi["dataPlatformInstance"] == {"platform": "urn:li:dataPlatform:mlflow"}
-    assert set(DIFFERENCES)  # each is explained in README
+    assert set(DIFFERENCES)  # each is explained in docs/mapping.md

@@ -195,7 +195,7 @@ def test_datahub_ingest_keeps_secrets_out_of_its_report_and_of_the_run_summary_s
         "source.config.username and source.config.password") in proc.stdout + proc.stderr, proc.stderr[-3000:]
     _assert_clean({"stdout": proc.stdout, "stderr": proc.stderr})
     # DataHub records the recipe as written before any source starts: the refused run's record
-    # holds the password written into the URL (README: "Secrets inside `datahub ingest`"); nothing else does
+    # holds the password written into the URL (docs/datahub-ingest.md: "Secrets"); nothing else does
     holding = {r["aspectName"] for r in gms.received if quote(ML_PASSWORD, safe="") in json.dumps(r)}
     assert holding <= {"dataHubIngestionSourceInfo", "dataHubExecutionRequestInput"}
     assert not any(r["entityType"] not in ("dataHubIngestionSource", "dataHubExecutionRequest")
