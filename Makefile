@@ -101,7 +101,7 @@ test-fast: lint
 	CONNECTOR_OFFLINE_TESTS=1 $(PY) -m pytest -q -p no:cacheprovider -m "not server and not airflow and not browser" $(PYTEST_ARGS)
 
 lint: install-test
-	$(VENV)/bin/ruff check connector benchmarks examples testkit
+	$(VENV)/bin/ruff check connector benchmarks examples testkit tests
 	$(VENV)/bin/mypy
 
 # docs/recipe-reference.md and recipes/reference.yml, written from the recipe's pydantic models

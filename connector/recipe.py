@@ -171,7 +171,7 @@ class MlflowSourceConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _datahub_mlflow_keys(cls, data: Any) -> Any:
-        """Keys of DataHub's own MLflow source (`type: mlflow`), with their meaning (docs/datahub-ingest.md: migrating)."""
+        """Keys of DataHub's own MLflow source (`type: mlflow`), with their meaning (docs/datahub-ingest.md)."""
         if not isinstance(data, dict):
             return data
         data = dict(data)

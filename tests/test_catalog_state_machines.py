@@ -4,7 +4,6 @@ hides another run's work, and a state server that is not GMS is refused."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from types import SimpleNamespace
 

@@ -199,7 +199,8 @@ def test_output_is_deterministic(seeded_server, write_recipe, tmp_path, full_ing
     proc, out, _ = ingest(write_recipe, tmp_path, url, name="again.json")
     assert proc.returncode == 0, proc.stderr
     second = json.loads(out.read_text())
-    strip = lambda recs: [{k: v for k, v in r.items() if k != "systemMetadata"} for r in recs]
+    def strip(recs):
+        return [{k: v for k, v in r.items() if k != "systemMetadata"} for r in recs]
     assert strip(first) == strip(second)
 
 
@@ -231,5 +232,6 @@ sink:
     proc = subprocess.run(CLI + ["ingest", "-c", str(recipe)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     local = json.loads((tmp_path / "local.json").read_text())
-    strip = lambda recs: [{k: v for k, v in r.items() if k != "systemMetadata"} for r in recs]
+    def strip(recs):
+        return [{k: v for k, v in r.items() if k != "systemMetadata"} for r in recs]
     assert strip(local) == strip(via_server)

@@ -15,5 +15,5 @@ def test_replay_matches_the_golden_output(scenario, tmp_path):
         report, output = run_step(scenario, index, facts["tracking_uri"], tmp_path, "none")
         assert summary(report) == golden["summary"], report.failures
         assert len(output) == len(golden["proposals"])
-        for position, (got, want) in enumerate(zip(output, golden["proposals"])):
+        for position, (got, want) in enumerate(zip(output, golden["proposals"], strict=False)):
             assert got == want, f"{scenario.name} step {index}, proposal {position}"

@@ -91,7 +91,7 @@ def test_keys_datahub_users_search_by_and_storage_locations(store, tmp_path):
 def test_local_csv_datasets_have_an_upstream_on_the_file_platform(store, tmp_path):
     a, _ = ingest(store.url, tmp_path)
     upstreams = {}
-    for urn, aspects in a.items():
+    for _urn, aspects in a.items():
         if "upstreamLineage" in aspects:
             upstreams[aspects["datasetProperties"]["name"]] = aspects["upstreamLineage"]["upstreams"][0]["dataset"]
     assert upstreams["train_csv"] == "urn:li:dataset:(urn:li:dataPlatform:file,/data/churn/train.csv,PROD)"

@@ -1,8 +1,14 @@
 import hashlib
 
-from datahub.metadata.urns import Urn
+import pytest
+from datahub.metadata.urns import (
+    ContainerUrn, CorpUserUrn, DataProcessInstanceUrn, DatasetUrn, MlFeatureUrn, MlModelDeploymentUrn,
+    MlModelGroupUrn, MlModelUrn, TagUrn, Urn,
+)
 
 from connector.mapping import urns
+from connector.mapping.common import MappingContext
+from connector.mapping.features import map_features
 
 
 def test_guids_match_spec_examples():
@@ -36,14 +42,6 @@ def test_reserved_characters_are_encoded_and_urns_parse():
 
 # -- hostile names: every URN parses with acryl-datahub's typed classes, fits GMS, never collides --
 
-import pytest
-from datahub.metadata.urns import (
-    ContainerUrn, CorpUserUrn, DataProcessInstanceUrn, DatasetUrn, MlFeatureUrn, MlModelDeploymentUrn,
-    MlModelGroupUrn, MlModelUrn, TagUrn,
-)
-
-from connector.mapping.features import map_features
-from connector.mapping.common import MappingContext
 
 LONG_COLUMN = "c" * 1024
 HOSTILE = ["pct,name", "pct%2Cname", "pct%252Cname", "a,b (c)", "(bad", "bad)", "x\u241fy", "naïve-模型-😀",
