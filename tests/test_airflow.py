@@ -236,7 +236,7 @@ def test_a_timed_out_task_stops_cleanly_and_no_secret_reaches_its_xcom_or_log(se
         for name, value in _env(hostile.url).items():
             monkeypatch.setenv(name, value)
         dag_file = write(tmp_path / "dags" / "mlflow_catalog.py", DAG_FILE.format(
-            recipes=str(tmp_path / "recipes"), options=", dag_id='timeouts', retries=0, "
+            recipes=str(tmp_path / "recipes"), options=", dag_id='timeouts', retries=0, incremental_schedule=None, "
                                                        "execution_timeout=timedelta(seconds=8)"))
         [run], log = airflow("run", dag_file, "timeouts", RUN_AT[0], home=tmp_path)
         delivered = len(gms.received)
