@@ -266,7 +266,8 @@ def test_sigterm_while_a_retry_waits_ends_airflow_dags_test(tmp_path):
         "tracking_uri": f"http://127.0.0.1:{free_port()}"}},
         "sink": {"type": "file", "config": {"filename": str(tmp_path / "down.json")}}})
     dag_file = write(tmp_path / "dags" / "mlflow_catalog.py", DAG_FILE.format(
-        recipes=str(tmp_path / "recipes"), options=", dag_id='down', retries=2, retry_delay=timedelta(minutes=10)"))
+        recipes=str(tmp_path / "recipes"), options=", dag_id='down', retries=2, retry_delay=timedelta(minutes=10), "
+                                                   "incremental_schedule=None"))
     proc, _ = start_airflow("run", dag_file, "down", RUN_AT[0], home=tmp_path)
     try:
         lines, deadline = [], time.monotonic() + 300
