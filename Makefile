@@ -24,7 +24,7 @@ export DO_NOT_TRACK := true
 export DATAHUB_TELEMETRY_ENABLED := false
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: reference demo example test test-fast test-datahub-oldest lint install-browser vendor-js install install-server \
+.PHONY: bench-lineage reference demo example test test-fast test-datahub-oldest lint install-browser vendor-js install install-server \
 	install-test install-airflow install-datahub-oldest cassettes bench bench-datahub clean
 
 $(PY):
@@ -119,6 +119,10 @@ bench: install-test
 
 # The crawl through `datahub ingest` (our plugin) beside our CLI and DataHub's own MLflow source
 # (which gets a venv of its own, .bench/datahub-venv, created from the package registry once).
+# The lineage page of the 50k-run benchmark store: its size and time to first render in Chromium
+bench-lineage: install-test install-browser
+	$(PY) -m benchmarks.lineage
+
 bench-datahub: install-test
 	$(PY) -m benchmarks.datahub_ingest
 
