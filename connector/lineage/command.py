@@ -2,7 +2,6 @@
 recipe that delivers nothing and touches no state), and where the page goes."""
 from __future__ import annotations
 
-from typing import Optional
 
 from connector.atomic import write_atomically
 from connector.lineage.graph import LineageGraph, build_graph
@@ -10,6 +9,7 @@ from connector.lineage.page import render_page
 from connector.mapping.common import Mcp
 from connector.report import Report
 from connector.sinks.base import SinkResult
+from connector.sinks.dry_run import DryRunSink
 from connector.sinks.file import file_record
 
 
@@ -17,12 +17,10 @@ class LineageError(Exception):
     """The proposals could not be had; the message says why."""
 
 
-class CollectingSink:
-    """Keeps every proposal of a crawl in memory, in the file sink's record form."""
+class CollectingSink(DryRunSink):
+    """A dry run that keeps every proposal in memory, in the file sink's record form."""
 
     name = "lineage page"
-    output: Optional[str] = None
-    delivers_as_it_goes = False
 
     def __init__(self) -> None:
         self.records: list[dict] = []
@@ -30,20 +28,8 @@ class CollectingSink:
     def write(self, proposal: Mcp, system_metadata: dict) -> None:
         self.records.append(file_record(proposal, system_metadata))
 
-    def flush(self) -> None:
-        pass
-
     def commit(self) -> SinkResult:
         return SinkResult(delivered=len(self.records))
-
-    def abort(self) -> SinkResult:
-        return SinkResult()
-
-    def dead_letter_unsent(self, proposal: Mcp, system_metadata: dict, reason: str) -> None:
-        pass
-
-    def resending(self, filename: str) -> None:
-        pass
 
 
 def records_of_file(path: str) -> list[dict]:
