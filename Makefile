@@ -117,12 +117,12 @@ BENCH_ARGS ?=
 bench: install-test
 	$(PY) -m benchmarks.crawl $(BENCH_ARGS)
 
-# The crawl through `datahub ingest` (our plugin) beside our CLI and DataHub's own MLflow source
-# (which gets a venv of its own, .bench/datahub-venv, created from the package registry once).
 # The lineage page of the 50k-run benchmark store: its size and time to first render in Chromium
 bench-lineage: install-test install-browser
 	$(PY) -m benchmarks.lineage
 
+# The crawl through `datahub ingest` (our plugin) beside our CLI and DataHub's own MLflow source
+# (which gets a venv of its own, .bench/datahub-venv, created from the package registry once).
 bench-datahub: install-test
 	$(PY) -m benchmarks.datahub_ingest
 

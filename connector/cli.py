@@ -240,7 +240,6 @@ def check(recipe_path: str) -> None:
     sys.exit(EXIT_OK if ok else EXIT_FAILURES)
 
 
-
 @main.command()
 @click.argument("proposal_file", required=False, type=click.Path(dir_okay=False))
 @click.option("-c", "--config", "recipe_path", default=None, type=click.Path(dir_okay=False),

@@ -41,8 +41,6 @@ from connector.tracking.tracker import ChangeTracker, checkpoint_in_future, conf
 log = logging.getLogger(__name__)
 
 
-
-
 class _CrawlEvents:
     """What the crawl tells besides records: counts and warnings to the report; page boundaries
     and deleted runs to the tracker; after each page of a resumable crawl, a checkpoint."""

@@ -26,7 +26,7 @@ from connector import recipe
 ROOT = Path(__file__).resolve().parent.parent
 MARKDOWN = ROOT / "docs" / "recipe-reference.md"
 YAML = ROOT / "recipes" / "reference.yml"
-GENERATED = "generated from connector/recipe.py by `make reference`; do not edit by hand"
+GENERATED = "generated from connector/recipe*.py by `make reference`; do not edit by hand"
 
 
 @dataclass(frozen=True)

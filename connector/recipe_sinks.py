@@ -83,6 +83,4 @@ class StateConfig(Strict):
     @field_validator("server")
     @classmethod
     def _http(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"expected an http(s):// URL, got {value!r}")
-        return value.rstrip("/") if value else value
+        return check_url(value, http_only=True).rstrip("/") if value is not None else value

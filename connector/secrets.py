@@ -40,16 +40,20 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 def split_userinfo(url: str) -> tuple[str, Optional[str]]:
     """(the URL without user information, the raw user information or None)."""
     scheme = _SCHEME.match(url)
-    if not scheme or url[scheme.end():].startswith("/"):  # no scheme, or no authority (file:///)
+    if not scheme:  # `user:password@host:5000` typed without a scheme still holds a password
+        start = 0 if url[:1] not in ("/", ".", "~", "") else len(url)
+    elif url[scheme.end():].startswith("/"):  # no authority (file:///)
         return url, None
-    rest = url[scheme.end():]
+    else:
+        start = scheme.end()
+    rest = url[start:]
     cut = None
     for index in (i for i, c in enumerate(rest) if c == "@"):
-        if _HOST_AFTER_AT.match(rest, index + 1):
+        if _HOST_AFTER_AT.match(rest, index + 1) and (scheme or "/" not in rest[:index]):
             cut = index
     if cut is None:
         return url, None
-    return url[:scheme.end()] + rest[cut + 1:], rest[:cut]
+    return url[:start] + rest[cut + 1:], rest[:cut]
 
 
 def redact_url(url: str) -> str:

@@ -62,8 +62,8 @@ def test_imports_run_one_way():
         name = _module_name(path)
         for package, forbidden in FORBIDDEN.items():
             if name == package or name.startswith(package + "."):
-                wrong += [f"{name} imports {m}" for m in _imports(path)
-                          if any(m == f or m.startswith(f + ".") for f in forbidden)]
+                # a prefix, not a package: `connector.recipe` covers recipe_sinks, recipe_env, ...
+                wrong += [f"{name} imports {m}" for m in _imports(path) if any(m.startswith(f) for f in forbidden)]
     assert wrong == []
 
 

@@ -241,3 +241,29 @@ def test_numbers_are_shown_to_six_digits_and_a_large_page_leaves_run_parameters_
     large = graph_data(build_graph([run(i) for i in range(many)]))
     assert large["lean"] is True and len(large["nodes"]) == many
     assert large["nodes"][0]["d"] == {"metrics": [["auc", "0.987654"], ["loss", "NaN"]]}
+
+
+def test_a_live_crawl_draws_the_same_graph_as_the_output_and_touches_no_state(seeded_server, tmp_path):
+    url = seeded_server[0]
+    state = tmp_path / "state.json"
+    state.write_text("not a state file")  # neither read nor replaced by a picture
+    recipe = tmp_path / "recipe.yml"
+    recipe.write_text(f"pipeline_name: p\nsource: {{type: mlflow, config: {{tracking_uri: '{url}', incremental: true}}}}\n"
+                      f"sink: {{type: file, config: {{filename: '{tmp_path / 'out.json'}'}}}}\n"
+                      f"state: {{path: '{state}'}}\n")
+    live = subprocess.run([sys.executable, "-m", "connector.cli", "lineage", "-c", str(recipe), "-o",
+                           str(tmp_path / "live.html")], capture_output=True, text=True, timeout=300)
+    assert live.returncode == 0, live.stderr
+    assert state.read_text() == "not a state file" and not (tmp_path / "out.json").exists()
+    plain = recipe.read_text().replace(f"state: {{path: '{state}'}}\n", "").replace(", incremental: true", "")
+    recipe.write_text(plain.replace("pipeline_name: p\n", ""))
+    ingest = subprocess.run([sys.executable, "-m", "connector.cli", "ingest", "-c", str(recipe)],
+                            capture_output=True, text=True, timeout=300)
+    assert ingest.returncode == 0, ingest.stderr
+    from_file = build_graph(json.loads((tmp_path / "out.json").read_text()))
+
+    def nodes_in(page: Path) -> set:
+        blob = re.search(r'id="lineage-data" type="application/octet-stream">([^<]+)<', page.read_text()).group(1)
+        return {n["i"] for n in json.loads(gzip.decompress(base64.b64decode(blob)))["nodes"]}
+
+    assert nodes_in(tmp_path / "live.html") == set(from_file.nodes)

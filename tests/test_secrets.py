@@ -154,3 +154,22 @@ def test_a_variable_feeding_a_value_the_catalog_shows_is_warned_about(tmp_path, 
         assert "source.config.base_external_url comes from ${UI}" in proc.stdout
     warnings = json.loads((tmp_path / "report.json").read_text())["warnings"]
     assert [w["title"] for w in warnings].count("Recipe") == 2
+
+
+@pytest.mark.parametrize("field, value", [("sink", "admin:s3cret-pw-9@gms:8080"),
+                                          ("source", "admin:s3cret-pw-9@mlflow:5000")])
+def test_a_password_in_a_url_without_a_scheme_is_never_shown(field, value):
+    from connector.recipe import RecipeError, parse_recipe
+    from connector.secrets import redact_url
+
+    recipe = {"source": {"type": "mlflow", "config": {"tracking_uri": "http://mlflow:5000"}},
+              "sink": {"type": "datahub-rest", "config": {"server": "http://gms:8080"}}}
+    if field == "sink":
+        recipe["sink"]["config"]["server"] = value
+    else:
+        recipe["source"]["config"]["tracking_uri"] = value
+    with pytest.raises(RecipeError) as refused:
+        parse_recipe(recipe)
+    assert "s3cret-pw-9" not in str(refused.value) and "has no scheme" in str(refused.value)
+    assert redact_url(value) == value.split("@")[1]
+    assert redact_url("/data/a@b:1/mlflow.db") == "/data/a@b:1/mlflow.db"  # a path is no URL

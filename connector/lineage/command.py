@@ -48,6 +48,7 @@ def records_of_crawl(recipe) -> tuple[list[dict], Report]:
     from connector.pipeline import run_ingest
 
     recipe.source.config.incremental = False
+    recipe.state = None  # neither read nor saved: a picture is no run of the pipeline
     sink = CollectingSink()
     report = run_ingest(recipe, dry_run=True, sink=sink)
     return sink.records, report
