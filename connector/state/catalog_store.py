@@ -6,7 +6,7 @@ blob (`serde` base85-bz2-json: JSON, bz2, base85, as DataHub writes it). Written
 `ingestProposal`, read back with `getTimeseriesAspectValues`. Like DataHub, the dataJob is marked
 `status removed` so it stays out of search.
 
-Safe across machines (connector.state.lineage): no machine's clock orders the values, and a save
+Safe across machines (connector.state.history): no machine's clock orders the values, and a save
 never hides another run's work. Each value carries a sequence, an id (`messageId`) and the ids of
 the values it was made from (`config`, as JSON); the values no other value was made from are the
 current ones (usually one; two when runs on two machines saved without seeing each other, or GMS,
@@ -29,7 +29,7 @@ from typing import Optional
 from connector import stopping
 from connector.mapping.urns import checkpoint_job_urn
 from connector.sinks.gms_client import GmsAuthError, GmsClient, GmsRejected, GmsUnavailable
-from connector.state.lineage import StoredValue, heads, lineage_config, next_position, stored_value
+from connector.state.history import StoredValue, heads, lineage_config, next_position, stored_value
 from connector.state.merge import merge_states
 from connector.state.store import PipelineState, StateError
 
