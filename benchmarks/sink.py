@@ -17,7 +17,7 @@ from connector.mapping.common import MappingContext  # noqa: E402
 from connector.mapping.experiments import map_run  # noqa: E402
 from connector.sinks.gms_client import GmsSettings  # noqa: E402
 from connector.sinks.rest import RestSink  # noqa: E402
-from connector.source.entities import Experiment, Run  # noqa: E402
+from connector.source.mlflow_objects import Experiment, Run  # noqa: E402
 from testkit.catalog_server import CatalogServer  # noqa: E402
 
 

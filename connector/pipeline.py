@@ -19,7 +19,7 @@ from connector.mapping.common import MappingContext, Mcp
 from connector.mapping.links import ForeignLinks
 from connector.mapping.urns import entity_type
 from connector.mapping.version import MAPPING_VERSION
-from connector.mapping.records import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
+from connector.mapping.catalog_entities import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.recipe import Recipe
 from connector.report import Progress, Report, new_run_id, unforeseen
 from connector.settings import (
@@ -33,7 +33,7 @@ from connector.sinks.rest import RestSink
 from connector.source.connect import open_backend
 from connector.source.crawler import MlflowCrawler
 from connector.source.errors import SourceError
-from connector.source.records import FullPlan, RunsPageDone
+from connector.source.crawl_records import FullPlan, RunsPageDone
 from connector.state.backends import StateStore
 from connector.state.store import StateError
 from connector.tracking.tracker import ChangeTracker, checkpoint_in_future, config_fingerprint

@@ -13,7 +13,7 @@ from connector.mapping.common import MappingContext
 from connector.mapping.deployments import DeploymentRule
 from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig, StateConfig
 from connector.sinks.base import Sink, SinkError
-from connector.source.records import CrawlSettings, NameFilter
+from connector.source.crawl_records import CrawlSettings, NameFilter
 from connector.state.backends import StateStore
 
 

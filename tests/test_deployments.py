@@ -8,7 +8,7 @@ from connector.mapping.registry import map_model_version
 from connector.pipeline import run_ingest
 from connector.settings import mapping_context
 from connector.recipe import RecipeError, parse_recipe
-from connector.source.entities import ModelVersion, RegisteredModel
+from connector.source.mlflow_objects import ModelVersion, RegisteredModel
 from tests.catalog_validation import validate_file
 from tests.mlflow_server import mlflow_server
 from tests.test_mapping import as_dict

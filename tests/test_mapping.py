@@ -4,7 +4,7 @@ from connector.mapping.common import MappingContext, metric_value
 from connector.mapping.datasets import map_dataset
 from connector.mapping.experiments import map_experiment, map_run
 from connector.mapping.registry import map_model_group, map_model_version
-from connector.source.entities import (
+from connector.source.mlflow_objects import (
     DatasetInput, Experiment, LoggedDataset, ModelVersion, RegisteredModel, Run,
 )
 from tests.catalog_validation import validate_proposal

@@ -5,12 +5,12 @@ from datahub.ingestion.source.common.data_platforms import KNOWN_VALID_PLATFORM_
 from connector.mapping.common import MappingContext
 from connector.mapping.memory import MappingMemory
 from connector.mapping.platforms import DATAHUB_PLATFORMS
-from connector.mapping.records import entities_of
+from connector.mapping.catalog_entities import entities_of
 from connector.source.artifacts import signature_inputs
-from connector.source.entities import (
+from connector.source.mlflow_objects import (
     DatasetInput, Experiment, LoggedDataset, LoggedMetric, LoggedModel, ModelVersion, Run,
 )
-from connector.source.records import LoggedModelRecord, RunRecord
+from connector.source.crawl_records import LoggedModelRecord, RunRecord
 from tests.catalog_validation import validate_proposal
 from tests.expectations import dataset_urn, run_urn
 

@@ -13,7 +13,7 @@ from connector.mapping import urns
 from connector.mapping.common import MappingContext
 from connector.mapping.deployments import DeploymentRule, deployments_for_version
 from connector.mapping.features import map_features
-from connector.source.entities import ModelVersion
+from connector.source.mlflow_objects import ModelVersion
 from tests.golden_scenarios import SCENARIOS, Step, run_step
 
 INSTANCE = "east"

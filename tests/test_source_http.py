@@ -104,7 +104,7 @@ def test_registry_that_refuses_a_global_version_listing_is_read_model_by_model()
 
     from connector.report import Report
     from connector.source.crawler import MlflowCrawler
-    from connector.source.records import CrawlSettings, ModelGroupRecord
+    from connector.source.crawl_records import CrawlSettings, ModelGroupRecord
 
     def answer(request):
         url = urlsplit(request["path"])
@@ -134,7 +134,7 @@ def test_mlflow2_server_without_logged_models_is_detected_once():
 
     from connector.report import Report
     from connector.source.crawler import MlflowCrawler
-    from connector.source.records import CrawlSettings, VersionRecord
+    from connector.source.crawl_records import CrawlSettings, VersionRecord
 
     def answer(request):
         path = urlsplit(request["path"]).path

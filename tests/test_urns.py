@@ -115,7 +115,7 @@ def test_a_shortened_feature_keeps_its_full_name_in_its_properties():
 
 def test_a_shortened_deployment_keeps_its_full_name_in_its_properties():
     from connector.mapping.deployments import DeploymentRule, deployments_for_version
-    from connector.source.entities import ModelVersion
+    from connector.source.mlflow_objects import ModelVersion
 
     long_model = "m" * 600
     version = ModelVersion(name=long_model, version="2", aliases=["champion"])

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, mcp, platform_instance_aspect, sorted_props, status
 from connector.mapping.platforms import DATAHUB_PLATFORMS, SOURCE_TYPE_PLATFORMS
-from connector.source.entities import DatasetInput, LoggedDataset
+from connector.source.mlflow_objects import DatasetInput, LoggedDataset
 
 # MLflow colspec types -> the catalog's schema field types
 _FIELD_TYPES = {

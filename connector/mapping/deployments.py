@@ -7,7 +7,7 @@ from typing import Iterator, Optional
 
 from connector.mapping import urns
 from connector.mapping.common import Mcp, drop_none, mcp, sorted_props, status
-from connector.source.entities import ModelVersion
+from connector.source.mlflow_objects import ModelVersion
 
 DEPLOYMENT_STATUSES = ("IN_SERVICE", "OUT_OF_SERVICE", "CREATING", "UPDATING", "ROLLING_BACK",
                        "DELETING", "FAILED", "UNKNOWN")

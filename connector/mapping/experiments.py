@@ -9,7 +9,7 @@ from connector.mapping.common import (
     logged_model_urn, mcp, metrics, platform_instance_aspect, run_urn, status, time_stamp, version_urn,
 )
 from connector.mapping.datasets import dataset_urn_for
-from connector.source.entities import Experiment, LoggedModel, ModelVersion, Run
+from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, Run
 
 NOTE_TAG = "mlflow.note.content"
 PARENT_RUN_TAG = "mlflow.parentRunId"

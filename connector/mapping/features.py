@@ -8,7 +8,7 @@ from typing import Iterator
 from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, mcp, platform_instance_aspect, status
 from connector.mapping.datasets import dataset_urn_for
-from connector.source.entities import DatasetInput
+from connector.source.mlflow_objects import DatasetInput
 
 _DATA_TYPES = {"boolean": "BINARY", "integer": "COUNT", "long": "COUNT", "float": "CONTINUOUS",
                "double": "CONTINUOUS", "string": "TEXT", "binary": "BYTE", "datetime": "TIME"}

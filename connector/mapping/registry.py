@@ -16,7 +16,7 @@ from connector.mapping.model_cards import (
     card_tags, deprecation, deprecation_note, map_model_card, without_card_tags,
 )
 from connector.source.artifacts import mlmodel_location
-from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
+from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
 
 MLFLOW_ACTOR = "mlflow"  # the actor of what MLflow states with nobody known behind it
 STAGES = (

@@ -16,9 +16,9 @@ from dataclasses import replace
 from typing import Iterator, Optional, Union
 
 from connector.source.backend import Backend
-from connector.source.entities import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
+from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
 from connector.source.logged_models import LoggedModelIndex, LoggedModelReader
-from connector.source.records import (
+from connector.source.crawl_records import (
     CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, ExperimentRecord, FullPlan, IncrementalPlan,
     LoggedModelRecord, ModelGroupRecord, ResumePlan, RunRecord, VersionRecord,
 )

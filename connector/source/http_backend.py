@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from connector.http import Answer, HttpClient, HttpSettings, RateLimiter, ResponseTooLarge, RetriesExhausted
 from connector.secrets import redact_url
 from connector.source.backend import Page
-from connector.source.entities import json_kind
+from connector.source.mlflow_objects import json_kind
 from connector.source.errors import MlflowApiError, SourceAuthError, SourceError, SourceUnreachable
 
 API = "/api/2.0/mlflow"

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from connector.source.backend import Backend
-from connector.source.entities import LoggedModel
+from connector.source.mlflow_objects import LoggedModel
 from connector.source.errors import MlflowApiError
 from connector.source.paging import Listing, prefetched
-from connector.source.records import CrawlObserver, parsed
+from connector.source.crawl_records import CrawlObserver, parsed
 from connector.source.runs import _batches
 
 LOGGED_MODELS_PAGE = 1000

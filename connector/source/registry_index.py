@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from connector.source.backend import Backend
-from connector.source.entities import Experiment, ModelVersion, RegisteredModel
+from connector.source.mlflow_objects import Experiment, ModelVersion, RegisteredModel
 from connector.source.errors import MlflowApiError
 from connector.source.paging import Listing, paged
-from connector.source.records import CrawlObserver, NameFilter, parsed
+from connector.source.crawl_records import CrawlObserver, NameFilter, parsed
 
 EXPERIMENTS_PAGE = 50000      # server maximum
 REGISTERED_MODELS_PAGE = 1000  # server maximum

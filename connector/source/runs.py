@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Optional
 
 from connector.source.backend import Backend
-from connector.source.entities import Run
+from connector.source.mlflow_objects import Run
 from connector.source.errors import MlflowApiError
 from connector.source.paging import Listing, prefetched
-from connector.source.records import CrawlObserver, IncrementalPlan, ResumePlan, RunsPageDone, parsed
+from connector.source.crawl_records import CrawlObserver, IncrementalPlan, ResumePlan, RunsPageDone, parsed
 
 EXPERIMENT_IDS_PER_RUN_SEARCH = 100
 RUN_IDS_PER_LOOKUP = 100

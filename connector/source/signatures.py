@@ -8,9 +8,9 @@ from typing import Optional
 
 from connector.source.artifacts import mlmodel_location, read_mlmodel, signature_inputs
 from connector.source.backend import Backend
-from connector.source.entities import LoggedModel, ModelVersion, Run
+from connector.source.mlflow_objects import LoggedModel, ModelVersion, Run
 from connector.source.errors import SourceError
-from connector.source.records import CrawlObserver
+from connector.source.crawl_records import CrawlObserver
 
 
 def model_location(version: ModelVersion, logged_model: Optional[LoggedModel], run: Optional[Run]) -> Optional[str]:

@@ -1,7 +1,7 @@
 """MLflow stores read in-process (sqlite:///, file:, databricks, ...) through MlflowClient.
 
 Entities are turned back into the REST JSON shape so that one parser
-(`entities.py`) serves both backends.
+(`mlflow_objects.py`) serves both backends.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 against the one the catalog got last time."""
 from __future__ import annotations
 
-from connector.mapping.records import MappedEntity
+from connector.mapping.catalog_entities import MappedEntity
 
 # Entity kinds an incremental crawl lists in full, so their disappearance is visible to it.
 FULLY_LISTED = ("urn:li:container:", "urn:li:mlModelGroup:", "urn:li:mlModel:")

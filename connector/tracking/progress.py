@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from connector.source.records import ResumePlan, RunsPageDone
+from connector.source.crawl_records import ResumePlan, RunsPageDone
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from typing import Callable, Iterable, Optional
 
 from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, status
-from connector.mapping.records import MappedEntity, fingerprint, version_fingerprint
+from connector.mapping.catalog_entities import MappedEntity, fingerprint, version_fingerprint
 from connector.mapping.version import MAPPING_VERSION
-from connector.source.records import (
+from connector.source.crawl_records import (
     CrawlPlan, ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, RunRecord, RunsPageDone, VersionRecord,
 )
 from connector.source.registry_index import CatalogListing

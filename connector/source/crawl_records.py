@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
 
-from connector.source.entities import Experiment, LoggedModel, MalformedRecord, ModelVersion, RegisteredModel, Run
+from connector.source.mlflow_objects import Experiment, LoggedModel, MalformedRecord, ModelVersion, RegisteredModel, Run
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from connector.mapping.memory import MappingMemory
 from connector.mapping.registry import (
     STAGES, map_logged_model, map_model_group, map_model_version, map_stage_tag, training_inputs,
 )
-from connector.source.entities import ModelVersion, RegisteredModel
-from connector.source.records import (
+from connector.source.mlflow_objects import ModelVersion, RegisteredModel
+from connector.source.crawl_records import (
     ExperimentRecord, LoggedModelRecord, ModelGroupRecord, RunRecord, VersionRecord,
 )
 
