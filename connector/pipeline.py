@@ -36,7 +36,7 @@ from connector.source.errors import SourceError
 from connector.source.crawl_records import FullPlan, RunsPageDone
 from connector.state.backends import StateStore
 from connector.state.store import StateError
-from connector.tracking.tracker import ChangeTracker, checkpoint_in_future, config_fingerprint
+from connector.change_tracking.tracker import ChangeTracker, checkpoint_in_future, config_fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,14 @@ MAX_COMPLEXITY = 15
 
 # package -> packages/modules it must not import
 FORBIDDEN = {
-    "connector.source": ("connector.mapping", "connector.sinks", "connector.tracking", "connector.recipe",
+    "connector.source": ("connector.mapping", "connector.sinks", "connector.change_tracking", "connector.recipe",
                          "connector.settings", "connector.pipeline", "connector.state"),
-    "connector.mapping": ("connector.sinks", "connector.tracking", "connector.recipe", "connector.settings",
+    "connector.mapping": ("connector.sinks", "connector.change_tracking", "connector.recipe", "connector.settings",
                           "connector.pipeline", "connector.state", "connector.source.crawler",
                           "connector.source.http_backend"),
-    "connector.sinks": ("connector.source", "connector.tracking", "connector.recipe", "connector.settings",
+    "connector.sinks": ("connector.source", "connector.change_tracking", "connector.recipe", "connector.settings",
                         "connector.pipeline"),
-    "connector.tracking": ("connector.sinks", "connector.recipe", "connector.settings", "connector.pipeline",
+    "connector.change_tracking": ("connector.sinks", "connector.recipe", "connector.settings", "connector.pipeline",
                            "connector.source.crawler", "connector.source.http_backend"),
 }
 
@@ -69,6 +69,6 @@ def test_imports_run_one_way():
 
 def test_the_sdk_loads_no_crawler_pipeline_or_lock():
     probe = ("import sys, connector.sdk; print(sorted(m for m in ('connector.pipeline', 'connector.source.crawler', "
-             "'fcntl', 'connector.tracking.tracker') if m in sys.modules))")
+             "'fcntl', 'connector.change_tracking.tracker') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

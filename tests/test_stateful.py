@@ -263,7 +263,7 @@ def test_incremental_safety_threshold_counts_per_kind():
     from connector.mapping.common import MappingContext
     from connector.mapping.version import MAPPING_VERSION
     from connector.state.store import PipelineState
-    from connector.tracking.tracker import ChangeTracker
+    from connector.change_tracking.tracker import ChangeTracker
 
     known = {f"urn:li:dataProcessInstance:{i:032x}": "f" for i in range(5000)}
     known.update({group_urn(f"m{i}"): "f" for i in range(100)})

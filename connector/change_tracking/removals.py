@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from connector.mapping import urns
-from connector.tracking.changes import FULLY_LISTED
+from connector.change_tracking.changes import FULLY_LISTED
 
 
 def gone_entities(previous: dict[str, str], current: dict[str, str], seen_listed: set[str],

@@ -25,10 +25,10 @@ from connector.source.crawl_records import (
 )
 from connector.source.registry_index import CatalogListing
 from connector.state.store import PipelineState, compact, expand
-from connector.tracking.changes import ChangeDetector
-from connector.tracking.optional_aspects import OptionalAspects
-from connector.tracking.progress import BackfillProgress
-from connector.tracking.removals import gone_entities, removal_refusal
+from connector.change_tracking.changes import ChangeDetector
+from connector.change_tracking.optional_aspects import OptionalAspects
+from connector.change_tracking.progress import BackfillProgress
+from connector.change_tracking.removals import gone_entities, removal_refusal
 
 _OPEN_STATUSES = {"RUNNING", "SCHEDULED"}
 
