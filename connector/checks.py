@@ -83,7 +83,7 @@ def _check_state(recipe: Recipe, config: StateConfig) -> tuple[str, bool, str]:
     from connector.settings import open_state_store
     from connector.state.store import StateError
 
-    from connector.state.catalog_store import CatalogStateStore
+    from connector.state.catalog_store import GmsStateStore
 
     name = f"state ({config.backend})"
     if config.backend == "file":
@@ -92,7 +92,7 @@ def _check_state(recipe: Recipe, config: StateConfig) -> tuple[str, bool, str]:
             return name, False, f"{problem}; each run saves its checkpoint there"
     try:
         store = open_state_store(config, recipe.sink)
-        if isinstance(store, CatalogStateStore):  # a 2xx from a proxy or a login page is no store
+        if isinstance(store, GmsStateStore):  # a 2xx from a proxy or a login page is no store
             store.check_server()
         state = store.load(recipe.pipeline_name or "")
     except StateError as exc:

@@ -34,7 +34,7 @@ from connector.source.connect import open_backend
 from connector.source.crawler import MlflowCrawler
 from connector.source.errors import SourceError
 from connector.source.crawl_records import FullPlan, RunsPageDone
-from connector.state.backends import StateStore
+from connector.state.store_protocol import StateStore
 from connector.state.store import StateError
 from connector.change_tracking.tracker import ChangeTracker, checkpoint_in_future, config_fingerprint
 
@@ -333,7 +333,7 @@ def _proposals(recipe, ctx, crawler, tracker, report, progress_interval, resumab
     proposal yielded is in the sink before this generator goes on, so a checkpoint (after each
     page of runs) sees everything before it written."""
     progress = Progress(report, progress_interval)
-    listing = crawler.list_catalog()
+    listing = crawler.list_mlflow()
     plan = tracker.plan(listing, resumable) if tracker is not None else FullPlan()
     memory = MappingMemory()  # shared entities emitted so far, and the mapping's warnings
     for entity in _select(tracker, None, stage_tag_entities):

@@ -14,7 +14,7 @@ from connector.mapping.deployments import DeploymentRule
 from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig, StateConfig
 from connector.sinks.base import Sink, SinkError
 from connector.source.crawl_records import CrawlSettings, NameFilter
-from connector.state.backends import StateStore
+from connector.state.store_protocol import StateStore
 
 
 def is_http(uri: str) -> bool:
@@ -152,8 +152,8 @@ def open_state_store(state: StateConfig, sink) -> StateStore:
 
         return StateFile(state.path)
     from connector.sinks.gms_client import GmsClient, GmsSettings
-    from connector.state.catalog_store import CatalogStateStore
+    from connector.state.catalog_store import GmsStateStore
 
     if state.server:
-        return CatalogStateStore(GmsClient(GmsSettings(server=state.server, token=_secret(state.token))))
-    return CatalogStateStore(GmsClient(gms_settings(sink.config)))
+        return GmsStateStore(GmsClient(GmsSettings(server=state.server, token=_secret(state.token))))
+    return GmsStateStore(GmsClient(gms_settings(sink.config)))

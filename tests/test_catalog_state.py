@@ -12,7 +12,7 @@ from connector.settings import open_state_store
 from tests.seeding import new_run
 from connector.state.lock import lock_name
 from connector.sinks.gms_client import GmsClient, GmsSettings
-from connector.state.catalog_store import ASPECT, CatalogStateStore
+from connector.state.catalog_store import ASPECT, GmsStateStore
 from connector.state.store import PipelineState, StateError, StateFile
 from tests.catalog_server import CatalogServer
 from tests.expectations import group_urn, model_urn, run_urn
@@ -44,7 +44,7 @@ def test_checkpoint_is_datahubs_aspect_and_datahubs_own_client_reads_it_back():
     from datahub.metadata.schema_classes import DatahubIngestionCheckpointClass
 
     with CatalogServer(token="s3cret") as gms:
-        store = CatalogStateStore(GmsClient(GmsSettings(server=gms.url, token="s3cret")))
+        store = GmsStateStore(GmsClient(GmsSettings(server=gms.url, token="s3cret")))
         assert store.load("fleet-a") == PipelineState()  # nothing stored yet: a first run
         store.save("fleet-a", a_state(1))
         store.save("fleet-a", a_state(2))
@@ -69,7 +69,7 @@ def test_checkpoint_is_datahubs_aspect_and_datahubs_own_client_reads_it_back():
 
 def test_other_pipelines_and_reads_of_an_unknown_pipeline_stay_apart():
     with CatalogServer() as gms:
-        store = CatalogStateStore(GmsClient(GmsSettings(server=gms.url)))
+        store = GmsStateStore(GmsClient(GmsSettings(server=gms.url)))
         store.save("fleet-a", a_state(1))
         assert store.load("fleet-b") == PipelineState()
         assert store.load("fleet-a") == a_state(1)
@@ -83,7 +83,7 @@ def test_a_gms_without_lifecycle_last_updated_gets_the_plain_status():
 
     with CatalogServer() as gms:
         gms.reject = older_gms
-        store = CatalogStateStore(GmsClient(GmsSettings(server=gms.url)))
+        store = GmsStateStore(GmsClient(GmsSettings(server=gms.url)))
         store.save("fleet-a", a_state(1))
         assert gms.store[(CHECKPOINT_URN, "status")] == {"removed": True}
         assert store.load("fleet-a") == a_state(1)
@@ -93,7 +93,7 @@ def test_backend_choice_and_its_validation(tmp_path):
     file_recipe = parse_recipe({**rest_recipe("http://gms:8080"), "state": {"path": str(tmp_path / "s.json")}})
     assert isinstance(open_state_store(file_recipe.state, file_recipe.sink), StateFile)  # file stays the default
     store = open_state_store(*(lambda r: (r.state, r.sink))(parse_recipe(rest_recipe("http://gms:8080"))))
-    assert isinstance(store, CatalogStateStore) and store.server == "http://gms:8080"
+    assert isinstance(store, GmsStateStore) and store.server == "http://gms:8080"
     own = parse_recipe({**rest_recipe("http://gms:8080"), "sink": {"type": "file", "config": {"filename": "o.json"}},
                         "state": {"backend": "datahub", "server": "http://state-gms:8080", "token": "t0k"}})
     assert open_state_store(own.state, own.sink).server == "http://state-gms:8080"
@@ -103,15 +103,19 @@ def test_backend_choice_and_its_validation(tmp_path):
         parse_recipe({**rest_recipe("http://gms:8080"), "sink": {"type": "file", "config": {"filename": "o.json"}}})
     with pytest.raises(RecipeError, match=r"state.backend: Input should be 'file' or 'datahub'"):
         parse_recipe(rest_recipe("http://gms:8080", backend="redis"))
-    with pytest.raises(RecipeError, match=r"state.server: expected an http\(s\):// URL"):
+    with pytest.raises(RecipeError, match=r"state.server: 'gms:8080' has no scheme: write http://gms:8080"):
         parse_recipe(rest_recipe("http://gms:8080", server="gms:8080"))
+    with pytest.raises(RecipeError, match=r"state.server: expected an http\(s\):// URL"):
+        parse_recipe(rest_recipe("http://gms:8080", server="ftp://gms"))
+    with pytest.raises(RecipeError, match=r"state.server: invalid URL 'http://gms:80x0'"):
+        parse_recipe(rest_recipe("http://gms:8080", server="http://gms:80x0"))
 
 
 def test_unreachable_or_refusing_gms_is_a_clear_failure_without_the_token(tmp_path):
     from connector.pipeline import run_ingest
 
     with CatalogServer(token="right") as gms:
-        wrong = CatalogStateStore(GmsClient(GmsSettings(server=gms.url, token="wrong-s3cret")))
+        wrong = GmsStateStore(GmsClient(GmsSettings(server=gms.url, token="wrong-s3cret")))
         with pytest.raises(StateError, match=r"token rejected by http://127.0.0.1:\d+ \(HTTP 401\)") as exc:
             wrong.load("fleet-a")
         assert "wrong-s3cret" not in str(exc.value)
@@ -131,7 +135,7 @@ def test_check_reads_the_checkpoint_from_the_catalog(tmp_path):
         path = tmp_path / "recipe.yml"
         path.write_text(json.dumps(recipe), encoding="utf-8")
         before = subprocess.run(CLI + ["check", "-c", str(path)], capture_output=True, text=True, timeout=120)
-        CatalogStateStore(GmsClient(GmsSettings(server=gms.url, token="s3cret"))).save("fleet-a", a_state(3))
+        GmsStateStore(GmsClient(GmsSettings(server=gms.url, token="s3cret"))).save("fleet-a", a_state(3))
         after = subprocess.run(CLI + ["check", "-c", str(path)], capture_output=True, text=True, timeout=120)
     assert "[ok] state (datahub): no checkpoint of 'fleet-a' yet: the first run is a full crawl" in before.stdout
     assert "[ok] state (datahub): checkpoint of 'fleet-a' from run fleet-a-run-3, 50 entities known" in after.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from connector.sinks.gms_client import GmsClient, GmsSettings
-from connector.state.catalog_store import ASPECT, CatalogStateStore
+from connector.state.catalog_store import ASPECT, GmsStateStore
 from connector.state.lock import lock_name
 from tests.catalog_server import CatalogServer
 from tests.expectations import run_urn
@@ -150,7 +150,7 @@ def test_two_machines_running_one_pipeline_at_once_lose_neither_run(tmp_path):
         assert slow_report["mode"] == "full"
         assert run_urn(added) not in {r["entityUrn"] for r in gms.received if r["systemMetadata"]["runId"]
                                       == slow_report["run_id"]}  # a's view is older than b's save
-        state = CatalogStateStore(GmsClient(GmsSettings(server=gms.url))).load("fleet")
+        state = GmsStateStore(GmsClient(GmsSettings(server=gms.url))).load("fleet")
         assert run_urn(added) in state.fingerprints  # what b sent is still known after a saved last
         assert state.checkpoint["run_id"] == slow_report["run_id"]
         assert state.checkpoint["merged_with"] == [fast["run_id"]]

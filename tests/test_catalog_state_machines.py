@@ -11,7 +11,7 @@ import pytest
 
 from connector.sinks.gms_client import GmsClient, GmsSettings
 from connector.state import catalog_store
-from connector.state.catalog_store import ASPECT, CatalogStateStore
+from connector.state.catalog_store import ASPECT, GmsStateStore
 from connector.state.merge import RESEND, merge_fingerprints, merge_states
 from connector.state.store import PipelineState, StateError
 from tests.catalog_server import CatalogServer
@@ -27,8 +27,8 @@ def a_state(run: str, fingerprints: dict) -> PipelineState:
                          config_hash="cafe", fingerprints=dict(fingerprints))
 
 
-def store_of(gms: CatalogServer) -> CatalogStateStore:
-    return CatalogStateStore(GmsClient(GmsSettings(server=gms.url)))
+def store_of(gms: CatalogServer) -> GmsStateStore:
+    return GmsStateStore(GmsClient(GmsSettings(server=gms.url)))
 
 
 def stored(gms: CatalogServer) -> list[dict]:
@@ -133,7 +133,7 @@ def test_saves_that_did_not_see_each_other_are_merged_by_the_next_load(monkeypat
 ], ids=["json", "login-page", "empty-object"])
 def test_a_state_server_that_is_not_gms_is_refused(answer):
     with ScriptedServer([answer]) as fake:
-        store = CatalogStateStore(GmsClient(GmsSettings(server=fake.url)))
+        store = GmsStateStore(GmsClient(GmsSettings(server=fake.url)))
         with pytest.raises(StateError, match=r"is the state server DataHub's GMS\?") as load:
             store.load("fleet-a")
         with pytest.raises(StateError, match=r"is the state server DataHub's GMS\?"):
@@ -147,7 +147,7 @@ def test_a_state_server_that_is_not_gms_is_refused(answer):
 def test_values_of_an_older_release_are_read_and_then_continued():
     """Values without lineage (written before this release): the newest of them is the state, as
     that release read it; the next save names it, so it is history from then on."""
-    old = CatalogStateStore(GmsClient(GmsSettings(server="http://unused")))
+    old = GmsStateStore(GmsClient(GmsSettings(server="http://unused")))
     with CatalogServer() as gms:
         store = store_of(gms)
         for n, when in ((1, 1000), (2, 2000)):

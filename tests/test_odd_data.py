@@ -170,11 +170,11 @@ def test_a_refused_checkpoint_is_titled_without_internal_names(seeded_server, tm
 
 def test_a_malformed_checkpoint_in_the_catalog_is_a_state_error_with_the_remedy():
     from connector.sinks.gms_client import GmsClient, GmsSettings
-    from connector.state.catalog_store import CatalogStateStore
+    from connector.state.catalog_store import GmsStateStore
     from connector.state.store import PipelineState, StateError
 
     with CatalogServer() as gms:
-        store = CatalogStateStore(GmsClient(GmsSettings(server=gms.url)))
+        store = GmsStateStore(GmsClient(GmsSettings(server=gms.url)))
         store.save("nightly", PipelineState(checkpoint={"runs_started_until": "yesterday", "run_id": "r1"}))
         with pytest.raises(StateError) as caught:
             store.load("nightly")

@@ -122,7 +122,7 @@ def test_registry_that_refuses_a_global_version_listing_is_read_model_by_model()
         report = Report()
         with MlflowCrawler(HttpBackend(server.url, server.url, FAST),
                            CrawlSettings(include_experiments=False), report) as crawler:
-            groups = [r for r in crawler.crawl(crawler.list_catalog()) if isinstance(r, ModelGroupRecord)]
+            groups = [r for r in crawler.crawl(crawler.list_mlflow()) if isinstance(r, ModelGroupRecord)]
     assert {g.model.name: [v.version for v in g.versions] for g in groups} == {
         "cat.sch.a": ["1", "2"], "cat.sch.b": ["1", "2"]}
     assert any(i["title"] == "Per-model version listing" for i in report.infos)
@@ -153,7 +153,7 @@ def test_mlflow2_server_without_logged_models_is_detected_once():
         report = Report()
         with MlflowCrawler(HttpBackend(server.url, server.url, FAST),
                            CrawlSettings(include_runs=False, include_logged_models=True), report) as crawler:
-            versions = [r for r in crawler.crawl(crawler.list_catalog()) if isinstance(r, VersionRecord)]
+            versions = [r for r in crawler.crawl(crawler.list_mlflow()) if isinstance(r, VersionRecord)]
         calls = [r["path"] for r in server.requests if "logged-models" in r["path"]]
     assert [v.version.name for v in versions] == ["a", "b"] and all(v.logged_model is None for v in versions)
     assert [i["title"] for i in report.infos].count("No logged models") == 1

@@ -23,7 +23,7 @@ from connector.mapping.version import MAPPING_VERSION
 from connector.source.crawl_records import (
     CrawlPlan, ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, RunRecord, RunsPageDone, VersionRecord,
 )
-from connector.source.registry_index import CatalogListing
+from connector.source.registry_index import MlflowListing
 from connector.state.store import PipelineState, compact, expand
 from connector.change_tracking.changes import ChangeDetector
 from connector.change_tracking.optional_aspects import OptionalAspects
@@ -113,7 +113,7 @@ class ChangeTracker:
         return urns.model_urn(version.name, version.version, self.ctx.model_name_separator, self.ctx.env,
                               instance=self.ctx.platform_instance)
 
-    def plan(self, listing: CatalogListing, resumable: bool = False) -> CrawlPlan:
+    def plan(self, listing: MlflowListing, resumable: bool = False) -> CrawlPlan:
         if self.mode == "resume":
             return self.progress.resume_plan()
         if not self.incremental:

@@ -1,7 +1,7 @@
 """Crawl MLflow with bulk paged reads; yield complete, immutable records.
 
 A crawl has two steps, and data flows one way through them:
-1. `list_catalog()` lists what is listed whole: experiments and the registry (an index);
+1. `list_mlflow()` lists what is listed whole: experiments and the registry (an index);
 2. `crawl(listing, plan)` yields, in this order: experiments, runs (streamed page by page, not
    kept), LoggedModels no version registers (on request), then each registered model followed by
    its versions. Versions come last because they carry their source run, LoggedModel and
@@ -22,7 +22,7 @@ from connector.source.crawl_records import (
     CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, ExperimentRecord, FullPlan, IncrementalPlan,
     LoggedModelRecord, ModelGroupRecord, ResumePlan, RunRecord, VersionRecord,
 )
-from connector.source.registry_index import CatalogListing, RegistryIndex, experiments, list_catalog
+from connector.source.registry_index import MlflowListing, RegistryIndex, experiments, list_mlflow
 from connector.source.runs import FullRuns, IncrementalRuns, ResumableRuns, RunReader
 from connector.source.signatures import SignatureReader, logged_signature, model_location
 
@@ -56,9 +56,9 @@ class MlflowCrawler:
     def _view_type(self) -> str:
         return "ALL" if self.settings.include_deleted else "ACTIVE_ONLY"
 
-    def list_catalog(self) -> CatalogListing:
+    def list_mlflow(self) -> MlflowListing:
         parallel = self._executor if self.settings.max_workers > 1 else None
-        listing = list_catalog(self.backend, self.settings.models, self.settings.include_experiments,
+        listing = list_mlflow(self.backend, self.settings.models, self.settings.include_experiments,
                                self.observer, parallel)
         self.observer.seen("registered_models", len(listing.registry.models))
         self.observer.seen("model_versions", listing.registry.version_count)
@@ -71,7 +71,7 @@ class MlflowCrawler:
         return self._listed(experiment) and self.settings.experiments.allows(experiment.name)
 
     # -- the crawl --------------------------------------------------------------------------
-    def crawl(self, listing: CatalogListing, plan: CrawlPlan = _FULL) -> Iterator[CrawlRecord]:
+    def crawl(self, listing: MlflowListing, plan: CrawlPlan = _FULL) -> Iterator[CrawlRecord]:
         included = [e for e in listing.experiments if self._included(e)]
         self.observer.filter_out("experiments", sum(1 for e in listing.experiments if self._listed(e)) - len(included))
         logged = self._listed_logged_models(listing, included, plan)
@@ -84,7 +84,7 @@ class MlflowCrawler:
                 yield from self._run_records(listing, included, plan, logged, kept_runs)
         yield from self._registry_records(listing, included, plan, logged, kept_runs)
 
-    def _run_strategy(self, listing: CatalogListing, included_ids: list[str], plan: CrawlPlan) -> RunStrategy:
+    def _run_strategy(self, listing: MlflowListing, included_ids: list[str], plan: CrawlPlan) -> RunStrategy:
         if isinstance(plan, IncrementalPlan):
             return IncrementalRuns(plan, included_ids, [e.experiment_id for e in listing.experiments],
                                    self._view_type, self.settings.include_deleted)
@@ -94,7 +94,7 @@ class MlflowCrawler:
             return ResumableRuns(included_ids, self._view_type, None)
         return FullRuns(included_ids, self._view_type)
 
-    def _run_records(self, listing: CatalogListing, included: list[Experiment], plan: CrawlPlan,
+    def _run_records(self, listing: MlflowListing, included: list[Experiment], plan: CrawlPlan,
                      logged: LoggedModelIndex, kept_runs: dict[str, Run]) -> Iterator[RunRecord]:
         by_id = {e.experiment_id: e for e in included}
         strategy = self._run_strategy(listing, list(by_id), plan)
@@ -107,7 +107,7 @@ class MlflowCrawler:
             yield RunRecord(run, by_id[run.experiment_id], produced, models)
 
     # -- LoggedModels -------------------------------------------------------------------------
-    def _listed_logged_models(self, listing: CatalogListing, included: list[Experiment],
+    def _listed_logged_models(self, listing: MlflowListing, included: list[Experiment],
                               plan: CrawlPlan) -> LoggedModelIndex:
         """Every LoggedModel, listed before the runs (a run names the unregistered ones it made),
         unless an incremental crawl does not want the unregistered ones: then only those its
@@ -130,7 +130,7 @@ class MlflowCrawler:
                 unregistered.append(lm)
         return LoggedModelIndex.build(registered, unregistered)
 
-    def _registered_logged_models(self, listing: CatalogListing, versions: list, runs: dict[str, Run],
+    def _registered_logged_models(self, listing: MlflowListing, versions: list, runs: dict[str, Run],
                                   plan: CrawlPlan, logged: LoggedModelIndex) -> dict[str, LoggedModel]:
         if not isinstance(plan, IncrementalPlan) or self.settings.include_logged_models:
             return logged.registered
@@ -158,10 +158,10 @@ class MlflowCrawler:
         return [(m, v) for m, v in registry.all_versions()
                 if (v.name, v.version) in plan.changed_versions or v.run_id in kept_runs]
 
-    def _all_experiment_ids(self, listing: CatalogListing) -> list[str]:
+    def _all_experiment_ids(self, listing: MlflowListing) -> list[str]:
         return [e.experiment_id for e in (listing.experiments or experiments(self.backend, self.observer))]
 
-    def _source_runs(self, listing: CatalogListing, versions: list, logged: LoggedModelIndex, plan: CrawlPlan,
+    def _source_runs(self, listing: MlflowListing, versions: list, logged: LoggedModelIndex, plan: CrawlPlan,
                      kept_runs: dict[str, Run]) -> dict[str, Run]:
         """The runs of these versions and unregistered LoggedModels: kept from the crawl, the rest
         looked up in bulk."""
@@ -177,7 +177,7 @@ class MlflowCrawler:
                 self.observer.warning("Source run not found", f"run {run_id} of {names} no longer exists in MLflow")
         return runs
 
-    def _registry_records(self, listing: CatalogListing, included: list[Experiment], plan: CrawlPlan,
+    def _registry_records(self, listing: MlflowListing, included: list[Experiment], plan: CrawlPlan,
                           logged: LoggedModelIndex, kept_runs: dict[str, Run]) -> Iterator[CrawlRecord]:
         registry = listing.registry
         versions = self._versions_to_yield(registry, plan, kept_runs)

@@ -53,7 +53,7 @@ class RegistryIndex:
 
 
 @dataclass(frozen=True)
-class CatalogListing:
+class MlflowListing:
     """What a crawl lists whole before anything else: every experiment and the registry."""
     experiments: tuple[Experiment, ...]
     registry: RegistryIndex
@@ -118,8 +118,8 @@ def experiments(backend: Backend, observer: CrawlObserver) -> list[Experiment]:
     return list(parsed(paged(listing), Experiment.from_json, observer))
 
 
-def list_catalog(backend: Backend, models: NameFilter, include_experiments: bool, observer: CrawlObserver,
-                 executor: Optional[ThreadPoolExecutor]) -> CatalogListing:
+def list_mlflow(backend: Backend, models: NameFilter, include_experiments: bool, observer: CrawlObserver,
+                 executor: Optional[ThreadPoolExecutor]) -> MlflowListing:
     """Experiments and the registry; with an executor the registry's two listings run beside the
     experiment listing."""
     reader = RegistryReader(backend, models, observer)
@@ -132,4 +132,4 @@ def list_catalog(backend: Backend, models: NameFilter, include_experiments: bool
         listed = experiments(backend, observer) if include_experiments else []
         found = models_future.result()
         index = reader.index(found, versions_future.result() if found else [])
-    return CatalogListing(tuple(listed), index)
+    return MlflowListing(tuple(listed), index)

@@ -119,7 +119,7 @@ def pointer_from_aspect(aspect: Optional[dict]) -> Optional[_Pointer]:
         return None
 
 
-class CatalogStateStore:
+class GmsStateStore:
     """`load` / `save` like StateFile, against GMS (through the connector's one HTTP layer)."""
 
     def __init__(self, client: GmsClient, job_name: str = JOB_NAME):
@@ -130,7 +130,7 @@ class CatalogStateStore:
         self._sessions: dict[str, _Session] = {}
 
     def __repr__(self) -> str:  # never the token
-        return f"CatalogStateStore({self.server!r})"
+        return f"GmsStateStore({self.server!r})"
 
     @property
     def path(self) -> str:  # where the state is, for messages
