@@ -165,11 +165,11 @@ def test_sigterm_during_the_final_delivery(proxy, tmp_path):
         catalog.stall_first, catalog.stall_seconds = 10**6, 5.0
         sink = rest_sink(catalog.url, dead, max_batch_size=half, max_in_flight=1, request_deadline_sec=60,
                          timeout_sec=60)
+        before = len(proxy.requests)
         proc = start_ingest(write_recipe(tmp_path, proxy.url, sink), report_file)
-        wait_for(lambda: _posts(catalog), what="the first batch")  # after the reads of shared aspects
-        crawled = len(proxy.requests)
-        time.sleep(0.7)
-        assert len(proxy.requests) == crawled  # nothing more asked of MLflow: the crawl is over
+        # the crawl is over once MLflow has been asked all that the dry run asked it
+        wait_for(lambda: len(proxy.requests) - before >= dry["source_requests"] and _posts(catalog),
+                 what="the end of the crawl and the first batch")
         out, err, took = terminate(proc)
         wait_for(lambda: len(catalog.received) == half, timeout=10, what="the stalled batch to land")
     report = assert_stopped_cleanly(proc, out, err, took, report_file, catalog, dead, tmp_path)
