@@ -249,11 +249,14 @@ def check(recipe_path: str) -> None:
 @_guarded
 def lineage(proposal_file, recipe_path, output: str, title: str) -> None:
     """Draw the lineage of PROPOSAL_FILE (a file sink's output), or of a live crawl, as one offline HTML page."""
-    from connector.lineage.command import LineageError, records_of_crawl, records_of_file, write_page
+    from connector.lineage.command import (
+        LineageError, records_of_crawl, records_of_file, refuse_overwriting, write_page,
+    )
 
     if bool(proposal_file) == bool(recipe_path):
         _bad_input("lineage: give a proposal file or -c RECIPE (one of them)")
     try:
+        refuse_overwriting(output, proposal_file, recipe_path)
         if recipe_path:
             recipe, _ = _load(recipe_path)
             records, report = records_of_crawl(recipe)

@@ -267,3 +267,21 @@ def test_a_live_crawl_draws_the_same_graph_as_the_output_and_touches_no_state(se
         return {n["i"] for n in json.loads(gzip.decompress(base64.b64decode(blob)))["nodes"]}
 
     assert nodes_in(tmp_path / "live.html") == set(from_file.nodes)
+
+
+def test_a_hand_made_file_with_odd_aspects_is_drawn_and_the_page_never_replaces_its_input(tmp_path):
+    odd = [{"entityUrn": "urn:li:mlModel:(urn:li:dataPlatform:mlflow,m_1,PROD)", "aspectName": "versionProperties",
+            "aspect": {"json": {"version": "1", "aliases": "x"}}},
+           {"entityUrn": "urn:li:dataProcessInstance:a", "aspectName": "container",
+            "aspect": {"json": {"container": ["urn:li:container:x"]}}},
+           {"entityUrn": "urn:li:dataProcessInstance:a", "aspectName": "dataProcessInstanceProperties",
+            "aspect": {"json": {"externalUrl": "javascript:alert(1)", "created": {"time": "soon"}, "customProperties": 1}}}]
+    text = _page(tmp_path, odd).read_text()
+    blob = re.search(r'id="lineage-data" type="application/octet-stream">([^<]+)<', text).group(1)
+    nodes = {n["i"]: n for n in json.loads(gzip.decompress(base64.b64decode(blob)))["nodes"]}
+    assert "g" not in nodes["urn:li:dataProcessInstance:a"] and "created" not in nodes["urn:li:dataProcessInstance:a"]["d"]
+    source = tmp_path / "out.json"
+    before = source.read_text()
+    proc = subprocess.run([sys.executable, "-m", "connector.cli", "lineage", str(source), "-o", str(source)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "what the page is drawn from" in proc.stderr and source.read_text() == before

@@ -2,6 +2,8 @@
 recipe that delivers nothing and touches no state), and where the page goes."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
 
 from connector.atomic import write_atomically
 from connector.lineage.graph import LineageGraph, build_graph
@@ -40,7 +42,7 @@ def records_of_file(path: str) -> list[dict]:
     except OSError as exc:
         raise LineageError(f"cannot read {path}: {exc.strerror}") from None
     except ProposalFileError as exc:
-        raise LineageError(str(exc)) from None
+        raise LineageError(str(exc).removesuffix("; nothing was sent")) from None
 
 
 def records_of_crawl(recipe) -> tuple[list[dict], Report]:
@@ -52,6 +54,14 @@ def records_of_crawl(recipe) -> tuple[list[dict], Report]:
     sink = CollectingSink()
     report = run_ingest(recipe, dry_run=True, sink=sink)
     return sink.records, report
+
+
+def refuse_overwriting(output: str, *inputs: Optional[str]) -> None:
+    """The page never replaces what it is drawn from (the output file, the recipe)."""
+    target = Path(output).resolve()
+    for given in filter(None, inputs):
+        if Path(given).resolve() == target:
+            raise LineageError(f"-o {output} is {given}, what the page is drawn from: write the page elsewhere")
 
 
 def write_page(records: list[dict], output: str, title: str) -> LineageGraph:

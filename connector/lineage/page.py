@@ -39,7 +39,7 @@ def _shown_number(value: Any) -> Any:
 
 
 def _pairs(items: Any) -> list:
-    return [[str(i.get("name")), _shown_number(i.get("value"))] for i in items or [] if isinstance(i, dict)]
+    return [[str(i.get("name")), _shown_number(i.get("value"))] for i in _list_of(items) if isinstance(i, dict)]
 
 
 def _strip(urn: str, prefix: str) -> str:
@@ -47,30 +47,39 @@ def _strip(urn: str, prefix: str) -> str:
 
 
 def _run_result(node: Node) -> Optional[str]:
-    events = node.aspects.get("runEvents") or []
+    events = _list_of(node.aspects.get("runEvents"))
     done = [e for e in events if isinstance(e, dict) and e.get("status") == "COMPLETE"]
     if done:
-        return str((done[-1].get("result") or {}).get("type") or "COMPLETE")
+        return str(_dict(done[-1].get("result")).get("type") or "COMPLETE")
     return "RUNNING" if events else None
 
 
-def _listed(aspect: Optional[dict], key: str, field: str, prefix: str = "") -> Optional[list]:
-    items = [_strip(str(i.get(field, "")), prefix) for i in (aspect or {}).get(key) or [] if isinstance(i, dict)]
+def _dict(value: Any) -> dict:
+    """An aspect or field that should be an object (a hand-made file may hold anything)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list_of(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _listed(aspect: Any, key: str, field: str, prefix: str = "") -> Optional[list]:
+    items = [_strip(str(i.get(field, "")), prefix) for i in _list_of(_dict(aspect).get(key)) if isinstance(i, dict)]
     return items or None
 
 
 def _created(props: dict) -> Optional[int]:
-    created = props.get("created")
-    return created.get("time") if isinstance(created, dict) else None
+    time = _dict(props.get("created")).get("time")
+    return time if isinstance(time, int) and not isinstance(time, bool) else None
 
 
 def details(node: Node, lean: bool = False) -> dict:
     """What the page shows when the node is clicked (compact keys: the page holds many); `lean`:
     a run's parameters are left out."""
     a = node.aspects
-    props = next((a[k] for k in a if k.endswith("Properties") or k == "aiAgentInfo"), None) or {}
-    run = a.get("mlTrainingRunProperties") or {}
-    version = a.get("versionProperties") or {}
+    props = _dict(next((a[k] for k in a if k.endswith("Properties") or k == "aiAgentInfo"), None))
+    run = _dict(a.get("mlTrainingRunProperties"))
+    version = _dict(a.get("versionProperties"))
 
     def either(key: str) -> Any:  # an entity's own properties, else its run's
         return props.get(key) or run.get(key)
@@ -78,17 +87,17 @@ def details(node: Node, lean: bool = False) -> dict:
     found = {
         "desc": props.get("description"),
         "url": either("externalUrl"),
-        "props": props.get("customProperties"),
+        "props": _dict(props.get("customProperties")),
         "metrics": _pairs(either("trainingMetrics")),
         "params": _pairs(either("hyperParams")),
         "owners": _listed(a.get("ownership"), "owners", "owner", "urn:li:corpuser:"),
         "tags": _listed(a.get("globalTags"), "tags", "tag", "urn:li:tag:"),
         "aliases": _listed(version, "aliases", "versionTag"),
-        "version": (version.get("version") or {}).get("versionTag"),
-        "types": (a.get("subTypes") or {}).get("typeNames"),
+        "version": _dict(version.get("version")).get("versionTag"),
+        "types": _list_of(_dict(a.get("subTypes")).get("typeNames")),
         "result": _run_result(node),
         "created": _created(props),
-        "removed": bool((a.get("status") or {}).get("removed")),
+        "removed": bool(_dict(a.get("status")).get("removed")),
     }
     if lean and node.kind == "dataProcessInstance":
         del found["params"]
@@ -103,11 +112,11 @@ def graph_data(graph: LineageGraph) -> dict:
     nodes = []
     for node in graph.nodes.values():
         item: dict[str, Any] = {"i": node.urn, "k": node.kind, "n": display_name(node)}
-        container = (node.aspects.get("container") or {}).get("container")
-        if container in index:
+        container = _dict(node.aspects.get("container")).get("container")
+        if isinstance(container, str) and container in index:
             item["g"] = index[container]
-        parent = (node.aspects.get("dataProcessInstanceRelationships") or {}).get("parentInstance")
-        if parent in index:
+        parent = _dict(node.aspects.get("dataProcessInstanceRelationships")).get("parentInstance")
+        if isinstance(parent, str) and parent in index:
             item["p"] = index[parent]
         if not node.in_output:
             item["x"] = 1  # only named by others (e.g. where a dataset's data lives)

@@ -100,11 +100,16 @@ class MlflowCrawler:
         strategy = self._run_strategy(listing, list(by_id), plan)
         for run in strategy.runs(self._runs, self.observer):
             self.observer.seen("runs")
+            experiment = by_id.get(run.experiment_id)
+            if experiment is None:  # a server answered a run of an experiment it did not ask for
+                self.observer.record_failed(f"run {run.run_id}", f"its experiment {run.experiment_id!r} is not one "
+                                            "the crawl listed")
+                continue
             produced = listing.registry.versions_by_run.get(run.run_id, ())
             models = logged.by_run.get(run.run_id, ())
             if produced or models:
                 kept_runs[run.run_id] = run
-            yield RunRecord(run, by_id[run.experiment_id], produced, models)
+            yield RunRecord(run, experiment, produced, models)
 
     # -- LoggedModels -------------------------------------------------------------------------
     def _listed_logged_models(self, listing: MlflowListing, included: list[Experiment],

@@ -92,7 +92,8 @@ def _int(value: Any, name: str = "a time") -> Optional[int]:
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
-    raise _Bad(f"{name} is {str(value)[:40]!r}, not a time in milliseconds")
+    kind = "a whole number" if name == "step" else "a time in milliseconds"
+    raise _Bad(f"{name} is {str(value)[:40]!r}, not {kind}")
 
 
 def _parsing(what: str, parse, d: Any):

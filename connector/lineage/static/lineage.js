@@ -137,13 +137,13 @@
     const n = m.nodes[i], d = n.d || {}, box = $("details");
     box.replaceChildren(el("div", { class: "kind" }, kindLabel(n.k) + (d.types ? " · " + d.types.join(", ") : "")),
       el("h2", { "data-urn": n.i }, n.n), el("div", { class: "urn" }, n.i));
-    if (d.url) { const p = el("p"); p.append(el("a", { href: d.url, target: "_blank", rel: "noopener" }, "Open in MLflow")); box.append(p); }
+    if (/^https?:\/\//i.test(d.url || "")) { const p = el("p"); p.append(el("a", { href: d.url, target: "_blank", rel: "noopener" }, "Open in MLflow")); box.append(p); }
     if (d.desc) box.append(el("p", {}, d.desc));
     const chips = (xs, cls) => { const p = el("p"); xs.forEach((x) => p.append(el("span", { class: "chip " + cls }, x))); return p; };
     if (d.aliases) box.append(chips(d.aliases, "alias"));
     if (d.tags) box.append(chips(d.tags, "tag"));
     const facts = [["version", d.version], ["result", d.result], ["owners", (d.owners || []).join(", ")],
-      ["created", d.created ? new Date(d.created).toISOString() : ""], ["removed", d.removed ? "yes" : ""]]
+      ["created", Number.isFinite(new Date(d.created).getTime()) && d.created ? new Date(d.created).toISOString() : ""], ["removed", d.removed ? "yes" : ""]]
       .filter(([, v]) => v);
     if (facts.length) box.append(table(facts));
     [["Metrics", d.metrics], ["Parameters", d.params]].forEach(([title, rows]) => {
