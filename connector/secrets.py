@@ -61,6 +61,14 @@ def redact_url(url: str) -> str:
     return split_userinfo(url)[0]
 
 
+def strip_url_credentials(text: str) -> str:
+    """`text` with the user:password@ part of every URL in it removed (MLflow's own data holds
+    URLs too: an FTP artifact store, a dataset read over https with a password)."""
+    if "@" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda found: redact_url(found.group(0)), text)
+
+
 def url_credentials(url: str) -> Optional[tuple[str, str]]:
     """(user, password) from a URL's user information, percent-decoded; None without a user."""
     userinfo = split_userinfo(url)[1]

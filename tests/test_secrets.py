@@ -173,3 +173,41 @@ def test_a_password_in_a_url_without_a_scheme_is_never_shown(field, value):
     assert "s3cret-pw-9" not in str(refused.value) and "has no scheme" in str(refused.value)
     assert redact_url(value) == value.split("@")[1]
     assert redact_url("/data/a@b:1/mlflow.db") == "/data/a@b:1/mlflow.db"  # a path is no URL
+
+
+@pytest.mark.server
+def test_passwords_in_urls_mlflow_holds_never_reach_the_catalog(tmp_path):
+    """An FTP artifact store, a dataset read over https with a password, a version from sftp:
+    MLflow keeps those URLs as given; the catalog gets them without their user:password@ part."""
+    import subprocess
+    import sys
+
+    from tests.mlflow_server import mlflow_server
+
+    seed = (
+        "import sys, mlflow, pandas as pd\n"
+        "from mlflow import MlflowClient\n"
+        "url = sys.argv[1]; mlflow.set_tracking_uri(url); client = MlflowClient(url)\n"
+        "exp = client.create_experiment('creds', artifact_location='ftp://alice:ftpSecret99@127.0.0.1/artifacts')\n"
+        "run = client.create_run(exp)\n"
+        "data = mlflow.data.from_pandas(pd.DataFrame({'a': [1]}), name='train',\n"
+        "                               source='https://bob:dsSecret77@data.example.com/train.csv')\n"
+        "client.log_inputs(run.info.run_id, [mlflow.entities.DatasetInput(data._to_mlflow_entity())])\n"
+        "client.set_terminated(run.info.run_id)\n"
+        "client.create_registered_model('m')\n"
+        "client.create_model_version('m', 'sftp://carol:verSecret55@host/models/m1', run_id=run.info.run_id)\n")
+    allowed = {"MLFLOW_ALLOWED_HOST_ADDRESSED_ARTIFACT_SCHEMES": "ftp,sftp"}  # as an FTP-backed server sets it
+    with mlflow_server(tmp_path / "mlflow", env=allowed) as url:
+        done = subprocess.run([sys.executable, "-c", seed, url], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        recipe = tmp_path / "r.yml"
+        recipe.write_text(f"source: {{type: mlflow, config: {{tracking_uri: '{url}'}}}}\n"
+                          f"sink: {{type: file, config: {{filename: '{tmp_path / 'out.json'}'}}}}\n")
+        proc = subprocess.run([sys.executable, "-m", "connector.cli", "ingest", "-c", str(recipe)],
+                              capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = (tmp_path / "out.json").read_text()
+    for secret in ("ftpSecret99", "dsSecret77", "verSecret55", "alice", "carol"):
+        assert secret not in out and secret not in proc.stdout + proc.stderr
+    assert "ftp://127.0.0.1/artifacts" in out and "sftp://host/models/m1" in out
+    assert "https://data.example.com/train.csv" in out

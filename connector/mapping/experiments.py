@@ -9,6 +9,7 @@ from connector.mapping.common import (
     logged_model_urn, mcp, metrics, platform_instance_aspect, run_urn, status, time_stamp, version_urn,
 )
 from connector.mapping.datasets import dataset_urn_for
+from connector.secrets import redact_url
 from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, Run
 
 NOTE_TAG = "mlflow.note.content"
@@ -37,9 +38,9 @@ def map_experiment(ctx: MappingContext, experiment: Experiment) -> Iterator[Mcp]
         key["instance"] = ctx.platform_instance
     tags = {**key, **{k: v for k, v in experiment.tags.items() if k != NOTE_TAG}}
     if experiment.artifact_location:  # the key DataHub's own source writes (and its users search by)
-        tags["artifacts_location"] = experiment.artifact_location
+        tags["artifacts_location"] = redact_url(experiment.artifact_location)
     custom = custom_properties(tags, {"experiment_id": experiment.experiment_id,
-                                      "artifacts_location": experiment.artifact_location,
+                                      "artifacts_location": redact_url(experiment.artifact_location),
                                       "lifecycle_stage": experiment.lifecycle_stage})
     yield mcp(urn, "containerProperties", drop_none({
         "name": experiment.name,
@@ -85,7 +86,7 @@ def map_run(ctx: MappingContext, run: Run, experiment: Experiment,
         "id": run.run_id,
         "hyperParams": hyper_params(run.params),
         "trainingMetrics": metrics(run.metrics),
-        "outputUrls": [run.artifact_uri] if run.artifact_uri else [],
+        "outputUrls": [redact_url(run.artifact_uri)] if run.artifact_uri else [],
         "externalUrl": url,
         "customProperties": {},
     }))

@@ -15,6 +15,7 @@ from connector.mapping.experiments import experiment_container_urn
 from connector.mapping.model_cards import (
     card_tags, deprecation, deprecation_note, map_model_card, without_card_tags,
 )
+from connector.secrets import redact_url
 from connector.source.artifacts import mlmodel_location
 from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
 
@@ -161,14 +162,19 @@ def _storage_location(version: ModelVersion, run: Optional[Run], logged: Optiona
     return mlmodel_location(version.source or "", run.artifact_uri if run else None)
 
 
+def _shown(url: Optional[str]) -> Optional[str]:
+    """A URL MLflow holds, as the catalog shows it: without a user:password@ part."""
+    return redact_url(url) if url else url
+
+
 def _version_properties(ctx: MappingContext, version: ModelVersion, model: RegisteredModel, run: Optional[Run],
                         logged_model: Optional[LoggedModel], owner_id: Optional[str], training_metrics,
                         feature_urns: tuple) -> dict:
     own_tags = without_card_tags(ctx.model_card_tag_prefix, version.tags)
     custom = custom_properties(own_tags, {
-        "source": version.source, "status": version.status, "run_id": version.run_id,
+        "source": _shown(version.source), "status": version.status, "run_id": version.run_id,
         "current_stage": version.current_stage, "model_id": version.model_id,
-        "artifact_uri": _storage_location(version, run, logged_model),
+        "artifact_uri": _shown(_storage_location(version, run, logged_model)),
     })
     params = {**(run.params if run else {}), **(logged_model.params if logged_model else {})}
     props = drop_none({
@@ -250,7 +256,7 @@ def map_logged_model(ctx: MappingContext, logged: LoggedModel, experiment: Exper
     training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged)
     custom = custom_properties({k: v for k, v in logged.tags.items() if not k.startswith("mlflow.")}, {
         "model_id": logged.model_id, "status": logged.status, "model_type": logged.model_type,
-        "artifact_uri": logged.artifact_uri, "source_run_id": logged.source_run_id})
+        "artifact_uri": _shown(logged.artifact_uri), "source_run_id": logged.source_run_id})
     user = known_user(logged.tags.get("mlflow.user"))
     yield mcp(urn, "mlModelProperties", drop_none({
         "name": name,

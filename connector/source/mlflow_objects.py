@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-
+from connector.secrets import strip_url_credentials
 from connector.source.fields import (  # noqa: F401  (MalformedRecord, json_kind: re-exported)
     MalformedRecord, _int, _kind, _list, _name_of, _object, _pairs, _parsing, _tags, _text, json_kind,
 )
@@ -153,7 +153,8 @@ def _dataset_input(item: Any, name: str) -> Optional[DatasetInput]:
     dataset = _object(_object(item, name).get("dataset"), f"{name}.dataset")
     if dataset.get("name") is None:
         return None
-    fields = {k: _text(str(v), f"{name}.dataset.{k}") for k, v in dataset.items()
+    # a dataset's source is only ever shown: no password of a URL in it goes further
+    fields = {k: strip_url_credentials(_text(str(v), f"{name}.dataset.{k}")) for k, v in dataset.items()
               if k in LoggedDataset.__dataclass_fields__}
     return DatasetInput(dataset=LoggedDataset(**fields), tags=_tags(item.get("tags"), f"{name}.tags"))
 
