@@ -110,7 +110,7 @@ def run_ingest(recipe: Recipe, *, dry_run: bool = False, preview: Optional[int] 
 def _keep_foreign_links(target: Sink, ctx: MappingContext) -> None:
     """Links the SDK added to the aspects ingestion writes whole are kept (the REST sink reads them)."""
     if isinstance(target, RestSink):
-        target.foreign_links = ForeignLinks(ctx.deployment_rules, ctx.env)
+        target.foreign_links = ForeignLinks(ctx.deployment_rules, ctx.env, ctx.platform_instance)
 
 
 def _ingest(recipe: Recipe, report: Report, dry_run: bool, preview: Optional[int], progress_interval: float,

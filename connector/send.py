@@ -50,7 +50,7 @@ def run_send(recipe: Recipe, filename: str, records: Optional[list] = None) -> R
     report.sink = sink.name
     if isinstance(sink, RestSink):  # a crawl's file composes with SDK links as the crawl itself would
         ctx = mapping_context(recipe.source.config)
-        sink.foreign_links = ForeignLinks(ctx.deployment_rules, ctx.env)
+        sink.foreign_links = ForeignLinks(ctx.deployment_rules, ctx.env, ctx.platform_instance)
     sink.resending(filename)
     sent = 0
     try:

@@ -196,3 +196,19 @@ def test_a_refused_read_dead_letters_the_shared_aspect_instead_of_writing_it_bli
     reasons = [json.loads(line)["reason"] for line in (tmp_path / "dead.json.reasons.jsonl").read_text().splitlines()]
     assert len(reasons) == 2
     assert all(r.startswith("not sent: reading the current ") and "HTTP 400: read refused" in r for r in reasons)
+
+
+def test_with_a_platform_instance_ingestion_owns_its_instance_qualified_deployments():
+    from connector.mapping.deployments import DeploymentRule
+    from connector.mapping.links import ForeignLinks
+    from connector.mapping.urns import deployment_urn
+
+    rule = DeploymentRule(alias="champion", tag_key=None, tag_value=None, platform="sagemaker",
+                          name_template="serving-{alias}", env=None, status="IN_SERVICE", description=None)
+    east = ForeignLinks((rule,), "PROD", "east")
+    ours = deployment_urn("sagemaker", "serving-champion", "PROD", "east")
+    assert ours == "urn:li:mlModelDeployment:(urn:li:dataPlatform:sagemaker,east.serving-champion,PROD)"
+    assert east.owns("deployments", ours)  # a moved alias's old deployment is removed, not kept forever
+    assert not east.owns("deployments", deployment_urn("sagemaker", "serving-champion", "PROD", "west"))
+    assert not east.owns("deployments", deployment_urn("sagemaker", "sdk-made", "PROD"))
+    assert ForeignLinks((rule,), "PROD").owns("deployments", deployment_urn("sagemaker", "serving-champion", "PROD"))

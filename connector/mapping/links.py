@@ -32,11 +32,12 @@ _EDGES = {"outputs": "outputEdges"}  # a URN list written beside its edges
 _DEPLOYMENT = re.compile(r"^urn:li:mlModelDeployment:\(urn:li:dataPlatform:([^,]+),(.+),([^,]+)\)$")
 
 
-def _name_pattern(rule) -> re.Pattern:
+def _name_pattern(rule, instance: Optional[str] = None) -> re.Pattern:
     """The deployment names a rule can give: its alias (and tag value, when it names one) as
-    written, a version as digits, a model name as any text."""
+    written, a version as digits, a model name as any text; `INSTANCE.` before it with a
+    platform instance (as the mapping names them)."""
     fixed = {"alias": rule.alias or "", "tag_value": rule.tag_value}
-    parts = []
+    parts = [re.escape(urns.encode(f"{instance}."))] if instance else []
     for literal, field_name, _spec, _conv in string.Formatter().parse(rule.name_template):
         parts.append(re.escape(urns.encode(literal)))
         if field_name == "version":
@@ -54,6 +55,7 @@ class ForeignLinks:
 
     deployment_rules: tuple = ()
     default_env: str = "PROD"
+    platform_instance: Optional[str] = None
 
     @property
     def aspects(self) -> frozenset:
@@ -72,7 +74,7 @@ class ForeignLinks:
             return False
         platform, name, env = found.groups()
         return any(rule.platform == platform and (rule.env or self.default_env) == env
-                   and (urns.is_shortened(deployment) or _name_pattern(rule).match(name))
+                   and (urns.is_shortened(deployment) or _name_pattern(rule, self.platform_instance).match(name))
                    for rule in self.deployment_rules)
 
     def merge(self, aspect_name: str, current: Optional[dict], written: dict) -> dict:
