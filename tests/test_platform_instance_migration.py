@@ -68,3 +68,26 @@ def test_adding_platform_instance_removes_the_old_urns_once_the_new_ones_are_the
         again = ingest(recipe, tmp_path, "again")  # and the next run is incremental again, with nothing to do
         assert (again["status"], again["mode"], again["proposals"], again["entities_removed"]) == (
             "success", "incremental", 0, 0)
+
+
+def test_two_recipes_sharing_a_pipeline_name_with_other_instances_remove_nothing_of_each_other(seeded_server, tmp_path):
+    """east and west copied from one recipe (same pipeline_name and state): west's run would remove every
+    entity of east. It removes nothing and fails saying why; east's next run is as before."""
+    def recipe(instance: str) -> dict:
+        return {"pipeline_name": "mlflow-prod", "state": {"path": str(tmp_path / "state.json")},
+                "source": {"type": "mlflow", "config": {"tracking_uri": seeded_server[0], "platform_instance": instance}},
+                "sink": {"type": "file", "config": {"filename": str(tmp_path / f"{instance}.json")}}}
+
+    east = ingest(recipe("east"), tmp_path, "east")
+    assert east["returncode"] == 0 and east["entities_removed"] == 0
+    west = ingest(recipe("west"), tmp_path, "west")
+    assert west["returncode"] == 1 and west["entities_removed"] == 0
+    refusal = [f["message"] for f in west["failures"] if f["title"] == "Stale-entity removal refused"]
+    assert refusal and "platform_instance 'east'" in refusal[0] and "own pipeline_name" in refusal[0]
+    assert not (tmp_path / "west.json").exists()  # a failed run writes no file: nothing removed anywhere
+    again = ingest(recipe("east"), tmp_path, "east-again")
+    assert again["returncode"] == 0 and again["entities_removed"] == 0
+    state = json.loads((tmp_path / "state.json").read_text())["pipelines"]["mlflow-prod"]
+    assert state["checkpoint"]["platform_instance"] == "east"
+    named = [u for u in expand(state["fingerprints"]) if u.startswith("urn:li:mlModel")]
+    assert named and all(",east." in u for u in named) and not any("west" in u for u in named)

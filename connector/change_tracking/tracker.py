@@ -201,6 +201,12 @@ class ChangeTracker:
         return self.removed + self.pending
 
     def removal_refused(self, max_ratio: float, min_kind_size: int = 10) -> Optional[str]:
+        saved_for = self.previous.checkpoint.get("platform_instance")
+        if self.removed and saved_for and saved_for != self.ctx.platform_instance:
+            return (f"the state was saved by a run for platform_instance {saved_for!r} and this recipe has "
+                    f"{self.ctx.platform_instance!r}; two recipes may share one pipeline_name and state (give "
+                    "each its own pipeline_name), or, after renaming the instance, confirm the removal of "
+                    "the old URNs once with --allow-mass-removal")
         return removal_refusal(self.removed, self.previous.fingerprints, self.changes.current, max_ratio,
                                min_kind_size)
 
@@ -271,6 +277,8 @@ class ChangeTracker:
             "run_id": run_id,
             "mode": self.mode,
         }
+        if self.ctx.platform_instance:  # whose entities the fingerprints are (see removal_refused)
+            checkpoint["platform_instance"] = self.ctx.platform_instance
         forget, runs = self._not_sure(not_delivered) if not_delivered else (set(), set())
         current = {u: fp for u, fp in self.changes.current.items() if u not in forget}
         experiments = {**self.previous.experiments, **self.experiments} if self.incremental else self.experiments
