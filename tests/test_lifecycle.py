@@ -266,3 +266,24 @@ def test_a_state_of_another_mapping_version_makes_a_full_crawl_that_resends(serv
     assert gms.store[properties]["description"] == "mapped now"
     assert state(tmp_path, "lc_mapping")["mapping_version"] == MAPPING_VERSION
     assert run_ok(path, tmp_path)["mode"] == "incremental"
+
+
+def test_a_refused_run_deleted_in_mlflow_before_the_next_run_is_removed_from_the_catalog(server, gms, tmp_path):
+    mlflow = client(server)
+    exp = mlflow.create_experiment("lc_refused_then_deleted")
+    kept, doomed = new_run(mlflow, exp, "kept"), new_run(mlflow, exp, "doomed")
+    path = recipe(tmp_path, server, gms, "lc_refused_then_deleted")
+    run_ok(path, tmp_path)
+    refused_run = run_urn(doomed)
+    mlflow.set_tag(doomed, "note", "changed")  # the run is re-read, and its properties refused
+    mlflow.set_terminated(doomed)
+    gms.reject = lambda r: "refused" if (r["entityUrn"], r["aspectName"]) == (
+        refused_run, "dataProcessInstanceProperties") else None
+    first = run_failing(path, tmp_path, "--full")
+    assert doomed in state(tmp_path, "lc_refused_then_deleted")["dirty_runs"]
+    assert first["checkpoint_after"] is not None
+    gms.reject = lambda r: None
+    mlflow.delete_run(doomed)
+    second = run_ok(path, tmp_path)
+    assert removed(gms, refused_run) and not removed(gms, run_urn(kept))
+    assert second["entities_removed"] >= 1 and "dirty_runs" not in state(tmp_path, "lc_refused_then_deleted")

@@ -73,6 +73,7 @@ class ChangeTracker:
         self.started_at = int(time.time() * 1000)
         self.experiments: dict[str, str] = {}  # experiment id -> container URN, this run
         self.open_runs: set[str] = set()
+        self.seen_runs: set[str] = set()  # run ids this crawl yielded
         self.max_start_time = 0
         self.max_registry_update = 0
         self.deleted: list[str] = []
@@ -161,6 +162,7 @@ class ChangeTracker:
     def _note(self, record) -> None:
         if isinstance(record, RunRecord):
             run = record.run
+            self.seen_runs.add(run.run_id)
             if run.start_time:
                 self.max_start_time = max(self.max_start_time, run.start_time)
             if run.status in _OPEN_STATUSES:
@@ -187,8 +189,13 @@ class ChangeTracker:
     # -- at the end ---------------------------------------------------------------------------
     def finish_removals(self) -> None:
         """Entities of the checkpoint that this run's view no longer has."""
+        # a run a failed delivery left dirty was read again by id: not found, it is gone (deleted) in
+        # MLflow, and its entities (never in the fingerprints) must go from the catalog too
+        gone_dirty = [] if self.mode == "resume" else [
+            urns.run_urn(run_id, instance=self.ctx.platform_instance) for run_id in self.previous.dirty_runs
+            if run_id not in self.seen_runs]
         self.removed = gone_entities(self.previous.fingerprints, self.changes.current, self.changes.seen_listed,
-                                     self.incremental, self.deleted)
+                                     self.incremental, [*self.deleted, *gone_dirty])
         for urn in self.removed:
             self.changes.current.pop(urn, None)
         # one the crawl found again is sent as it is now, not removed
@@ -239,7 +246,7 @@ class ChangeTracker:
             kind, key = origin
             if kind == "run":
                 runs.add(key)
-                forget.add(urns.run_urn(key))
+                forget.add(urns.run_urn(key, instance=self.ctx.platform_instance))
             else:
                 forget.add(key)
         return forget, runs
