@@ -353,7 +353,7 @@ def test_file_sink_on_a_full_disk_never_moves_the_checkpoint(own_server, tmp_pat
     proc, report, _ = ingest("after", roomy)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert report.get("checkpoint_before") == baseline and report.get("checkpoint_confirmed") is None
-    assert any("is not confirmed as delivered" in str(i.get("context")) for i in report["infos"]), report["infos"]
+    assert any("is not confirmed as delivered" in str(w.get("context")) for w in report["warnings"]), report["warnings"]
     sent = {r["entityUrn"] for r in json.loads((roomy / "out.json").read_text())}
     assert run_urn(lost) in sent  # the run the full disk lost is sent again
 

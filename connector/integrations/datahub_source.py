@@ -153,6 +153,11 @@ class _SaveState(Committable):
 _SUPPORT = SupportStatus["ALPHA" if "ALPHA" in SupportStatus.__members__ else "TESTING"]
 
 
+_UNCONFIRMED_HINT = (". Until a run's output is found where it was written (the file sink's file, left in place "
+                     "until the next run) or read back (GMS), every run is a full crawl and removes nothing; "
+                     "the Kafka or datahub-lite sink confirms at once")
+
+
 @platform_name("MLflow", id="mlflow")
 @config_class(MlflowCatalogSourceConfig)
 @support_status(_SUPPORT)
@@ -208,7 +213,12 @@ class MlflowCatalogSource(Source):
             except (LockHeld, StateError) as exc:
                 self.report.failure("Pipeline not run", context=str(exc), title="Pipeline not run")
                 return
-            if self._staged.pending_outcome:
+            if self._staged.pending_outcome and self._staged.confirmed is None:
+                # unconfirmed every time (e.g. a file moved away before the next run): incremental
+                # runs and removals would never happen, so say it where DataHub shows it
+                self.report.warning("Previous run", context=self._staged.pending_outcome + _UNCONFIRMED_HINT,
+                                    title="Checkpoint not confirmed")
+            elif self._staged.pending_outcome:
                 self.report.info("Previous run", context=self._staged.pending_outcome, log=False)
             self.report.checkpoint_confirmed = self._staged.confirmed
             recipe = recipe.model_copy(update={"state": self._staged.staged_config})
