@@ -82,7 +82,7 @@ def test_cli_unreachable_exits_nonzero_names_url_and_keeps_old_output(write_reci
     out = tmp_path / "out.json"
     out.write_text("[]\n")  # a previous good run's output must survive
     recipe = write_recipe(f"""
-source: {{type: mlflow, config: {{tracking_uri: "{url}"}}}}
+source: {{type: mlflow, config: {{tracking_uri: "{url}", max_retries: 1, retry_backoff_sec: 0.1}}}}
 sink: {{type: file, config: {{filename: "{out}"}}}}
 """)
     started = time.monotonic()
