@@ -40,6 +40,18 @@ _EMPTY_TOKEN = "empty-page-"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
 
 
+def send_answer(handler: BaseHTTPRequestHandler, status: int, headers: list, data: bytes,
+                skip: frozenset | set = _HOP_BY_HOP) -> None:
+    """An upstream answer passed on: its headers but the hop-by-hop ones (`skip`), a fresh length."""
+    handler.send_response(status)
+    for key, value in headers:
+        if key.lower() not in skip:
+            handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def _without_page_token(path: str) -> str:
     parts = urlsplit(path)
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "page_token"])
@@ -101,13 +113,7 @@ class FaultProxy:
             do_GET = do_POST = _handle
 
             def _send(self, status: int, headers: list, data: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers:
-                    if key.lower() not in _HOP_BY_HOP:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_answer(self, status, headers, data)
 
             def _send_json(self, status: int, payload, extra: Optional[dict] = None) -> None:
                 headers = [("Content-Type", "application/json"), *(extra or {}).items()]

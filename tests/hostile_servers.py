@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 from urllib.parse import urlsplit
 
+from tests.fault_proxy import send_answer
+
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -45,13 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, headers: list, data: bytes) -> None:
-        self.send_response(status)
-        for key, value in headers:
-            if key.lower() not in _HOP_BY_HOP:
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_answer(self, status, headers, data, skip=_HOP_BY_HOP)
 
     def do_GET(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
