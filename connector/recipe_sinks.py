@@ -72,6 +72,10 @@ class StateConfig(Strict):
                                   "`<path>.<pipeline>-<hash>.lock` beside it")
     server: Optional[str] = Field(None, description="datahub backend: GMS URL; default: the datahub-rest sink's")
     token: Optional[SecretStr] = Field(None, description="datahub backend: token for `server`")
+    timeout_sec: float = Field(30.0, gt=0, description="datahub backend with its own `server`: one socket read "
+                                                       "(without `server`, the sink's timeouts apply)")
+    request_deadline_sec: float = Field(60.0, gt=0, description="datahub backend with its own `server`: one "
+                                                                "request, wall clock, whole answer")
     remove_stale: bool = Field(True, description=
         "Entities gone from MLflow since the last good crawl get status removed.")
     max_removal_ratio: float = Field(0.2, ge=0, le=1, description=

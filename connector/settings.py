@@ -155,5 +155,6 @@ def open_state_store(state: StateConfig, sink) -> StateStore:
     from connector.state.catalog_store import GmsStateStore
 
     if state.server:
-        return GmsStateStore(GmsClient(GmsSettings(server=state.server, token=_secret(state.token))))
+        http = HttpSettings(timeout_sec=state.timeout_sec, deadline_sec=state.request_deadline_sec)
+        return GmsStateStore(GmsClient(GmsSettings(server=state.server, token=_secret(state.token), http=http)))
     return GmsStateStore(GmsClient(gms_settings(sink.config)))

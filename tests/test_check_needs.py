@@ -100,3 +100,18 @@ def test_check_answers_in_bounded_time_against_a_dripping_state_server(seeded_se
     assert proc.returncode == 1 and took < 40, took
     assert "[FAIL] state (datahub): no answer within 20 s" in proc.stdout.splitlines()
     assert "[ok] catalog server" in proc.stdout
+
+
+def test_ingest_gives_up_on_a_dripping_state_server_within_the_state_sections_deadline(seeded_server, tmp_path):
+    url, _, _ = seeded_server
+    with CatalogServer() as catalog, FaultProxy(catalog.url) as dripping:
+        dripping.add("getTimeseriesAspectValues", "drip", interval_sec=2.0)
+        recipe = write_recipe(tmp_path, url, rest_sink(catalog.url, tmp_path / "dead.json"), pipeline="nightly",
+                              state={"backend": "datahub", "server": dripping.url, "request_deadline_sec": 3})
+        started = time.monotonic()
+        proc = subprocess.run(CLI + ["ingest", "-c", str(recipe)], capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - started
+        delivered = [r for r in catalog.received if r.get("aspectName") != "dataHubExecutionRequestResult"]
+    assert proc.returncode != 0 and took < 60, (took, proc.stderr)
+    assert "state" in proc.stderr.lower() and dripping.url in proc.stderr, proc.stderr
+    assert delivered == []  # nothing was sent on a checkpoint that could not be read
