@@ -5,6 +5,7 @@ import functools
 import io
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from connector.secrets import Redactor
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_RECIPE, EXIT_LOCKED = 0, 1, 2, 3
 _redactor = Redactor.from_recipe(None)  # the environment's secrets; the recipe's once it is loaded
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 _report_file: Optional[str] = None  # --report-file of the command running: written on every failure
 
 
@@ -27,9 +29,14 @@ def _say(text: str, err: bool = False) -> None:
     click.echo(_redactor.redact(text), err=err)
 
 
+def _say_error(message: str) -> None:
+    """One `error:` line per problem: a server's message may hold newlines or terminal escapes."""
+    _say("error: " + _CONTROL_CHARACTERS.sub(" ", message).strip(), err=True)
+
+
 def _bad_input(message: str) -> NoReturn:
     """A recipe or file given by the user that cannot be used: exit 2."""
-    _say(f"error: {message}", err=True)
+    _say_error(message)
     _failure_report("Bad input", message)
     sys.exit(EXIT_BAD_RECIPE)
 
@@ -84,7 +91,7 @@ def _guarded(command):
             from connector.report import unforeseen
 
             message = f"{unforeseen(exc)} (set MLFLOW_CATALOG_DEBUG=1 for the traceback)"
-            _say(f"error: unexpected error: {message}", err=True)
+            _say_error(f"unexpected error: {message}")
             _failure_report("Unexpected error", message)
             sys.exit(EXIT_FAILURES)
     return run
@@ -185,7 +192,7 @@ def _finish(report, report_file, out=None) -> None:
     if report_file and not _write_report(report, report_file):
         _exit(EXIT_FAILURES)
     for failure in report.failures[:5]:
-        _say(f"error: {failure['title']}: {failure['message']}", err=True)
+        _say_error(f"{failure['title']}: {failure['message']}")
     _exit(EXIT_OK if report.ok else EXIT_FAILURES)
 
 

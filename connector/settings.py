@@ -83,8 +83,8 @@ def crawl_settings(config: MlflowSourceConfig) -> CrawlSettings:
 def external_base_url(config: MlflowSourceConfig) -> Optional[str]:
     if config.base_external_url:
         return config.base_external_url
-    uri = config.resolved_tracking_uri()
-    return redact_url(uri) if is_http(uri) else None
+    uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")  # none: `send` needs no source
+    return redact_url(uri) if uri and is_http(uri) else None
 
 
 def mapping_context(config: MlflowSourceConfig) -> MappingContext:

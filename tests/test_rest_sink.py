@@ -3,6 +3,7 @@ end to end from a real MLflow server, and faults (nothing lost in any of them)."
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.catalog_server import CatalogServer
 
 CLI = [sys.executable, "-m", "connector.cli"]
 TOKEN = "sekret-token-value-123"
+GOLDEN = Path(__file__).parent / "golden"
 
 
 def rest_sink(server_url, tmp_path, **config):
@@ -304,3 +306,20 @@ def test_dead_letters_are_kept_once_and_a_later_good_run_retires_them(seeded_ser
     assert not (tmp_path / "dead.json").exists()
     assert len(read_proposals(str(tmp_path / "dead.json.superseded"))) == len(dead)
     assert any(i["title"] == "Dead letters superseded" for i in third.infos)
+
+
+def test_a_catalogs_multi_line_message_is_one_error_line_without_terminal_escapes(tmp_path):
+    """A server's message is echoed into `error:` lines: one line per problem, no control characters."""
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps(json.loads((GOLDEN / "seeded-0.json").read_text())["proposals"][:5]))
+    with CatalogServer() as catalog:
+        catalog.reject = lambda record: "bad aspect\nsecond line\x1b[2J\x1b[31m red"
+        recipe = tmp_path / "recipe.json"
+        recipe.write_text(json.dumps({"source": {"type": "mlflow"}, "sink": rest_sink(catalog.url, tmp_path)}))
+        proc = subprocess.run(CLI + ["send", "-c", str(recipe), str(source)], capture_output=True, text=True,
+                              timeout=120)
+    assert proc.returncode == 1
+    errors = proc.stderr.splitlines()
+    assert errors and all(line.startswith("error: ") for line in errors), proc.stderr
+    assert any("bad aspect second line [2J [31m red" in line for line in errors), proc.stderr
+    assert "\x1b" not in proc.stderr
