@@ -6,6 +6,7 @@ Report object itself, and wherever it goes (a report file, an Airflow XCom and t
 exception's text, DataHub's source report), never holds a secret a server echoed back."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 import uuid
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Optional, TextIO
 
 from connector.secrets import Redactor
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
 
 MAX_LISTED = 100  # warnings/failures kept verbatim; the rest are only counted
 
@@ -215,12 +218,12 @@ class Report:
             aspects = ", ".join(f"{a}={n}" for a, n in sorted(self.aspects[entity_type].items()))
             w(f"  {entity_type:<22} {count:>7}   {aspects}\n")
         for item in self.infos:
-            w(f"note:       {item['title']}: {item['message']}\n")
+            w(f"note:       {item['title']}: {_one_line(item['message'])}\n")
         for title, items, total in (("warnings", self.warnings, self.warning_count),
                                     ("failures", self.failures, self.failure_count)):
             w(f"{title}: {total}\n")
             for item in items:
-                w(f"  - {item['title']}: {item['message']}\n")
+                w(f"  - {item['title']}: {_one_line(item['message'])}\n")
         w(f"status:     {'SUCCESS' if self.ok else 'FAILURE'}\n")
 
     def _outcome_lines(self) -> str:
@@ -259,3 +262,8 @@ class Progress:
         seen = ", ".join(f"{k}={v}" for k, v in sorted(self.report.crawled.items()))
         self.stream.write(f"[progress] {seen}; proposals={self.report.proposals}\n")
         self.stream.flush()
+
+
+def _one_line(message: str) -> str:
+    """A server's message may hold newlines or terminal escapes: one line each in the printed report."""
+    return _CONTROL_CHARACTERS.sub(" ", str(message)).strip()

@@ -322,4 +322,6 @@ def test_a_catalogs_multi_line_message_is_one_error_line_without_terminal_escape
     errors = proc.stderr.splitlines()
     assert errors and all(line.startswith("error: ") for line in errors), proc.stderr
     assert any("bad aspect second line [2J [31m red" in line for line in errors), proc.stderr
-    assert "\x1b" not in proc.stderr
+    assert "\x1b" not in proc.stderr + proc.stdout
+    printed = [line for line in proc.stdout.splitlines() if line.startswith("  - Not delivered: ")]
+    assert len(printed) == 5 and all(line.endswith("HTTP 400: bad aspect second line [2J [31m red") for line in printed)
