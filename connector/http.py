@@ -158,13 +158,18 @@ class RateLimiter:
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+def default_port(scheme: str) -> Optional[int]:
+    """The port an http(s) URL without one reaches; None for other schemes."""
+    return _DEFAULT_PORTS.get(scheme.lower())
+
+
 def same_origin(url: str, target: str) -> bool:
     """Whether a redirect from `url` to `target` stays with the same server: same scheme, host and
     port, or an upgrade from http to https on the same host at the default ports."""
     old, new = urlsplit(url), urlsplit(target)
     try:
-        old_port = old.port or _DEFAULT_PORTS.get(old.scheme)
-        new_port = new.port or _DEFAULT_PORTS.get(new.scheme)
+        old_port = old.port or default_port(old.scheme)
+        new_port = new.port or default_port(new.scheme)
     except ValueError:  # a port that is not a number
         return False
     if (old.hostname or "").lower() != (new.hostname or "").lower():

@@ -30,6 +30,7 @@ class CatalogServer:
         self.validate = validate
         self.received: list[dict] = []         # accepted proposals, aspect decoded
         self.requests: list[dict] = []         # every request: method, path, headers, body
+        self.answered: list[int] = []          # the status of every answer sent, in order
         self.problems: list[str] = []          # header or schema problems the server saw
         self.store: dict[tuple, dict] = {}     # (urn, aspect) -> latest value, for the read API
         # timeseries aspects as GMS indexes them:
@@ -73,6 +74,7 @@ class CatalogServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                owner.answered.append(status)
 
             def do_GET(self):
                 owner.requests.append({"method": "GET", "path": self.path, "headers": dict(self.headers)})
@@ -124,6 +126,7 @@ class CatalogServer:
                         self.send_header("Retry-After", owner.retry_after)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                    owner.answered.append(503)
                     return
                 owner._check_headers(self.headers)
                 payload = json.loads(body)
@@ -222,6 +225,12 @@ class CatalogServer:
                    **({"systemMetadata": m} if m else {})} for a, m, _ in docs[:limit]]
         return 200, {"value": {"entityName": query["entity"], "aspectName": name, "limit": limit,
                                "values": values}}
+
+    def all_indexed(self) -> bool:
+        """Every timeseries value written so far is seen by the next read (its index delay is over)."""
+        with self._lock:
+            return all(d[2][0] <= self.timeseries_reads + 1 and d[2][1] <= time.monotonic()
+                       for docs in self.timeseries.values() for d in docs.values())
 
     def start(self) -> "CatalogServer":
         self._thread.start()

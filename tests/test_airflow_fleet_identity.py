@@ -4,7 +4,6 @@ model on one server and the nightly crawl removes only that server's model. In t
 recipes that would collide are refused (the fleet guard), and a recipe without state is refused on
 the incremental schedule and crawled in full at night."""
 import pytest
-from mlflow import MlflowClient
 
 from connector.mapping import urns
 from tests.catalog_server import CatalogServer
@@ -16,6 +15,8 @@ FIRST, NIGHTLY = "2026-01-01T02:45:00+00:00", "2026-01-01T03:00:00+00:00"
 
 
 def seed(url: str, param: str) -> None:
+    from mlflow import MlflowClient  # here: the offline tier collects this module without MLflow
+
     client = MlflowClient(url)
     experiment = client.create_experiment("training")
     run = client.create_run(experiment, run_name="train")
@@ -42,6 +43,8 @@ def file_recipe(name: str, mlflow: str, work, instance=None) -> dict:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
+    from mlflow import MlflowClient
+
     root = tmp_path_factory.mktemp("airflow-two-servers")
     work, recipes = root / "work", root / "recipes"
     with mlflow_server(root / "east-store", free_port()) as east, \

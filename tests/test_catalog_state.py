@@ -15,6 +15,7 @@ from connector.sinks.gms_client import GmsClient, GmsSettings
 from connector.state.catalog_store import ASPECT, GmsStateStore
 from connector.state.store import PipelineState, StateError, StateFile
 from tests.catalog_server import CatalogServer
+from tests.cli_in_process import run_cli
 from tests.expectations import group_urn, model_urn, run_urn
 from tests.mlflow_server import mlflow_server
 
@@ -134,9 +135,9 @@ def test_check_reads_the_checkpoint_from_the_catalog(tmp_path):
         recipe["sink"]["config"]["token"] = "s3cret"
         path = tmp_path / "recipe.yml"
         path.write_text(json.dumps(recipe), encoding="utf-8")
-        before = subprocess.run(CLI + ["check", "-c", str(path)], capture_output=True, text=True, timeout=120)
+        before = run_cli("check", "-c", path)
         GmsStateStore(GmsClient(GmsSettings(server=gms.url, token="s3cret"))).save("fleet-a", a_state(3))
-        after = subprocess.run(CLI + ["check", "-c", str(path)], capture_output=True, text=True, timeout=120)
+        after = run_cli("check", "-c", path)
     assert "[ok] state (datahub): no checkpoint of 'fleet-a' yet: the first run is a full crawl" in before.stdout
     assert "[ok] state (datahub): checkpoint of 'fleet-a' from run fleet-a-run-3, 50 entities known" in after.stdout
     assert after.returncode == 1 and "[FAIL] tracking server: MLflow at http://127.0.0.1:9" in after.stdout

@@ -17,6 +17,7 @@ from connector.state.store import PipelineState, StateError
 from tests.catalog_server import CatalogServer
 from tests.expectations import run_urn
 from tests.fake_http import ScriptedServer
+from tests.waiting import wait_for
 
 CHECKPOINT_URN = "urn:li:dataJob:(urn:li:dataFlow:(datahub,fleet-a,prod),mlflow_catalog_state)"
 DAY_MS = 24 * 3600 * 1000
@@ -116,7 +117,7 @@ def test_saves_that_did_not_see_each_other_are_merged_by_the_next_load(monkeypat
         machine_a.save("fleet-a", a_state("run-a", {run_urn("r1"): "1", run_urn("a"): "1"}))
         machine_b.save("fleet-a", a_state("run-b", {run_urn("r1"): "1", run_urn("b"): "1"}))
         gms.index_delay_sec = 0
-        time.sleep(1.6)
+        wait_for(gms.all_indexed, timeout=10, what="GMS to index both saves")
         later = store_of(gms)
         state = later.load("fleet-a")
         assert state.fingerprints == {run_urn("r1"): "1", run_urn("a"): "1", run_urn("b"): "1"}

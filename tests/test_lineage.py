@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from connector.lineage.graph import build_graph
+from tests.cli_in_process import run_cli
 
 GOLDEN = Path(__file__).parent / "golden"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,8 +35,7 @@ def _write_output(tmp_path: Path, records: list[dict]) -> Path:
 
 def _page(tmp_path: Path, records: list[dict]) -> Path:
     page = tmp_path / "lineage.html"
-    proc = subprocess.run([sys.executable, "-m", "connector.cli", "lineage", str(_write_output(tmp_path, records)),
-                           "-o", str(page)], capture_output=True, text=True, timeout=120)
+    proc = run_cli("lineage", _write_output(tmp_path, records), "-o", page)
     assert proc.returncode == 0, proc.stderr
     assert re.match(r"lineage of \d+ entities and \d+ links written to ", proc.stdout)
     return page
@@ -219,8 +219,7 @@ def test_the_data_in_the_page_is_the_graph_and_a_bad_file_is_refused(tmp_path):
     assert {n["i"] for n in data["nodes"]} == set(build_graph(records).nodes)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    proc = subprocess.run([sys.executable, "-m", "connector.cli", "lineage", str(bad), "-o", str(tmp_path / "x.html")],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_cli("lineage", bad, "-o", tmp_path / "x.html")
     assert proc.returncode == 2 and "is not JSON" in proc.stderr and not (tmp_path / "x.html").exists()
 
 
@@ -282,6 +281,5 @@ def test_a_hand_made_file_with_odd_aspects_is_drawn_and_the_page_never_replaces_
     assert "g" not in nodes["urn:li:dataProcessInstance:a"] and "created" not in nodes["urn:li:dataProcessInstance:a"]["d"]
     source = tmp_path / "out.json"
     before = source.read_text()
-    proc = subprocess.run([sys.executable, "-m", "connector.cli", "lineage", str(source), "-o", str(source)],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_cli("lineage", source, "-o", source)
     assert proc.returncode == 2 and "what the page is drawn from" in proc.stderr and source.read_text() == before

@@ -1,18 +1,11 @@
-import subprocess
-import sys
-
 import pytest
 
 from connector.settings import crawl_settings
 from connector.recipe import RecipeError, expand_env, load_recipe, parse_recipe
+from tests.cli_in_process import run_cli
 
-CLI = [sys.executable, "-m", "connector.cli"]
 GOOD = {"source": {"type": "mlflow", "config": {"tracking_uri": "http://mlflow:5000"}},
         "sink": {"type": "file", "config": {"filename": "out.json"}}}
-
-
-def run_cli(*args, env=None):
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_defaults():

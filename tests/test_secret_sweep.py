@@ -19,6 +19,7 @@ from connector.secrets import Redactor
 from tests.catalog_server import CatalogServer
 from tests.hostile_servers import EchoProxy, Redirector
 from tests.mlflow_server import QUIET_ENV
+from tests.waiting import wait_for
 
 CLI = [sys.executable, "-m", "connector.cli"]
 BIN = Path(sys.executable).parent
@@ -222,7 +223,8 @@ def test_a_stopped_rest_sink_joins_its_threads_within_the_stop_grace(tmp_path):
         try:
             for n in range(4):
                 sink.write(Mcp(f"urn:li:corpuser:u{n}", "status", {"removed": False}), {"runId": "r"})
-            time.sleep(0.5)  # both batches on the wire
+            # the first batch is on the wire (GMS holds it a minute), the second waits in the sink
+            wait_for(lambda: any(r["method"] == "POST" for r in gms.requests), what="the first batch on the wire")
             stopping.request_stop("test")
             started = time.monotonic()
             result = sink.abort()

@@ -14,6 +14,7 @@ import requests
 from connector.recipe import parse_recipe
 from connector.secrets import Redactor, redact_url, url_credentials
 from tests.catalog_server import CatalogServer
+from tests.cli_in_process import run_cli
 from tests.conftest import ADMIN, PASSWORD
 from tests.expectations import exp_urn
 
@@ -146,9 +147,9 @@ def test_a_variable_feeding_a_value_the_catalog_shows_is_warned_about(tmp_path, 
     recipe = write_recipe("pipeline_name: ${PIPE}\nsource: {type: mlflow, config: {tracking_uri: http://127.0.0.1:9,"
                           " base_external_url: '${UI}', max_retries: 0}}\n"
                           f"sink: {{type: file, config: {{filename: {tmp_path / 'out.json'}}}}}\n")
-    env = {**os.environ, "PIPE": "nightly", "UI": "https://mlflow.example.com"}
+    env = {"PIPE": "nightly", "UI": "https://mlflow.example.com"}
     for command in (["check"], ["ingest", "--report-file", str(tmp_path / "report.json")]):
-        proc = subprocess.run(CLI + command + ["-c", str(recipe)], capture_output=True, text=True, timeout=120, env=env)
+        proc = run_cli(*command, "-c", recipe, env=env)
         assert "pipeline_name comes from ${PIPE}; its value is written into every proposal's " \
                "systemMetadata.runId in the catalog (never put a secret there)" in proc.stdout
         assert "source.config.base_external_url comes from ${UI}" in proc.stdout

@@ -15,6 +15,7 @@ from tests.catalog_server import CatalogServer
 from tests.expectations import group_urn, model_urn, run_urn
 from tests.mlflow_server import mlflow_server
 from tests.seeding import new_run
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.server
 CLI = [sys.executable, "-m", "connector.cli"]
@@ -277,13 +278,19 @@ def test_incremental_safety_threshold_counts_per_kind():
     assert refusal and "100 of 100 mlModelGroup" in refusal
 
 
+def _clock_past_the_start_of(client, run_id: str) -> None:
+    """Until the clock (MLflow's milliseconds) is past the run's start: a run created next starts later."""
+    started = client.get_run(run_id).info.start_time
+    wait_for(lambda: time.time() * 1000 > started, timeout=5, what="the clock to pass the run's start")
+
+
 def test_include_deleted_incremental_marks_runs_deleted_since_the_checkpoint(server, tmp_path):
     from mlflow import MlflowClient
 
     client = MlflowClient(server)
     exp = client.create_experiment("deleted-later")
     old = new_run(client, exp, "old")
-    time.sleep(0.01)
+    _clock_past_the_start_of(client, old)  # "new" starts later: the checkpoint's newest run
     new_run(client, exp, "new")
     config = {"pipeline_name": "with-deleted", "state": {"path": str(tmp_path / "state.json")},
               "source": {"type": "mlflow", "config": {"tracking_uri": server, "incremental": True,
@@ -330,7 +337,7 @@ def test_renamed_experiment_moves_its_runs_to_the_new_container(server, tmp_path
     client = MlflowClient(server)
     exp = client.create_experiment("before-rename")
     old_run = new_run(client, exp, "trained-long-ago")
-    time.sleep(0.01)
+    _clock_past_the_start_of(client, old_run)
     other = client.create_experiment("rename-neighbour")
     new_run(client, other, "newer")  # the checkpoint's newest run: the renamed one is older
     config = {"pipeline_name": "renames", "state": {"path": str(tmp_path / "state.json")},

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,9 @@ import pytest
 from tests.catalog_server import CatalogServer
 from tests.unattended_kit import (
     assert_settled_once, assert_stopped_cleanly, dead_letters, file_sink, good_output, ingest, proposal_key,
-    rest_sink, start_ingest, temp_files, terminate, wait_for, write_recipe,
+    rest_sink, start_ingest, temp_files, terminate, write_recipe,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.server
 
@@ -142,8 +142,8 @@ def test_sigterm_while_the_gms_is_asked_to_wait_an_hour(seeded_server, tmp_path)
         # no cap on the wait: only the stop ends it
         sink = rest_sink(catalog.url, dead, max_backoff_sec=7200, retry_budget_sec=7200, max_retries=10)
         proc = start_ingest(write_recipe(tmp_path, url, sink), report_file)
-        wait_for(lambda: _posts(catalog), what="the first batch")  # after the reads of shared aspects
-        time.sleep(0.5)
+        # the first batch answered 503 + Retry-After: the run is now in its hour-long wait
+        wait_for(lambda: 503 in catalog.answered, what="the first batch to be told to wait")
         out, err, took = terminate(proc)
         assert len(catalog.requests) == 1  # it waited as told, until the stop
     report = assert_stopped_cleanly(proc, out, err, took, report_file, catalog, dead, tmp_path)

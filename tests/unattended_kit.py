@@ -101,13 +101,6 @@ def assert_settled_once(report: dict, catalog: CatalogServer, dead: Path, unknow
     assert report["delivered"] == sum(key not in unknown for key in received)
 
 
-def wait_for(condition, timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def terminate(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> tuple[str, str, float]:
     """SIGTERM (or `signum`); (stdout, stderr, seconds from the signal to the exit)."""
     proc.send_signal(signum)

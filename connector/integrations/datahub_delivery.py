@@ -9,7 +9,7 @@ the sink reported a failure. That answers the question only for sinks whose writ
 Two sinks of acryl-datahub 1.7 deliver after the commit step, in `close()`:
 - `file` keeps every record in memory and writes the file in `close()` (a full disk fails there);
 - `datahub-rest` has no `flush()`: its last batches are sent, and refused, in `close()`.
-For these the commit step keeps the run's checkpoint *pending* (staged_state.py) with the
+For these the commit step keeps the run's checkpoint *pending* (deferred_checkpoint.py) with the
 evidence named here; the next run confirms it against that evidence before it starts (the file
 holds this DataHub run's records; GMS holds every aspect as sent) or drops it, and then sends
 the changes again. A sink with neither (a third-party sink without `flush()`) gets no checkpoint.

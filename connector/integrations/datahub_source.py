@@ -2,11 +2,11 @@
 
 The config is our recipe's `source.config` model (every key, same meaning) plus `state`, our
 recipe's `state` section. The work units are exactly the proposals our pipeline produces:
-`run_ingest` runs in a worker thread and hands them over a bounded queue (handoff.py); DataHub's
+`run_ingest` runs in a worker thread and hands them over a bounded queue (proposal_queue.py); DataHub's
 own work-unit processors that would add aspects (status, browse paths, ...) are switched off.
 Our state is staged and saved only in DataHub's commit step, and only once DataHub's sink has
 delivered the run: at once for sinks that confirm delivery by then, else as a pending state the
-next run confirms (datahub_delivery.py, staged_state.py).
+next run confirms (datahub_delivery.py, deferred_checkpoint.py).
 
 Why our `state` and not DataHub's `stateful_ingestion`: an incremental run emits only what
 changed, and DataHub's stale-entity removal treats every URN a run does not emit as gone; our
@@ -39,8 +39,8 @@ from connector.integrations.datahub_delivery import AT_COMMIT, NONE, DeliveryLed
 from connector.integrations.datahub_report import MlflowCatalogSourceReport
 from connector.integrations.datahub_secrets import raw_source_config, refuse_passwords_in_urls, register_secrets
 from connector.integrations.datahub_stateful import state_from_stateful_ingestion
-from connector.integrations.handoff import ProposalHandoff
-from connector.integrations.staged_state import StagedState
+from connector.integrations.proposal_queue import ProposalHandoff
+from connector.integrations.deferred_checkpoint import StagedState
 from connector.mapping.common import Mcp
 from connector.pipeline import run_ingest
 from connector.secrets import Redactor

@@ -15,7 +15,6 @@ and the fix); the other recipes of the folder run.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,11 +23,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from connector.http import default_port
+from connector.recipe_env import RecipeError, expand_text
+
 if TYPE_CHECKING:
     from connector.recipe import Recipe
 
 POOL_PREFIX = "mlflow_catalog"
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 @dataclass(frozen=True)
@@ -72,34 +73,33 @@ def safe_id(text: str) -> str:
 def pool_name(kind: str, url: str) -> str:
     """`mlflow_catalog_<kind>_<host>_<port>`: one pool per server, whatever path or credentials."""
     parts = urlsplit(url)
-    where = f"{parts.hostname}_{parts.port or (443 if parts.scheme == 'https' else 80)}" if parts.hostname else url
+    where = f"{parts.hostname}_{_port(parts.scheme, parts.port)}" if parts.hostname else url
     return f"{POOL_PREFIX}_{kind}_{safe_id(where)}"
+
+
+def _port(scheme: str, port: Optional[int]) -> int:
+    return port or default_port(scheme) or 80
 
 
 def _expand_known(text: str) -> str:
     """${VAR} from this process's environment; an unknown one stays its name (a stable pool key)."""
-    return _ENV_REF.sub(lambda m: os.environ.get(m[1], m[2] if m[2] is not None else m[1]), text)
+    return expand_text(text, unset=lambda name: name)
 
 
 def _resolved(value: object) -> Optional[str]:
     """`value` with its ${VAR}s from this process's environment; None when one is unknown here."""
-    unknown = False
-
-    def one(match: re.Match) -> str:
-        nonlocal unknown
-        found = os.environ.get(match[1], match[2])
-        unknown = unknown or found is None
-        return found or ""
-    text = _ENV_REF.sub(one, str(value))
-    return None if unknown else text
+    try:
+        return expand_text(str(value))
+    except RecipeError:
+        return None
 
 
 def _server(url: str) -> str:
     parts = urlsplit(url)
     if not parts.hostname:
         return url
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme.lower()}://{parts.hostname.lower()}:{port}{parts.path.rstrip('/')}"
+    where = f"{parts.hostname.lower()}:{_port(parts.scheme, parts.port)}"
+    return f"{parts.scheme.lower()}://{where}{parts.path.rstrip('/')}"
 
 
 def catalog_identity(source_config: dict, sink: dict) -> Optional[CatalogIdentity]:

@@ -1,8 +1,8 @@
-"""The plugin's pending checkpoint (connector/integrations/staged_state.py), without DataHub's
+"""The plugin's pending checkpoint (connector/integrations/deferred_checkpoint.py), without DataHub's
 pipeline: saved when the evidence confirms delivery, dropped (and the run goes on) otherwise."""
 import json
 
-from connector.integrations.staged_state import StagedState
+from connector.integrations.deferred_checkpoint import StagedState
 from connector.recipe import StateConfig
 from connector.state.store import PipelineState, StateFile
 
