@@ -54,6 +54,17 @@ def test_recipes_that_cannot_collide_are_not_refused(tmp_path, monkeypatch, east
     assert refusals(tmp_path, {"east.yml": east, "west.yml": west}) == {"east": None, "west": None}
 
 
+def test_loopback_written_three_ways_is_one_catalog_and_one_server(tmp_path):
+    """`localhost`, `127.0.0.1` and `[::1]` name one machine: two MLflow servers into one GMS written
+    two ways still collide, and one MLflow server written two ways is not two servers."""
+    found = refusals(tmp_path, {"a.yml": recipe("http://127.0.0.1:5000", gms="http://localhost:8080"),
+                                "b.yml": recipe("http://127.0.0.1:5001", gms="http://[::1]:8080/"),
+                                "c.yml": recipe("http://localhost:5000", gms="http://127.0.0.1:8080")})
+    assert "a.yml and b.yml crawl different MLflow servers" in found["a"]
+    assert "c.yml and b.yml crawl different MLflow servers" in found["c"] and "a.yml" not in found["c"]
+    assert "http://localhost:5001" in found["b"]
+
+
 def test_the_same_instance_on_two_servers_is_refused_and_env_vars_count(tmp_path, monkeypatch):
     monkeypatch.setenv("WEST_MLFLOW", "http://b:5000")
     found = refusals(tmp_path, {"east.yml": recipe("http://a:5000", "shared", env="dev"),

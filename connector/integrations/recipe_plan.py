@@ -15,6 +15,7 @@ and the fix); the other recipes of the folder run.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -94,11 +95,23 @@ def _resolved(value: object) -> Optional[str]:
         return None
 
 
+def _host(hostname: str) -> str:
+    """Loopback written three ways (`localhost`, `127.0.0.1`, `[::1]`) is one machine; other names are
+    compared as written (resolving them would put DNS into DAG parsing)."""
+    host = hostname.lower()
+    if host == "localhost":
+        return host
+    try:
+        return "localhost" if ipaddress.ip_address(host).is_loopback else host
+    except ValueError:
+        return host
+
+
 def _server(url: str) -> str:
     parts = urlsplit(url)
     if not parts.hostname:
         return url
-    where = f"{parts.hostname.lower()}:{_port(parts.scheme, parts.port)}"
+    where = f"{_host(parts.hostname)}:{_port(parts.scheme, parts.port)}"
     return f"{parts.scheme.lower()}://{where}{parts.path.rstrip('/')}"
 
 
