@@ -15,6 +15,13 @@ class Stopped(BaseException):
     `except Exception` meant for bad data may swallow it."""
 
 
+class StopToken:
+    """One run's stop signal (placeholder until the per-run token is wired)."""
+
+    def requested(self) -> bool:
+        return requested()
+
+
 def request_stop(reason: str = "stopped") -> None:
     _reason[0] = reason
     _stop.set()
