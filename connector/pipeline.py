@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from functools import partial
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional, Union
 
 from connector import stopping
 from connector.secrets import Redactor, redact_url
@@ -26,21 +25,18 @@ from connector.sinks.dead_letter import retire
 from connector.source.connect import open_backend
 from connector.source.crawler import MlflowCrawler
 from connector.source.errors import SourceError
-from connector.source.crawl_records import FullPlan, RunsPageDone
+from connector.source.crawl_records import FullPlan, RunGone, RunsPageEnd
 from connector.state.store import StateError
-from connector.change_tracking.tracker import ChangeTracker
 
 log = logging.getLogger(__name__)
 
 
 class _CrawlEvents:
-    """What the crawl tells besides records: counts and warnings to the report; page boundaries
-    and deleted runs to the tracker; after each page of a resumable crawl, a checkpoint."""
+    """What the crawl tells besides records and markers: counts, warnings and failed records, for
+    the report."""
 
-    def __init__(self, report: Report, tracker: Optional[ChangeTracker], checkpoint: Optional[Callable[[], None]]):
+    def __init__(self, report: Report):
         self.report = report
-        self.tracker = tracker
-        self.checkpoint = checkpoint
 
     def seen(self, kind: str, count: int = 1) -> None:
         self.report.seen(kind, count)
@@ -57,18 +53,16 @@ class _CrawlEvents:
     def info(self, title: str, message: str) -> None:
         self.report.info(title, message)
 
-    def runs_page_done(self, page: RunsPageDone) -> None:
-        if self.tracker is not None:
-            self.tracker.runs_page_done(page)
-        if self.checkpoint is not None and not self.report.failure_count:
-            self.checkpoint()
-
-    def run_deleted(self, run_id: str) -> None:
-        if self.tracker is not None:
-            self.tracker.run_deleted(run_id)
-
     def record_failed(self, what: str, problem: str) -> None:
         self.report.record_failed(what, f"{problem}; not delivered, the other records are")
+
+
+class _CheckpointDue:
+    """In the stream of proposals: a point where every proposal before it may be delivered and
+    the crawl's progress saved (the end of a page of runs in a resumable crawl)."""
+
+
+CHECKPOINT_DUE = _CheckpointDue()
 
 
 def run_ingest(recipe: Recipe, options: Optional[RunOptions] = None, *, sink: Optional[Sink] = None,
@@ -191,15 +185,13 @@ def _save_state(tracking: Tracking, report: Report, not_delivered: frozenset = f
         report.failure("State not saved", f"{store.path}: {exc}")
 
 
-def _checkpoint(parts: RunParts) -> Optional[Callable[[], None]]:
+def _checkpoint(parts: RunParts) -> None:
+    """Everything so far is delivered: a stopped crawl can resume from here."""
     tracking = parts.tracking
-    if tracking is None or not parts.resumable:
-        return None
-
-    def checkpoint():  # everything so far is delivered: a stopped crawl can resume from here
-        parts.sink.flush()
-        tracking.store.save(tracking.pipeline_name, tracking.tracker.with_progress(parts.report.run_id))
-    return checkpoint
+    if tracking is None or parts.report.failure_count:
+        return
+    parts.sink.flush()
+    tracking.store.save(tracking.pipeline_name, tracking.tracker.with_progress(parts.report.run_id))
 
 
 def _crawl_and_deliver(parts: RunParts) -> SinkResult:
@@ -208,8 +200,8 @@ def _crawl_and_deliver(parts: RunParts) -> SinkResult:
     backend = None
     try:
         backend = open_backend(parts.connection)
-        with MlflowCrawler(backend, parts.crawl, _CrawlEvents(report, parts.tracker, _checkpoint(parts))) as crawler:
-            _deliver(_proposals(parts, crawler), sink, report, parts.options.preview)
+        with MlflowCrawler(backend, parts.crawl, _CrawlEvents(report)) as crawler:
+            _deliver(_proposals(parts, crawler), parts)
             report.point_lookups = crawler.point_lookups
     except (SourceError, SinkError, StateError) as exc:
         report.failure("StateError" if isinstance(exc, StateError) else type(exc).__name__, str(exc))
@@ -255,35 +247,54 @@ def _end_delivery(sink: Sink, report: Report) -> SinkResult:
     return result
 
 
-def _deliver(proposals: Iterator[Mcp], sink, report: Report, preview: Optional[int]) -> None:
-    for count, proposal in enumerate(proposals, start=1):
+def _deliver(stream: Iterator[Union[Mcp, _CheckpointDue]], parts: RunParts) -> None:
+    """Each proposal into the sink before the next is made; a checkpoint where the stream says."""
+    report, sink, preview = parts.report, parts.sink, parts.options.preview
+    count = 0
+    for item in stream:
+        if isinstance(item, _CheckpointDue):
+            _checkpoint(parts)
+            continue
+        count += 1
         system_metadata = {"lastObserved": int(time.time() * 1000), "runId": report.run_id}
-        report.proposal(proposal.entity_type, proposal.entity_urn, proposal.aspect_name)
-        sink.write(proposal, system_metadata)
+        report.proposal(item.entity_type, item.entity_urn, item.aspect_name)
+        sink.write(item, system_metadata)
         if preview and count >= preview:
             report.info("Preview", f"stopped after {preview} proposals (--preview)")
             break
 
 
-def _select(tracker: Optional[ChangeTracker], record, entities: Callable[[], Iterator[MappedEntity]]):
-    return list(entities()) if tracker is None else tracker.select(record, entities)
+def _chosen(parts: RunParts, record, memory: MappingMemory) -> list[MappedEntity]:
+    """The catalog entities of `record` to send: mapped, then selected by the tracker (which may
+    say, from a version's registry data, that it is not worth mapping)."""
+    tracker = parts.tracker
+    if tracker is not None and not tracker.observe(record):
+        return []
+    entities = list(entities_of(parts.ctx, record, memory))
+    return entities if tracker is None else tracker.select(record, entities)
 
 
-def _proposals(parts: RunParts, crawler: MlflowCrawler) -> Iterator[Mcp]:
+def _proposals(parts: RunParts, crawler: MlflowCrawler) -> Iterator[Union[Mcp, _CheckpointDue]]:
     """Every proposal of this run, in order: stage tags, experiments, runs, groups and versions,
-    then removals. With a tracker, unchanged entities are left out of incremental runs. Each
-    proposal yielded is in the sink before this generator goes on, so a checkpoint (after each
-    page of runs) sees everything before it written."""
-    report, tracker, ctx = parts.report, parts.tracker, parts.ctx
+    then removals. With a tracker, unchanged entities are left out of incremental runs. The
+    crawl's markers go to the tracker; a page end becomes a checkpoint in the stream."""
+    report, tracker = parts.report, parts.tracker
     progress = Progress(report, parts.options.progress_interval)
     listing = crawler.list_mlflow()
     plan = tracker.plan(listing, parts.resumable) if tracker is not None else FullPlan()
     memory = MappingMemory()  # shared entities emitted so far, and the mapping's warnings
-    for entity in _select(tracker, None, stage_tag_entities):
+    stage_tags = list(stage_tag_entities())
+    for entity in stage_tags if tracker is None else tracker.select(None, stage_tags):
         yield from entity.proposals
     for record in crawler.crawl(listing, plan):
+        if isinstance(record, (RunsPageEnd, RunGone)):
+            if tracker is not None:
+                tracker.observe(record)
+            if isinstance(record, RunsPageEnd) and parts.resumable:
+                yield CHECKPOINT_DUE
+            continue
         try:
-            chosen = _select(tracker, record, partial(entities_of, ctx, record, memory))
+            chosen = _chosen(parts, record, memory)
         except Exception as exc:  # one bad record must not sink the run
             memory.forget_pending()
             report.record_failed(describe(record), f"{type(exc).__name__}: {exc}", title="Mapping failed")
