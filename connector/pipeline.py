@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from typing import Any, Iterator, Optional, Union
 
-from connector import stopping
+from connector.stopping import Stopped
 from connector.secrets import Redactor, redact_url
 from connector.mapping.common import Mcp
 from connector.mapping.urns import entity_type
@@ -22,6 +22,7 @@ from connector.report import Progress, Report, new_run_id, unforeseen
 from connector.run_parts import RunOptions, RunParts, Tracking, run_parts
 from connector.sinks.base import Sink, SinkError, SinkResult
 from connector.sinks.dead_letter import retire
+from connector.sinks.rest import RestSink
 from connector.source.connect import open_backend
 from connector.source.crawler import MlflowCrawler
 from connector.source.errors import SourceError
@@ -71,7 +72,6 @@ def run_ingest(recipe: Recipe, options: Optional[RunOptions] = None, *, sink: Op
     dry_run, preview, progress_interval, resume) say how. Raises LockHeld when another run of
     this pipeline is going on."""
     options = options or RunOptions(**flags)
-    stopping.reset()
     report = Report(pipeline_name=recipe.pipeline_name or "", dry_run=options.dry_run,
                     run_id=new_run_id(recipe.pipeline_name),
                     redactor=Redactor.from_recipe(recipe))  # a secret a server echoes never reaches the report
@@ -86,7 +86,7 @@ def run_ingest(recipe: Recipe, options: Optional[RunOptions] = None, *, sink: Op
         _ingest(run_parts(recipe, report, options, sink))
     except StateError as exc:
         report.failure("StateError", str(exc))
-    except (KeyboardInterrupt, stopping.Stopped):
+    except (KeyboardInterrupt, Stopped):
         report.failure("Interrupted", "stopped before the end; nothing of this run's checkpoint was saved")
     finally:
         if lock is not None:
@@ -206,7 +206,7 @@ def _crawl_and_deliver(parts: RunParts) -> SinkResult:
     except (SourceError, SinkError, StateError) as exc:
         report.failure("StateError" if isinstance(exc, StateError) else type(exc).__name__, str(exc))
         return sink.abort()
-    except (KeyboardInterrupt, stopping.Stopped):  # Ctrl-C, or SIGTERM from a cron timeout (see cli.py)
+    except (KeyboardInterrupt, Stopped):  # Ctrl-C, or SIGTERM from a cron timeout (see cli.py)
         report.failure("Interrupted", "stopped before the end; nothing of this run's checkpoint was saved")
         return sink.abort()
     except Exception as exc:  # a bug or an unforeseen answer: report it, lose nothing
@@ -221,14 +221,15 @@ def _crawl_and_deliver(parts: RunParts) -> SinkResult:
     crawled = time.monotonic()
     report.crawl_sec = round(crawled - started, 3)
     try:
-        return _end_delivery(sink, report)
+        return _end_delivery(parts)
     finally:
         report.final_delivery_sec = round(time.monotonic() - crawled, 3)
 
 
-def _end_delivery(sink: Sink, report: Report) -> SinkResult:
+def _end_delivery(parts: RunParts) -> SinkResult:
     """Commit only a run that went well: a failed run never replaces the sink's previous output
     (a REST sink still delivers, or dead-letters, what it was given: nothing is lost)."""
+    sink, report = parts.sink, parts.report
     if report.failure_count:
         return sink.abort()
     try:
@@ -236,15 +237,20 @@ def _end_delivery(sink: Sink, report: Report) -> SinkResult:
     except (SinkError, OSError) as exc:
         report.failure("Sink failed", str(exc))
         return sink.abort()
-    except (KeyboardInterrupt, stopping.Stopped):
+    except (KeyboardInterrupt, Stopped):
         report.failure("Interrupted", "stopped during the final delivery; what was not delivered is dead-lettered")
         return sink.abort()
-    if stopping.requested():  # the REST sink ends its delivery on a stop itself: still a stopped run
+    if _stopped(parts):  # the REST sink ends its delivery on a stop itself: still a stopped run
         report.failure("Interrupted", "stopped during the final delivery; what was not delivered is "
                                       "dead-lettered, and this run's checkpoint is not saved")
         return result
     report.output = sink.output
     return result
+
+
+def _stopped(parts: RunParts) -> bool:
+    """The run was told to stop, or the REST sink it was given stopped its delivery."""
+    return parts.stop.requested() or (isinstance(parts.sink, RestSink) and parts.sink.stop.requested())
 
 
 def _deliver(stream: Iterator[Union[Mcp, _CheckpointDue]], parts: RunParts) -> None:

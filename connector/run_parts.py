@@ -92,9 +92,9 @@ def run_parts(recipe: Recipe, report: Report, options: RunOptions, sink: Optiona
     when the state cannot be read or used."""
     config = recipe.source.config
     ctx = mapping_context(config)
-    tracking = _tracking(recipe, ctx, report, options.resume)
+    tracking = _tracking(recipe, ctx, report, options)
     target: Sink = sink or (DryRunSink() if options.dry_run else build_sink(
-        recipe.sink, report.run_id, recipe.pipeline_name, report.redactor))
+        recipe.sink, report.run_id, recipe.pipeline_name, report.redactor, stop=options.stop))
     sink_config = recipe.sink.config
     retire = sink_config.dead_letter_file if sink is None and isinstance(sink_config, DatahubRestSinkConfig) else None
     if sink is None:
@@ -102,7 +102,7 @@ def run_parts(recipe: Recipe, report: Report, options: RunOptions, sink: Optiona
     report.sink = target.name
     if isinstance(target, RestSink):  # links the SDK added to the aspects ingestion writes whole are kept
         target.foreign_links = ForeignLinks(ctx.deployment_rules, ctx.env, ctx.platform_instance)
-    return RunParts(connection=source_connection(config), crawl=crawl_settings(config), ctx=ctx,
+    return RunParts(connection=source_connection(config, options.stop), crawl=crawl_settings(config), ctx=ctx,
                     tracking=tracking, sink=target, report=report, options=options,
                     dead_letters_to_retire=retire)
 
@@ -116,13 +116,14 @@ def _warn_about_replaced_files(recipe: Recipe, tracking: Optional[Tracking], rep
                        "run keeps a file of its own")
 
 
-def _tracking(recipe: Recipe, ctx: MappingContext, report: Report, resume: bool) -> Optional[Tracking]:
+def _tracking(recipe: Recipe, ctx: MappingContext, report: Report, options: RunOptions) -> Optional[Tracking]:
     if recipe.state is None:
         report.mode = "full"
         return None
     config = recipe.source.config
     pipeline_name = recipe.pipeline_name or ""
-    store = open_state_store(recipe.state, recipe.sink)
+    resume = options.resume
+    store = open_state_store(recipe.state, recipe.sink, options.stop)
     previous = store.load(pipeline_name)
     try:
         tracker = ChangeTracker.start(previous, config.incremental, config_fingerprint(ctx, source_filters(config)),
