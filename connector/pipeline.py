@@ -85,7 +85,7 @@ def run_ingest(recipe: Recipe, options: Optional[RunOptions] = None, *, sink: Op
             lock.acquire()
         _ingest(run_parts(recipe, report, options, sink))
     except StateError as exc:
-        report.failure("StateError", str(exc))
+        report.failure(_title(exc), str(exc))
     except (KeyboardInterrupt, Stopped):
         report.failure("Interrupted", "stopped before the end; nothing of this run's checkpoint was saved")
     finally:
@@ -93,6 +93,15 @@ def run_ingest(recipe: Recipe, options: Optional[RunOptions] = None, *, sink: Op
             lock.release()
     report.finish()
     return report
+
+
+def _title(exc: Exception) -> str:
+    """A failure's title in the report says which part failed; its message says what and where."""
+    if isinstance(exc, StateError):
+        return "State store failed"
+    if isinstance(exc, SourceError):
+        return "MLflow source failed"
+    return "Sink failed"
 
 
 def _ingest(parts: RunParts) -> None:
@@ -204,7 +213,7 @@ def _crawl_and_deliver(parts: RunParts) -> SinkResult:
             _deliver(_proposals(parts, crawler), parts)
             report.point_lookups = crawler.point_lookups
     except (SourceError, SinkError, StateError) as exc:
-        report.failure("StateError" if isinstance(exc, StateError) else type(exc).__name__, str(exc))
+        report.failure(_title(exc), str(exc))
         return sink.abort()
     except (KeyboardInterrupt, Stopped):  # Ctrl-C, or SIGTERM from a cron timeout (see cli.py)
         report.failure("Interrupted", "stopped before the end; nothing of this run's checkpoint was saved")

@@ -63,7 +63,7 @@ def run_send(recipe: Recipe, filename: str, records: Optional[list] = None, *,
             sent += 1
             sink.write(proposal, system_metadata)
     except SinkError as exc:
-        report.failure("SinkError", str(exc))
+        report.failure("Sink failed", str(exc))
         for proposal, system_metadata in pairs[sent:]:  # nothing read is lost: the rest is dead-lettered too
             report.proposal(proposal.entity_type, proposal.entity_urn, proposal.aspect_name)
             sink.dead_letter_unsent(proposal, system_metadata or {}, f"not sent: {exc}")
