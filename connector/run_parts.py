@@ -120,6 +120,9 @@ def _tracking(recipe: Recipe, ctx: MappingContext, report: Report, options: RunO
     if recipe.state is None:
         report.mode = "full"
         return None
+    if "type" in recipe.state.model_fields_set:  # accepted so that old recipes still load
+        report.warning("Recipe", "state.type is ignored (kept for old recipes): the state store is chosen by "
+                                 f"state.backend ({recipe.state.backend!r} here)")
     config = recipe.source.config
     pipeline_name = recipe.pipeline_name or ""
     resume = options.resume

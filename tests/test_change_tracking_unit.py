@@ -267,3 +267,23 @@ def test_removals_are_refused_when_the_state_belongs_to_another_platform_instanc
     moved.finish_removals()
     refusal = moved.removal_refused(max_ratio=1.0)
     assert refusal is not None and refusal.startswith("the state was saved by a run for platform_instance 'east'")
+
+
+def test_an_old_recipes_state_type_is_accepted_and_said_once_to_be_ignored(tmp_path):
+    from connector.recipe import parse_recipe
+    from connector.report import Report
+    from connector.run_parts import RunOptions, run_parts
+
+    def parts(state):
+        recipe = parse_recipe({"pipeline_name": "p", "source": {"type": "mlflow", "config": {"tracking_uri": "http://mlflow.invalid"}},
+                               "sink": {"type": "file", "config": {"filename": str(tmp_path / "o.json")}},
+                               "state": {"path": str(tmp_path / "state.json"), **state}})
+        report = Report(pipeline_name="p")
+        return run_parts(recipe, report, RunOptions()), report
+
+    old, report = parts({"type": "file"})
+    assert old.tracking is not None and old.tracking.store.path == tmp_path / "state.json"
+    assert [w["message"] for w in report.warnings if w["title"] == "Recipe"] == [
+        "state.type is ignored (kept for old recipes): the state store is chosen by state.backend ('file' here)"]
+    _, report = parts({})
+    assert [w for w in report.warnings if w["title"] == "Recipe"] == []
