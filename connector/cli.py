@@ -13,7 +13,7 @@ from typing import NoReturn, Optional
 
 import click
 
-from connector import stopping
+from connector.stopping import Stopped, StopToken
 from connector.source.store_backend import quiet_mlflow_telemetry
 from connector.recipe import RecipeError, load_recipe
 from connector.secrets import Redactor
@@ -97,16 +97,21 @@ def _guarded(command):
     return run
 
 
+# The stop token of this process's one run (a CLI process runs one command).
+_run_stop = StopToken()
+
+
 def _stop_on_signals() -> None:
     """SIGTERM (a cron timeout, `kill`) and Ctrl-C stop the run within seconds, in every phase: the
-    first signal interrupts what the main thread waits for and tells every other wait to end; the
-    run then dead-letters what was not delivered, prints and writes its report, and exits 1."""
+    first signal interrupts what the main thread waits for and tells every other wait of the run
+    (its stop token) to end; the run then dead-letters what was not delivered, prints and writes
+    its report, and exits 1."""
     def handler(signum, frame):
-        first = not stopping.requested()
+        first = not _run_stop.requested()
         reason = f"stopped by {signal.Signals(signum).name}"
-        stopping.request_stop(reason)
+        _run_stop.request(reason)
         if first:
-            raise stopping.Stopped(reason)
+            raise Stopped(reason)
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 
@@ -154,7 +159,7 @@ def ingest(recipe_path: str, dry_run: bool, preview, preview_file, report_file, 
     if preview:  # never the recipe's output: a preview must not replace a complete file
         sink = FileSink(preview_file) if preview_file else StdoutSink(sys.stdout)
     try:
-        report = run_ingest(recipe, dry_run=dry_run, preview=preview, resume=resume, sink=sink)
+        report = run_ingest(recipe, dry_run=dry_run, preview=preview, resume=resume, sink=sink, stop=_run_stop)
     except RecipeError as exc:
         _bad_input(str(exc))
     except LockHeld as exc:
@@ -197,7 +202,7 @@ def _finish(report, report_file, out=None) -> None:
 
 
 def _exit(code: int) -> None:
-    if stopping.requested():  # worker threads may still sit in a socket read: do not wait for them
+    if _run_stop.requested():  # worker threads may still sit in a socket read: do not wait for them
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -226,7 +231,7 @@ def send(proposal_file: str, recipe_path: str, report_file) -> None:
         _bad_input(f"cannot read {proposal_file}: {exc.strerror}")
     except ProposalFileError as exc:
         _bad_input(str(exc))
-    _finish(run_send(recipe, proposal_file, records), report_file)
+    _finish(run_send(recipe, proposal_file, records, stop=_run_stop), report_file)
 
 
 @main.command()

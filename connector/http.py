@@ -7,7 +7,7 @@ artifact reads through the tracking server, and the catalog server (GMS).
   timeout, so a server that drips its answer cannot hold a run;
 - a cap on the size of an answer;
 - one `requests.Session` per thread (sessions are not thread-safe), and a shared rate limit;
-- waits that end at once when the run is told to stop (`connector.stopping`);
+- waits that end at once when the run is told to stop (its `StopToken`, in the settings);
 - redirects followed only to the same origin (scheme, host and port; or http to https on the same
   host): the token, basic credentials and extra headers never go to another server (requests
   strips only `Authorization` on a host change), and the caller gets the redirect answer itself
@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from connector import stopping
+from connector.stopping import StopToken
 from connector.http_body import decoded, transport_problem
 from connector.secrets import split_userinfo, url_credentials
 
@@ -85,6 +85,7 @@ class HttpSettings:
     max_requests_per_second: Optional[float] = None
     max_response_bytes: int = 512 * 1024 * 1024
     verify: Any = True
+    stop: StopToken = field(default_factory=StopToken, compare=False)  # the run's: ends every wait
 
 
 class TransportError(Exception):
@@ -139,7 +140,8 @@ class Answer:
 
 
 class RateLimiter:
-    def __init__(self, per_second: Optional[float]):
+    def __init__(self, per_second: Optional[float], stop: Optional[StopToken] = None):
+        self._stop = stop or StopToken()
         self._interval = 1.0 / per_second if per_second else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
@@ -152,7 +154,7 @@ class RateLimiter:
             delay = self._next - now
             self._next = max(now, self._next) + self._interval
         if delay > 0:
-            stopping.sleep(delay)
+            self._stop.sleep(delay)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -205,7 +207,7 @@ class HttpClient:
             self._auth = None
         else:
             self._auth = auth or url_auth
-        self._limiter = limiter or RateLimiter(settings.max_requests_per_second)
+        self._limiter = limiter or RateLimiter(settings.max_requests_per_second, settings.stop)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -242,7 +244,7 @@ class HttpClient:
         budget_ends = time.monotonic() + policy.budget_sec
         attempt = 0
         while True:
-            stopping.check()
+            self.settings.stop.check()
             self._limiter.wait()
             self._count()
             retry_after = None
@@ -260,7 +262,7 @@ class HttpClient:
             if not retry or attempt > policy.max_retries or time.monotonic() + wait > budget_ends:
                 raise RetriesExhausted(f"{problem}, after {attempt} attempt(s)")
             self._count(retry=True)
-            stopping.sleep(wait)
+            self.settings.stop.sleep(wait)
 
     def _once(self, method: str, url: str, params, json_body, data) -> Answer:
         """One attempt, in a thread of its own so that its deadline holds in every phase: a server
@@ -295,11 +297,11 @@ class HttpClient:
             if now > ends:
                 self._local.session = None
                 raise TransportError(f"no complete answer within {self.settings.deadline_sec:g} s")
-            if stop_seen is None and stopping.requested():
+            if stop_seen is None and self.settings.stop.requested():
                 stop_seen = now
             if stop_seen is not None and now - stop_seen > STOP_GRACE_SEC:
                 self._local.session = None
-                stopping.check()
+                self.settings.stop.check()
 
     def _attempt(self, session: requests.Session, method: str, url: str, params, json_body, data) -> Answer:
         settings = self.settings

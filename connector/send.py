@@ -12,6 +12,7 @@ from connector.report import Report, new_run_id
 from connector.secrets import Redactor
 from connector.mapping.links import ForeignLinks
 from connector.settings import build_sink, mapping_context
+from connector.stopping import StopToken
 from connector.sinks.base import SinkError
 from connector.sinks.file import read_proposals
 from connector.sinks.rest import RestSink
@@ -35,8 +36,10 @@ def _read(filename: str, records: Optional[list]) -> list[tuple[Mcp, Optional[di
     return pairs
 
 
-def run_send(recipe: Recipe, filename: str, records: Optional[list] = None) -> Report:
-    """`records`: the file's records, already read and checked (the CLI does, to exit 2 on a bad file)."""
+def run_send(recipe: Recipe, filename: str, records: Optional[list] = None, *,
+             stop: Optional[StopToken] = None) -> Report:
+    """`records`: the file's records, already read and checked (the CLI does, to exit 2 on a bad file);
+    `stop`: this run's stop token (SIGTERM in the CLI)."""
     redactor = Redactor.from_recipe(recipe)
     report = Report(pipeline_name=recipe.pipeline_name or "", run_id=new_run_id(recipe.pipeline_name),
                     source=filename, redactor=redactor)
@@ -46,7 +49,7 @@ def run_send(recipe: Recipe, filename: str, records: Optional[list] = None) -> R
         report.failure("Cannot read proposals", f"{filename}: {exc}")
         report.finish()
         return report
-    sink = build_sink(recipe.sink, redactor=redactor)
+    sink = build_sink(recipe.sink, redactor=redactor, stop=stop)
     report.sink = sink.name
     if isinstance(sink, RestSink):  # a crawl's file composes with SDK links as the crawl itself would
         ctx = mapping_context(recipe.source.config)
@@ -60,7 +63,7 @@ def run_send(recipe: Recipe, filename: str, records: Optional[list] = None) -> R
             sent += 1
             sink.write(proposal, system_metadata)
     except SinkError as exc:
-        report.failure("SinkError", str(exc))
+        report.failure("Sink failed", str(exc))
         for proposal, system_metadata in pairs[sent:]:  # nothing read is lost: the rest is dead-lettered too
             report.proposal(proposal.entity_type, proposal.entity_urn, proposal.aspect_name)
             sink.dead_letter_unsent(proposal, system_metadata or {}, f"not sent: {exc}")

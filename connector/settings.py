@@ -15,6 +15,7 @@ from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSour
 from connector.sinks.base import Sink, SinkError
 from connector.source.crawl_records import CrawlSettings, NameFilter
 from connector.state.store_protocol import StateStore
+from connector.stopping import StopToken
 
 
 def is_http(uri: str) -> bool:
@@ -38,8 +39,8 @@ class SourceConnection:
         return f"SourceConnection({redact_url(self.tracking_uri)!r})"
 
 
-def source_connection(config: MlflowSourceConfig) -> SourceConnection:
-    """MLflow's own environment variables fill what the recipe leaves out."""
+def source_connection(config: MlflowSourceConfig, stop: Optional[StopToken] = None) -> SourceConnection:
+    """MLflow's own environment variables fill what the recipe leaves out; `stop`: the run's."""
     username = config.username or os.environ.get("MLFLOW_TRACKING_USERNAME")
     password = _secret(config.password) or os.environ.get("MLFLOW_TRACKING_PASSWORD")
     token = _secret(config.token) or os.environ.get("MLFLOW_TRACKING_TOKEN")
@@ -56,6 +57,7 @@ def source_connection(config: MlflowSourceConfig) -> SourceConnection:
         max_requests_per_second=config.max_requests_per_second,
         max_response_bytes=config.max_response_mb * 1024 * 1024,
         verify=verify,
+        stop=stop or StopToken(),
     )
     tracking_uri = config.resolved_tracking_uri()
     registry_uri = config.resolved_registry_uri()
@@ -114,21 +116,21 @@ def source_filters(config: MlflowSourceConfig) -> tuple:
             config.include_logged_models, config.include_signatures)
 
 
-def gms_settings(c: DatahubRestSinkConfig, *, max_retries: Optional[int] = None):
+def gms_settings(c: DatahubRestSinkConfig, *, max_retries: Optional[int] = None, stop: Optional[StopToken] = None):
     from connector.sinks.gms_client import GmsSettings
 
     verify = False if c.disable_ssl_verification else (c.ca_certificate_path or True)
     http = HttpSettings(timeout_sec=c.timeout_sec, deadline_sec=c.request_deadline_sec, verify=verify,
                         retry=RetryPolicy(max_retries=c.max_retries if max_retries is None else max_retries,
                                           backoff_sec=c.retry_backoff_sec, max_backoff_sec=c.max_backoff_sec,
-                                          budget_sec=c.retry_budget_sec))
+                                          budget_sec=c.retry_budget_sec), stop=stop or StopToken())
     return GmsSettings(server=c.server, token=_secret(c.token), http=http, extra_headers=dict(c.extra_headers))
 
 
 def build_sink(section, run_id: str = "", pipeline_name: Optional[str] = None,
-               redactor: Optional[Redactor] = None) -> Sink:
+               redactor: Optional[Redactor] = None, *, stop: Optional[StopToken] = None) -> Sink:
     """`redactor`: the whole recipe's secrets (Redactor.from_recipe); by default the sink section's
-    and the environment's."""
+    and the environment's. `stop`: the run's stop token (a REST sink's waits end on it)."""
     if section.type == "file":
         from connector.sinks.file import FileSink, expand_filename
 
@@ -137,14 +139,14 @@ def build_sink(section, run_id: str = "", pipeline_name: Optional[str] = None,
         from connector.sinks.rest import RestSink
 
         c = section.config
-        return RestSink(gms_settings(c), max_batch_size=c.max_batch_size, max_batch_bytes=c.max_batch_bytes,
+        return RestSink(gms_settings(c, stop=stop), max_batch_size=c.max_batch_size, max_batch_bytes=c.max_batch_bytes,
                         max_in_flight=c.max_in_flight, dead_letter_file=c.dead_letter_file,
                         redactor=redactor or Redactor.from_recipe({"sink": section.model_dump()}))
     raise SinkError(f"sink.type: unknown sink {section.type!r}")
 
 
 
-def open_state_store(state: StateConfig, sink) -> StateStore:
+def open_state_store(state: StateConfig, sink, stop: Optional[StopToken] = None) -> StateStore:
     """A local file, or the catalog: its own `state.server` and token, else the datahub-rest sink's
     (the recipe validator made sure one of them is there)."""
     if state.backend == "file":
@@ -155,6 +157,7 @@ def open_state_store(state: StateConfig, sink) -> StateStore:
     from connector.state.catalog_store import GmsStateStore
 
     if state.server:
-        http = HttpSettings(timeout_sec=state.timeout_sec, deadline_sec=state.request_deadline_sec)
+        http = HttpSettings(timeout_sec=state.timeout_sec, deadline_sec=state.request_deadline_sec,
+                            stop=stop or StopToken())
         return GmsStateStore(GmsClient(GmsSettings(server=state.server, token=_secret(state.token), http=http)))
-    return GmsStateStore(GmsClient(gms_settings(sink.config)))
+    return GmsStateStore(GmsClient(gms_settings(sink.config, stop=stop)))

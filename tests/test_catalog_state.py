@@ -125,7 +125,7 @@ def test_unreachable_or_refusing_gms_is_a_clear_failure_without_the_token(tmp_pa
     recipe.sink.config.max_retries = recipe.sink.config.retry_backoff_sec = 0
     report = run_ingest(recipe)
     assert not report.ok
-    assert report.failures[0]["title"] == "StateError"
+    assert report.failures[0]["title"] == "State store failed"
     assert f"reading the checkpoint of {CHECKPOINT_URN}: {gone} did not answer" in report.failures[0]["message"]
 
 

@@ -184,7 +184,7 @@ def test_a_state_server_that_answers_2xx_but_is_not_gms_is_refused(tmp_path, see
     assert "[ok] catalog server" in check.stdout and "[ok] tracking server" in check.stdout
     assert proc.returncode == 1 and "Traceback" not in err
     [error] = [line for line in err.splitlines() if line.startswith("error:")]
-    assert error.startswith("error: StateError: reading the checkpoint of urn:li:dataJob:") and \
+    assert error.startswith("error: State store failed: reading the checkpoint of urn:li:dataJob:") and \
         error.endswith("is the state server DataHub's GMS?")
     assert report["proposals"] == 0 and gms.received == []  # nothing sent, nothing saved anywhere
     assert not any("ingestProposal" in r["path"] for r in not_gms.requests)

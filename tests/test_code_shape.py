@@ -16,14 +16,16 @@ MAX_COMPLEXITY = 15
 # package -> packages/modules it must not import
 FORBIDDEN = {
     "connector.source": ("connector.mapping", "connector.sinks", "connector.change_tracking", "connector.recipe",
-                         "connector.settings", "connector.pipeline", "connector.state"),
+                         "connector.settings", "connector.run_parts", "connector.pipeline", "connector.state"),
     "connector.mapping": ("connector.sinks", "connector.change_tracking", "connector.recipe", "connector.settings",
-                          "connector.pipeline", "connector.state", "connector.source.crawler",
+                          "connector.run_parts", "connector.pipeline", "connector.state", "connector.source.crawler",
                           "connector.source.http_backend"),
     "connector.sinks": ("connector.source", "connector.change_tracking", "connector.recipe", "connector.settings",
-                        "connector.pipeline"),
-    "connector.change_tracking": ("connector.sinks", "connector.recipe", "connector.settings", "connector.pipeline",
-                           "connector.source.crawler", "connector.source.http_backend"),
+                        "connector.run_parts", "connector.pipeline"),
+    "connector.change_tracking": ("connector.sinks", "connector.recipe", "connector.settings", "connector.run_parts",
+                                  "connector.pipeline", "connector.source.crawler", "connector.source.http_backend"),
+    # the settings step builds the parts; it does not run them
+    "connector.run_parts": ("connector.pipeline", "connector.source.crawler", "connector.source.connect"),
 }
 
 
@@ -72,3 +74,20 @@ def test_the_sdk_loads_no_crawler_pipeline_or_lock():
              "'fcntl', 'connector.change_tracking.tracker') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# The run's parts travel grouped (RunParts, Tracking, VersionInputs): no long argument lists here.
+FEW_ARGUMENTS = ("connector/pipeline.py", "connector/run_parts.py", "connector/mapping/registry.py")
+MAX_ARGUMENTS = 5
+
+
+def test_the_pipeline_and_the_registry_mapping_take_few_arguments():
+    too_many = []
+    for relative in FEW_ARGUMENTS:
+        for node in ast.walk(ast.parse((PACKAGE.parent / relative).read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [arg.arg for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs) if arg.arg not in ("self", "cls")]
+                if len(names) > MAX_ARGUMENTS:
+                    too_many.append(f"{relative}:{node.lineno} {node.name}({', '.join(names)})")
+    assert too_many == []

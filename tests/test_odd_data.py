@@ -120,8 +120,8 @@ def test_a_malformed_checkpoint_is_a_state_error_with_the_remedy(proxy, tmp_path
     assert proc.returncode == 1
     message = (f"state file {state}, pipeline 'nightly': the entry {problem}; move the file away (the next run "
                "is then a full crawl)")
-    assert report["failures"] == [{"title": "StateError", "message": message}]
-    assert proc.stderr.strip().splitlines() == [f"error: StateError: {message}"]
+    assert report["failures"] == [{"title": "State store failed", "message": message}]
+    assert proc.stderr.strip().splitlines() == [f"error: State store failed: {message}"]
     assert state.read_bytes() == damaged  # left as it is, for whoever looks into it
 
 
@@ -162,7 +162,7 @@ def test_a_refused_checkpoint_is_titled_without_internal_names(seeded_server, tm
         proc, report, _ = ingest(recipe, tmp_path)
     assert proc.returncode == 1
     titles = [f["title"] for f in report["failures"]]
-    assert titles and set(titles) <= {"StateError", "State not saved"}, titles
+    assert titles and set(titles) <= {"State store failed", "State not saved"}, titles
     assert all("checkpoints are read-only here" in f["message"] for f in report["failures"])
     assert "_Refused" not in proc.stdout + proc.stderr and "Refused" not in " ".join(titles)
     assert_settled_once(report, catalog, dead)

@@ -209,28 +209,25 @@ def test_a_stopped_rest_sink_joins_its_threads_within_the_stop_grace(tmp_path):
     import threading
     import time
 
-    from connector import stopping
     from connector.mapping.common import Mcp
     from connector.settings import build_sink
+    from connector.stopping import StopToken
 
+    stop = StopToken()
     with CatalogServer() as gms:
         gms.stall_first, gms.stall_seconds = 10**6, 60.0
         sink = build_sink(parse_recipe({"source": {"type": "mlflow", "config": {"tracking_uri": "http://x"}},
                                         "sink": {"type": "datahub-rest", "config": {
                                             "server": gms.url, "max_batch_size": 2, "max_in_flight": 2,
-                                            "dead_letter_file": str(tmp_path / "dead.json")}}}).sink)
-        stopping.reset()
-        try:
-            for n in range(4):
-                sink.write(Mcp(f"urn:li:corpuser:u{n}", "status", {"removed": False}), {"runId": "r"})
-            # the first batch is on the wire (GMS holds it a minute), the second waits in the sink
-            wait_for(lambda: any(r["method"] == "POST" for r in gms.requests), what="the first batch on the wire")
-            stopping.request_stop("test")
-            started = time.monotonic()
-            result = sink.abort()
-            took = time.monotonic() - started
-        finally:
-            stopping.reset()
+                                            "dead_letter_file": str(tmp_path / "dead.json")}}}).sink, stop=stop)
+        for n in range(4):
+            sink.write(Mcp(f"urn:li:corpuser:u{n}", "status", {"removed": False}), {"runId": "r"})
+        # the first batch is on the wire (GMS holds it a minute), the second waits in the sink
+        wait_for(lambda: any(r["method"] == "POST" for r in gms.requests), what="the first batch on the wire")
+        stop.request("test")
+        started = time.monotonic()
+        result = sink.abort()
+        took = time.monotonic() - started
     assert took < 10, took
     assert not [t for t in threading.enumerate() if t.name.startswith("gms-send")]
     assert result.delivered == 0 and result.failed == 4

@@ -57,7 +57,7 @@ def test_an_item_without_its_id_is_an_error_naming_the_endpoint(proxy, tmp_path,
     proc, report, _ = ingest(write_recipe(tmp_path, proxy.url, file_sink(out)), tmp_path)
     assert proc.returncode == 1
     [failure] = report["failures"]
-    assert failure["title"] == "UnexpectedAnswer" and "KeyError" not in failure["message"]
+    assert failure["title"] == "MLflow source failed" and "KeyError" not in failure["message"]
     assert f"{proxy.url}/api/2.0/mlflow/{endpoint} answered an item ({missing}" in failure["message"]
     assert not out.exists()
 
@@ -169,10 +169,10 @@ def test_an_html_error_page_from_the_tracking_server_stops_the_run(proxy, tmp_pa
     proc, report, took = ingest(write_recipe(tmp_path, proxy.url, file_sink(out)), tmp_path)
     assert proc.returncode == 1 and took < 15
     [failure] = report["failures"]
-    assert failure == {"title": "UnexpectedAnswer", "message": (
+    assert failure == {"title": "MLflow source failed", "message": (
         f"{proxy.url}/api/2.0/mlflow/runs/search answered HTTP {status} with an HTML page titled "
         f"'{status} Bad Gateway Page', not MLflow's API: is {proxy.url} the MLflow tracking server's URL?")}
-    assert proc.stderr.strip().splitlines() == [f"error: UnexpectedAnswer: {failure['message']}"]
+    assert proc.stderr.strip().splitlines() == [f"error: MLflow source failed: {failure['message']}"]
     _one_line_each(proc)
     assert not out.exists()
 
@@ -184,7 +184,7 @@ def test_a_tracking_uri_with_a_wrong_path_names_what_answered_and_nothing_about_
     proc, report, _ = ingest(write_recipe(tmp_path, f"{url}/mlflow", file_sink(out)), tmp_path)
     assert proc.returncode == 1
     [failure] = report["failures"]
-    assert failure["title"] == "UnexpectedAnswer"
+    assert failure["title"] == "MLflow source failed"
     assert failure["message"].startswith(f"{url}/mlflow/api/2.0/mlflow/")
     assert "answered HTTP 404 with an HTML page titled '404 Not Found'" in failure["message"]
     assert failure["message"].endswith("(is the server really mounted at the path /mlflow?)")

@@ -1,6 +1,8 @@
-"""The change tracker of one run: picks the mode, makes the crawl's plan, selects what to send
-from the stream of records (its one entry point for records, `select`), hears page boundaries and deleted
-runs from the crawl, and produces removals, cleared aspects and the state to save.
+"""The change tracker of one run: picks the mode and makes the crawl's plan; then it observes the
+stream the pipeline delivers - each record and marker (`observe`: what was seen, page ends,
+deleted runs) and the entities mapping made of a record (`select`: fingerprints, what to send) -
+and at the end computes removals, cleared aspects and the state to save. Nothing calls into it
+from inside the crawl.
 
 Modes:
 - full: send everything; entities of the last checkpoint that are gone now get status removed.
@@ -14,14 +16,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, status
 from connector.mapping.catalog_entities import MappedEntity, fingerprint, version_fingerprint
 from connector.mapping.version import MAPPING_VERSION
 from connector.source.crawl_records import (
-    CrawlPlan, ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, RunRecord, RunsPageDone, VersionRecord,
+    CrawlPlan, ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, RunGone, RunRecord, RunsPageEnd,
+    VersionRecord,
 )
 from connector.source.registry_index import MlflowListing
 from connector.state.store import PipelineState, compact, expand
@@ -139,18 +142,28 @@ class ChangeTracker:
                                refetch_experiment_ids=frozenset(renamed), changed_versions=frozenset(changed))
 
     # -- the stream ---------------------------------------------------------------------------
-    def select(self, record, entities: Callable[[], Iterable[MappedEntity]]) -> list[MappedEntity]:
-        """The entities of `record` to send (`entities` maps it, called only when needed)."""
-        self._note(record)
+    def observe(self, item) -> bool:
+        """Note a record or marker of the crawl's stream. False: a version whose registry data did
+        not change (nor its run's): not worth mapping, nothing of it is sent."""
+        if isinstance(item, RunsPageEnd):
+            self.progress = self.progress.after(item.page)
+        elif isinstance(item, RunGone):
+            self._run_gone(item.run_id)
+        elif isinstance(item, VersionRecord):
+            return self._version_wanted(item)
+        else:
+            self._note(item)
+        return True
+
+    def select(self, record, entities: Iterable[MappedEntity]) -> list[MappedEntity]:
+        """The entities mapping made of `record` (observed and wanted) that are to be sent."""
         origin: Optional[tuple] = None
         if isinstance(record, VersionRecord):
-            if not self._version_wanted(record):
-                return []
-            version, *shared = entities()  # its features and deployments are shared: sent when changed
+            version, *shared = entities  # its features and deployments are shared: sent when changed
             chosen = [version] + [e for e in shared if self.changes.should_emit(e)]
             origin = ("version", version.urn)
         else:
-            chosen = [e for e in entities() if self.changes.should_emit(e)]
+            chosen = [e for e in entities if self.changes.should_emit(e)]
             if isinstance(record, RunRecord):
                 origin = ("run", record.run.run_id)
         for entity in chosen:
@@ -178,10 +191,7 @@ class ChangeTracker:
         return self.changes.version_should_emit(self._version_urn(version), version_fingerprint(
             version, record.model, record.is_latest), run_urn)
 
-    def runs_page_done(self, page: RunsPageDone) -> None:
-        self.progress = self.progress.after(page)
-
-    def run_deleted(self, run_id: str) -> None:
+    def _run_gone(self, run_id: str) -> None:
         urn = urns.run_urn(run_id, instance=self.ctx.platform_instance)
         if self.changes.forget(urn):
             self.deleted.append(urn)

@@ -44,19 +44,19 @@ def is_full_crawl_time(full_schedule: Optional[str], logical_date: Optional[date
     return croniter(full_schedule, at.subtract(seconds=1)).get_next(datetime) == at
 
 
-def _stop(reason: str) -> None:
+def _stop(token, reason: str) -> None:
     """What SIGTERM does in the CLI: every wait of the run ends; the first signal also interrupts
     what the main thread waits for (the run then dead-letters, reports and releases its lock)."""
-    from connector import stopping
+    from connector.stopping import Stopped
 
-    first = not stopping.requested()
-    stopping.request_stop(reason)
+    first = not token.requested()
+    token.request(reason)
     if first:
-        raise stopping.Stopped(reason)
+        raise Stopped(reason)
 
 
 @contextmanager
-def _timeout_as_stop(timeout: Optional[timedelta]) -> Iterator[dict]:
+def _timeout_as_stop(timeout: Optional[timedelta], token) -> Iterator[dict]:
     """Airflow's `execution_timeout` is a SIGALRM whose handler raises AirflowTaskTimeout wherever
     the run is, and only then calls on_kill: the sink would neither dead-letter nor report. During
     the run the alarm stops it like SIGTERM instead (its handler restored afterwards); the caller
@@ -68,7 +68,7 @@ def _timeout_as_stop(timeout: Optional[timedelta]) -> Iterator[dict]:
 
     def on_alarm(signum, frame) -> None:
         fired["timed_out"] = True
-        _stop(f"execution_timeout ({timeout}) reached")
+        _stop(token, f"execution_timeout ({timeout}) reached")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     try:
@@ -96,11 +96,13 @@ class MlflowCatalogIngestOperator(BaseOperator):
         self.progress_interval_sec = progress_interval_sec
         self._ingesting = False
         self._timeout_raised = False  # Airflow calls on_kill right after our AirflowTaskTimeout
+        self._stop_token: Optional[Any] = None  # the StopToken of the run under way
 
     def execute(self, context) -> dict:
         from connector.pipeline import run_ingest
         from connector.recipe import RecipeError, load_recipe
         from connector.state.lock import LockHeld
+        from connector.stopping import StopToken
 
         if self.refusal:  # no retry can help either
             raise AirflowFailException(f"{self.recipe_path}: {self.refusal}")
@@ -117,10 +119,11 @@ class MlflowCatalogIngestOperator(BaseOperator):
                 raise AirflowFailException(f"{self.recipe_path}: {refused}")
         self.log.info("mlflow-catalog %s: %s of %s", name, "incremental run (a full crawl when no checkpoint is "
                       "usable)" if recipe.source.config.incremental else "full crawl", self.recipe_path)
+        self._stop_token = StopToken()  # this run's: a timeout or kill ends its waits, no other task's
         self._ingesting = True
         try:
-            with _timeout_as_stop(self.execution_timeout) as alarm:
-                report = run_ingest(recipe, progress_interval=self.progress_interval_sec)
+            with _timeout_as_stop(self.execution_timeout, self._stop_token) as alarm:
+                report = run_ingest(recipe, progress_interval=self.progress_interval_sec, stop=self._stop_token)
         except RecipeError as exc:
             raise AirflowFailException(f"{self.recipe_path}: {exc}") from None
         except LockHeld as exc:
@@ -156,8 +159,8 @@ class MlflowCatalogIngestOperator(BaseOperator):
 
         Airflow's SIGTERM handler stays installed after the task (in `airflow dags test`, while a
         retry waits its delay): SIGTERM then ends the process, as it would without that handler."""
-        if self._ingesting:
-            _stop("stopped by Airflow (task killed)")
+        if self._ingesting and self._stop_token is not None:
+            _stop(self._stop_token, "stopped by Airflow (task killed)")
         elif self._timeout_raised:
             self._timeout_raised = False
         else:

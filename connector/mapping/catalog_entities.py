@@ -14,7 +14,7 @@ from connector.mapping.experiments import map_experiment, map_run
 from connector.mapping.features import map_features
 from connector.mapping.memory import MappingMemory
 from connector.mapping.registry import (
-    STAGES, map_logged_model, map_model_group, map_model_version, map_stage_tag, training_inputs,
+    STAGES, VersionInputs, map_logged_model, map_model_group, map_model_version, map_stage_tag, training_inputs,
 )
 from connector.source.mlflow_objects import ModelVersion, RegisteredModel
 from connector.source.crawl_records import (
@@ -81,8 +81,7 @@ def version_entities(ctx: MappingContext, record: VersionRecord, memory: Mapping
     feature_urns, features = _feature_entities(ctx, record.model.name, record.signature_inputs, run,
                                                record.logged_model, memory)
     yield _entity(version_fingerprint(record.version, record.model, record.is_latest), map_model_version(
-        ctx, record.version, record.model, run, logged_model=record.logged_model,
-        is_latest=record.is_latest, feature_urns=feature_urns))
+        ctx, record.version, record.model, run, VersionInputs(record.logged_model, record.is_latest, feature_urns)))
     yield from features
     for deployment in deployments_for_version(ctx.deployment_rules, record.version, ctx.env, ctx.platform_instance):
         if memory.first_emission(deployment.urn):

@@ -1,6 +1,7 @@
 """Registered models -> mlModelGroup, model versions -> mlModel, stages -> tags."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
 from connector.mapping import urns
@@ -167,9 +168,26 @@ def _shown(url: Optional[str]) -> Optional[str]:
     return redact_url(url) if url else url
 
 
-def _version_properties(ctx: MappingContext, version: ModelVersion, model: RegisteredModel, run: Optional[Run],
-                        logged_model: Optional[LoggedModel], owner_id: Optional[str], training_metrics,
-                        feature_urns: tuple) -> dict:
+@dataclass(frozen=True)
+class VersionInputs:
+    """What a version is mapped from besides its registry entry and its run."""
+    logged_model: Optional[LoggedModel] = None  # MLflow 3: the LoggedModel it registers
+    is_latest: Optional[bool] = None
+    feature_urns: tuple = ()
+
+
+@dataclass(frozen=True)
+class _Version:
+    """One version with everything it is mapped from."""
+    version: ModelVersion
+    model: RegisteredModel
+    run: Optional[Run]
+    inputs: VersionInputs
+    owner_id: Optional[str]
+
+
+def _version_properties(ctx: MappingContext, v: _Version, training_metrics) -> dict:
+    version, run, logged_model = v.version, v.run, v.inputs.logged_model
     own_tags = without_card_tags(ctx.model_card_tag_prefix, version.tags)
     custom = custom_properties(own_tags, {
         "source": _shown(version.source), "status": version.status, "run_id": version.run_id,
@@ -182,15 +200,15 @@ def _version_properties(ctx: MappingContext, version: ModelVersion, model: Regis
         "description": version.description or None,
         "customProperties": custom,
         "externalUrl": external_url(ctx, "models", version.name, "versions", version.version),
-        "created": time_stamp(version.creation_timestamp, owner_id),
+        "created": time_stamp(version.creation_timestamp, v.owner_id),
         "lastModified": time_stamp(version.last_updated_timestamp),
         "version": {"versionTag": version.version},
         "hyperParams": hyper_params(params) if (run or logged_model) else None,
         "trainingMetrics": training_metrics,
-        "tags": [f"{k}:{v}" for k, v in sorted(own_tags.items())],
-        "groups": [urns.model_group_urn(model.name, ctx.env, instance=ctx.platform_instance)],
+        "tags": [f"{key}:{value}" for key, value in sorted(own_tags.items())],
+        "groups": [urns.model_group_urn(v.model.name, ctx.env, instance=ctx.platform_instance)],
         "trainingJobs": [run_urn(ctx, version.run_id)] if version.run_id else [],
-        "mlFeatures": list(feature_urns) or None,
+        "mlFeatures": list(v.inputs.feature_urns) or None,
     })
     if ctx.deployment_rules:
         # Always written when rules exist: a version that lost its alias loses the link.
@@ -199,51 +217,50 @@ def _version_properties(ctx: MappingContext, version: ModelVersion, model: Regis
     return props
 
 
-def _version_set_properties(ctx: MappingContext, version: ModelVersion, model: RegisteredModel,
-                            owner_id: Optional[str], is_latest: Optional[bool]) -> dict:
+def _version_set_properties(ctx: MappingContext, v: _Version) -> dict:
+    version = v.version
     props: dict = {
-        "versionSet": urns.version_set_urn(model.name, instance=ctx.platform_instance),
+        "versionSet": urns.version_set_urn(v.model.name, instance=ctx.platform_instance),
         "version": {"versionTag": version.version, "metadataAttribution": {
             "time": int(version.creation_timestamp or 0),
-            "actor": urns.corpuser_urn(owner_id or MLFLOW_ACTOR),
+            "actor": urns.corpuser_urn(v.owner_id or MLFLOW_ACTOR),
             "sourceDetail": {"source": urns.PLATFORM}}},
         "sortId": str(version.version_number).zfill(10),
         "aliases": [{"versionTag": alias} for alias in version.aliases],
     }
-    if is_latest is not None:
-        props["isLatest"] = is_latest
+    if v.inputs.is_latest is not None:
+        props["isLatest"] = v.inputs.is_latest
     return props
 
 
-def _deprecation(ctx: MappingContext, urn: str, version: ModelVersion, model: RegisteredModel,
-                 owner_id: Optional[str]) -> Iterator[Mcp]:
+def _deprecation(ctx: MappingContext, urn: str, v: _Version) -> Iterator[Mcp]:
+    version, model = v.version, v.model
     note = deprecation_note(version.tags, ctx.deprecation_tag, version.current_stage)
     if not note:
         return
     champion = model.aliases.get(ctx.champion_alias)
     replacement = (version_urn(ctx, model.name, champion)
                    if champion and champion != version.version else None)
-    yield mcp(urn, "deprecation", deprecation(note, urns.corpuser_urn(owner_id or MLFLOW_ACTOR), replacement))
+    yield mcp(urn, "deprecation", deprecation(note, urns.corpuser_urn(v.owner_id or MLFLOW_ACTOR), replacement))
 
 
 def map_model_version(ctx: MappingContext, version: ModelVersion, model: RegisteredModel,
-                      run: Optional[Run], *, logged_model: Optional[LoggedModel] = None,
-                      is_latest: Optional[bool] = None, feature_urns: tuple = ()) -> Iterator[Mcp]:
+                      run: Optional[Run], inputs: VersionInputs = VersionInputs()) -> Iterator[Mcp]:
     urn = _model_version_urn(ctx, version)
     owner_id = known_user(version.user_id) or known_user(run.user_id if run else "")
-    training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged_model)
-    yield mcp(urn, "mlModelProperties", _version_properties(ctx, version, model, run, logged_model, owner_id,
-                                                            training_metrics, feature_urns))
-    yield mcp(urn, "versionProperties", _version_set_properties(ctx, version, model, owner_id, is_latest))
+    v = _Version(version, model, run, inputs, owner_id)
+    training_metrics, evaluated = _metrics_and_evaluations(ctx, run, inputs.logged_model)
+    yield mcp(urn, "mlModelProperties", _version_properties(ctx, v, training_metrics))
+    yield mcp(urn, "versionProperties", _version_set_properties(ctx, v))
     stage_tag = urns.tag_urn(urns.stage_tag_name(version.current_stage or "None"))
     yield mcp(urn, "globalTags", {"tags": [{"tag": stage_tag}]})
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
     owner = ownership(owner_id, version.creation_timestamp)
     if owner:
         yield mcp(urn, "ownership", owner)
-    yield from _ml_data_aspects(ctx, urn, run, logged_model, evaluated)
+    yield from _ml_data_aspects(ctx, urn, run, inputs.logged_model, evaluated)
     yield from map_model_card(urn, card_tags(ctx.model_card_tag_prefix, model.tags, version.tags))
-    yield from _deprecation(ctx, urn, version, model, owner_id)
+    yield from _deprecation(ctx, urn, v)
     yield mcp(urn, "status", status())
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Optional
 
-from connector import stopping
+from connector.stopping import Stopped
 from connector.mapping.common import Mcp
 from connector.mapping.links import ForeignLinks
 from connector.secrets import Redactor
@@ -58,6 +58,7 @@ class RestSink:
                  max_batch_bytes: int = 14 * 1024 * 1024, max_in_flight: int = 4,
                  dead_letter_file: str = "dead-letter.json", redactor: Optional[Redactor] = None):
         self.client = GmsClient(settings)
+        self.stop = settings.http.stop  # the run's: a stopped delivery stops the run's other waits too
         self.server = self.client.server
         # the recipe's secrets (and the environment's): out of dead-letter reasons and report messages
         self.redactor = redactor or Redactor.from_recipe(None)
@@ -119,7 +120,7 @@ class RestSink:
             done, pending = wait(futures, timeout=_POLL_SEC, return_when=return_when)
             if done and return_when == FIRST_COMPLETED or not pending:
                 return
-            stopping.check()
+            self.stop.check()
 
     def _submit(self, batch: _Batch) -> None:
         # keep per-entity order, and at most max_in_flight batches (bounded memory)
@@ -158,7 +159,7 @@ class RestSink:
             with self._lock:
                 self._fatal = self._fatal or exc
             self._dead_letter(items, str(exc))
-        except stopping.Stopped:
+        except Stopped:
             self._dead_letter(items, "not sent: the run was stopped")
         except Exception as exc:  # keep the promise of "nothing lost"
             self._dead_letter(items, f"{type(exc).__name__}: {exc}")
@@ -273,13 +274,13 @@ class RestSink:
                         pass  # _submit dead-lettered the batch
             self._wait(list(self._in_flight), "ALL_COMPLETED")
             return True
-        except (stopping.Stopped, KeyboardInterrupt):
+        except (Stopped, KeyboardInterrupt):
             return False
 
     def _abandon(self) -> None:
         """A stop: batches on the wire get a short grace, then whatever is unsettled is dead-lettered
         (delivery unknown: re-sending an UPSERT is harmless)."""
-        stopping.request_stop("stopped")
+        self.stop.request("stopped")
         wait(list(self._in_flight), timeout=STOP_GRACE_SEC)
         for batch in [self._batch, *self._in_flight.values()]:
             self._dead_letter(batch.items, "not sent, or its delivery unknown: the run was stopped")
@@ -293,7 +294,7 @@ class RestSink:
 
     def _end(self) -> SinkResult:
         started = time.monotonic()
-        stopped = stopping.requested() or not self._drain()
+        stopped = self.stop.requested() or not self._drain()
         if stopped:
             self._abandon()
         # joined also after a stop: a send ends within the HTTP layer's stop grace (http.STOP_GRACE_SEC)

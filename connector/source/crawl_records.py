@@ -90,15 +90,36 @@ class RunsPageDone:
     batch_done: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RunsPageEnd:
+    """A marker in the crawl's stream (resumable crawls): every run of a page is yielded before
+    it. Whoever delivers the stream may take a checkpoint here."""
+    page: RunsPageDone
+
+
+@dataclass(frozen=True, slots=True)
+class RunGone:
+    """A marker in the crawl's stream (incremental crawls): MLflow shows this run deleted, and it
+    is not yielded as a record."""
+    run_id: str
+
+
+CrawlMarker = Union[RunsPageEnd, RunGone]
+
+
 class CrawlObserver(Protocol):
     def seen(self, kind: str, count: int = 1) -> None: ...
     def filter_out(self, kind: str, count: int) -> None: ...  # listed, left out by a pattern
     def warning(self, title: str, message: str) -> None: ...
     def failure(self, title: str, message: str) -> None: ...
     def info(self, title: str, message: str) -> None: ...
+    def record_failed(self, what: str, problem: str) -> None: ...
+
+
+class RunsObserver(CrawlObserver, Protocol):
+    """What a run strategy (runs.py) tells besides runs; the crawler turns it into markers."""
     def runs_page_done(self, page: RunsPageDone) -> None: ...
     def run_deleted(self, run_id: str) -> None: ...
-    def record_failed(self, what: str, problem: str) -> None: ...
 
 
 T = TypeVar("T")
@@ -117,7 +138,7 @@ def parsed(raws: Iterable[Any], parse: Callable[[Any], T], observer: CrawlObserv
 # -- plans: plain data -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class FullPlan:
-    """Everything; with `resumable`, runs oldest first with a RunsPageDone after each page."""
+    """Everything; with `resumable`, runs oldest first with a RunsPageEnd after each page."""
     resumable: bool = False
 
 

@@ -19,8 +19,8 @@ from connector.source.backend import Backend
 from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
 from connector.source.logged_models import LoggedModelIndex, LoggedModelReader
 from connector.source.crawl_records import (
-    CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, ExperimentRecord, FullPlan, IncrementalPlan,
-    LoggedModelRecord, ModelGroupRecord, ResumePlan, RunRecord, VersionRecord,
+    CrawlMarker, CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, ExperimentRecord, FullPlan, IncrementalPlan,
+    LoggedModelRecord, ModelGroupRecord, ResumePlan, RunGone, RunRecord, RunsPageDone, RunsPageEnd, VersionRecord,
 )
 from connector.source.registry_index import MlflowListing, RegistryIndex, experiments, list_mlflow
 from connector.source.runs import FullRuns, IncrementalRuns, ResumableRuns, RunReader
@@ -28,6 +28,59 @@ from connector.source.signatures import SignatureReader, logged_signature, model
 
 RunStrategy = Union[FullRuns, ResumableRuns, IncrementalRuns]
 _FULL = FullPlan()
+
+
+class _Markers:
+    """The observer a run strategy gets: page ends and deleted runs become markers the crawl
+    yields in the stream (in order: a page's end comes after its runs); the rest goes on."""
+
+    def __init__(self, observer: CrawlObserver):
+        self.observer = observer
+        self.pending: list[CrawlMarker] = []
+
+    def seen(self, kind: str, count: int = 1) -> None:
+        self.observer.seen(kind, count)
+
+    def filter_out(self, kind: str, count: int) -> None:
+        self.observer.filter_out(kind, count)
+
+    def warning(self, title: str, message: str) -> None:
+        self.observer.warning(title, message)
+
+    def failure(self, title: str, message: str) -> None:
+        self.observer.failure(title, message)
+
+    def info(self, title: str, message: str) -> None:
+        self.observer.info(title, message)
+
+    def record_failed(self, what: str, problem: str) -> None:
+        self.observer.record_failed(what, problem)
+
+    def runs_page_done(self, page: RunsPageDone) -> None:
+        self.pending.append(RunsPageEnd(page))
+
+    def run_deleted(self, run_id: str) -> None:
+        self.pending.append(RunGone(run_id))
+
+    def take(self) -> list[CrawlMarker]:
+        taken, self.pending = self.pending, []
+        return taken
+
+
+def _with_markers(runs: Iterator[Run], markers: _Markers) -> Iterator[Union[Run, CrawlMarker]]:
+    """`runs` with the markers the strategy gave in between, in order. When reading a page fails,
+    the markers before it still come first (a resumable crawl can checkpoint those pages)."""
+    while True:
+        try:
+            run = next(runs)
+        except StopIteration:
+            break
+        except Exception:
+            yield from markers.take()
+            raise
+        yield from markers.take()
+        yield run
+    yield from markers.take()
 
 
 class MlflowCrawler:
@@ -71,7 +124,7 @@ class MlflowCrawler:
         return self._listed(experiment) and self.settings.experiments.allows(experiment.name)
 
     # -- the crawl --------------------------------------------------------------------------
-    def crawl(self, listing: MlflowListing, plan: CrawlPlan = _FULL) -> Iterator[CrawlRecord]:
+    def crawl(self, listing: MlflowListing, plan: CrawlPlan = _FULL) -> Iterator[Union[CrawlRecord, CrawlMarker]]:
         included = [e for e in listing.experiments if self._included(e)]
         self.observer.filter_out("experiments", sum(1 for e in listing.experiments if self._listed(e)) - len(included))
         logged = self._listed_logged_models(listing, included, plan)
@@ -95,10 +148,14 @@ class MlflowCrawler:
         return FullRuns(included_ids, self._view_type)
 
     def _run_records(self, listing: MlflowListing, included: list[Experiment], plan: CrawlPlan,
-                     logged: LoggedModelIndex, kept_runs: dict[str, Run]) -> Iterator[RunRecord]:
+                     logged: LoggedModelIndex, kept_runs: dict[str, Run]) -> Iterator[Union[RunRecord, CrawlMarker]]:
         by_id = {e.experiment_id: e for e in included}
         strategy = self._run_strategy(listing, list(by_id), plan)
-        for run in strategy.runs(self._runs, self.observer):
+        markers = _Markers(self.observer)
+        for run in _with_markers(strategy.runs(self._runs, markers), markers):
+            if isinstance(run, (RunsPageEnd, RunGone)):
+                yield run
+                continue
             self.observer.seen("runs")
             experiment = by_id.get(run.experiment_id)
             if experiment is None:  # a server answered a run of an experiment it did not ask for

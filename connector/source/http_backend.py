@@ -79,7 +79,7 @@ class HttpBackend:
 
     def __init__(self, tracking_uri: str, registry_uri: str, settings: HttpSettings,
                  auth: Optional[tuple[str, str]] = None, token: Optional[str] = None):
-        limiter = RateLimiter(settings.max_requests_per_second)  # one budget for every request we make
+        limiter = RateLimiter(settings.max_requests_per_second, settings.stop)  # one budget for every request we make
         self.tracking = HttpClient(tracking_uri, settings, auth=auth, token=token, limiter=limiter)
         self.registry = (
             self.tracking if registry_uri.rstrip("/") == tracking_uri.rstrip("/")

@@ -13,7 +13,9 @@ from connector.source.backend import Backend
 from connector.source.mlflow_objects import Run
 from connector.source.errors import MlflowApiError
 from connector.source.paging import Listing, prefetched
-from connector.source.crawl_records import CrawlObserver, IncrementalPlan, ResumePlan, RunsPageDone, parsed
+from connector.source.crawl_records import (
+    CrawlObserver, IncrementalPlan, ResumePlan, RunsObserver, RunsPageDone, parsed,
+)
 
 EXPERIMENT_IDS_PER_RUN_SEARCH = 100
 RUN_IDS_PER_LOOKUP = 100
@@ -69,7 +71,7 @@ class FullRuns:
         self.experiment_ids = experiment_ids
         self.view_type = view_type
 
-    def runs(self, reader: RunReader, observer: CrawlObserver) -> Iterator[Run]:
+    def runs(self, reader: RunReader, observer: RunsObserver) -> Iterator[Run]:
         return reader.search(self.experiment_ids, "", self.view_type)
 
 
@@ -87,7 +89,7 @@ class ResumableRuns:
                                      frozenset(resume.ids_at_start_time)))
         self.batches += [(batch, "", frozenset()) for batch in _batches(pending)]
 
-    def runs(self, reader: RunReader, observer: CrawlObserver) -> Iterator[Run]:
+    def runs(self, reader: RunReader, observer: RunsObserver) -> Iterator[Run]:
         order = ["attributes.start_time ASC"]
         listings = [reader.listing(ids, flt, self.view_type, order) for ids, flt, _ in self.batches]
         last_time: Optional[int] = None
@@ -119,7 +121,7 @@ class IncrementalRuns:
         self.view_type = view_type
         self.include_deleted = include_deleted
 
-    def runs(self, reader: RunReader, observer: CrawlObserver) -> Iterator[Run]:
+    def runs(self, reader: RunReader, observer: RunsObserver) -> Iterator[Run]:
         included = set(self.included_ids)
         seen: set[str] = set()
         flt = f"attributes.start_time >= {int(self.plan.runs_started_since)}"

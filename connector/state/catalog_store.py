@@ -26,7 +26,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
-from connector import stopping
 from connector.mapping.urns import checkpoint_job_urn
 from connector.sinks.gms_client import GmsAuthError, GmsClient, GmsRejected, GmsUnavailable
 from connector.state.history import StoredValue, heads, lineage_config, next_position, stored_value
@@ -226,7 +225,7 @@ class GmsStateStore:
                             "values GMS shows (what it holds is merged in later)", self.urn(pipeline), pointer.id,
                             pointer.sequence, INDEX_WAIT_SEC)
                 return values, pointer
-            stopping.sleep(pause)
+            self.client.settings.http.stop.sleep(pause)
             pause = min(pause * 2, 2.0)
 
     def _pointer(self, pipeline: str) -> Optional[_Pointer]:
