@@ -144,10 +144,14 @@ class MlflowCrawler:
             self.observer.seen("logged_models")
             if lm.model_id in wanted:
                 registered[lm.model_id] = lm
-            elif unregistered_too and not lm.registered and lm.experiment_id in by_id \
-                    and not (self.settings.include_agents and is_agent(lm)):  # agents: their own records
+            elif unregistered_too and self._plain_unregistered(lm, by_id):
                 unregistered.append(lm)
         return LoggedModelIndex.build(registered, unregistered)
+
+    def _plain_unregistered(self, lm: LoggedModel, included: dict[str, Experiment]) -> bool:
+        """An unregistered LoggedModel of an included experiment; agents have their own records."""
+        return not lm.registered and lm.experiment_id in included and not (self.settings.include_agents
+                                                                           and is_agent(lm))
 
     def _registered_logged_models(self, listing: MlflowListing, versions: list, runs: dict[str, Run],
                                   plan: CrawlPlan, logged: LoggedModelIndex) -> dict[str, LoggedModel]:
