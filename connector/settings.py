@@ -106,6 +106,7 @@ def mapping_context(config: MlflowSourceConfig) -> MappingContext:
         champion_alias=config.champion_alias,
         dataset_urn=config.dataset_urn,
         agents_as=config.agents_as,
+        link_prompts=config.include_prompts,
     )
 
 

@@ -30,6 +30,7 @@ def seed_genai(url: str) -> dict:
     with mlflow.start_run(experiment_id=exp, run_name="agent-build") as run:
         mlflow.log_input(tickets, context="training")
         mlflow.set_tag("mlflow.note.content", "Answers support tickets")
+        mlflow.genai.load_prompt("prompts:/support-answer/1")  # links the version to the active run
         agent = mlflow.initialize_logged_model(name="support-agent", model_type="agent", source_run_id=run.info.run_id,
                                                experiment_id=exp)
     client.link_prompt_version_to_model("support-answer", "2", agent.model_id)

@@ -9,6 +9,7 @@ import pytest
 from connector.pipeline import run_ingest
 from connector.recipe import parse_recipe
 from tests.catalog_validation import validate_file
+from tests.expectations import run_urn
 from tests.mlflow_server import mlflow_server
 from tests.seeding_genai import SUPPORT_TEMPLATE, seed_genai
 
@@ -88,6 +89,20 @@ def test_agent_links_its_versions_prompts_and_datasets(genai, tmp_path):
     assert report.crawled["agents"] == 2
     # the registered agent's version stays an mlModel of its registered model
     assert a[model("support-agent_1")]["mlModelProperties"]["groups"] == [group("support-agent")]
+
+
+def test_run_links_the_prompt_version_it_loaded(genai, tmp_path):
+    """Lineage prompt version -> run -> model: the run's input edges (DataHub renders them)."""
+    url, facts = genai
+    a, _ = ingest(url, tmp_path / "out.json", **GENAI)
+    inputs = a[run_urn(facts["run_id"])]["dataProcessInstanceInput"]
+    assert inputs["inputs"][1:] == [model("support-answer_1")] and inputs["inputs"][0].startswith(TICKETS)
+    assert inputs["inputEdges"][1] == {"destinationUrn": model("support-answer_1")}
+    assert a[model("support-agent_1")]["mlModelProperties"]["trainingJobs"] == [run_urn(facts["run_id"])]
+    plain, _ = ingest(url, tmp_path / "plain.json", include_agents=True)  # no prompts: no edge to them
+    assert plain[run_urn(facts["run_id"])]["dataProcessInstanceInput"]["inputs"] == inputs["inputs"][:1]
+    agent = plain[f"urn:li:aiAgent:support-agent_{facts['agent_id']}"]
+    assert agent["aiAgentDependencies"] == {"models": [model("support-agent_1")]}
 
 
 def test_agents_as_ml_model_for_an_older_catalog(genai, tmp_path):

@@ -15,10 +15,10 @@ from connector.mapping.common import (
     status, version_urn,
 )
 from connector.mapping.datasets import dataset_urn_for
-from connector.mapping.prompts import prompt_version_urn
+from connector.mapping.prompts import linked_prompt_urns
 from connector.mapping.registry import map_logged_model
 from connector.source.crawl_records import AgentRecord
-from connector.source.mlflow_objects import LoggedModel, Run, linked_prompts
+from connector.source.mlflow_objects import LoggedModel, Run
 
 AI_AGENT = "ai_agent"
 ML_MODEL = "ml_model"
@@ -41,9 +41,10 @@ def registered_versions(lm: LoggedModel) -> list[tuple[str, str]]:
 
 
 def dependency_models(ctx: MappingContext, lm: LoggedModel) -> list[str]:
-    """The mlModels the agent uses: its registry versions, then the prompt versions it links."""
+    """The mlModels the agent uses: its registry versions, then the prompt versions it links
+    (when the prompts are in the catalog: include_prompts)."""
     models = [version_urn(ctx, name, version) for name, version in registered_versions(lm)]
-    models += [prompt_version_urn(ctx, name, version) for name, version in linked_prompts(lm.tags)]
+    models += linked_prompt_urns(ctx, lm.tags)
     return list(dict.fromkeys(models))
 
 

@@ -13,7 +13,7 @@ from connector.mapping.common import (
     MappingContext, Mcp, custom_properties, drop_none, external_url, known_user, mcp, ownership,
     platform_instance_aspect, sorted_props, status, time_stamp, version_urn,
 )
-from connector.source.mlflow_objects import ModelVersion, RegisteredModel
+from connector.source.mlflow_objects import ModelVersion, RegisteredModel, linked_prompts
 
 PROMPT_SUBTYPE = "Prompt"
 PROMPT_VERSION_SUBTYPE = "Prompt Version"
@@ -34,6 +34,14 @@ def prompt_group_urn(ctx: MappingContext, name: str) -> str:
 
 def prompt_version_urn(ctx: MappingContext, name: str, version: str) -> str:
     return version_urn(ctx, name, version)
+
+
+def linked_prompt_urns(ctx: MappingContext, tags: dict[str, str]) -> list[str]:
+    """The prompt versions a run's or LoggedModel's `mlflow.linkedPrompts` tag names, when the
+    prompts are in the catalog (include_prompts); none otherwise (no edge to a missing entity)."""
+    if not ctx.link_prompts:
+        return []
+    return [prompt_version_urn(ctx, name, version) for name, version in linked_prompts(tags)]
 
 
 def _subtypes(name: str) -> dict:
