@@ -147,7 +147,7 @@ def test_incremental_run_after_a_new_prompt_version_sends_only_it(tmp_path):
     import mlflow
 
     with mlflow_server(tmp_path / "server") as url:
-        seed_genai(url)
+        facts = seed_genai(url)
         config = {"pipeline_name": "genai", "state": {"path": str(tmp_path / "state.json")},
                   "source": {"type": "mlflow", "config": {"tracking_uri": url, "incremental": True, **GENAI}}}
         outputs = []
@@ -172,3 +172,33 @@ def test_incremental_run_after_a_new_prompt_version_sends_only_it(tmp_path):
         v3 = {r["aspectName"]: r["aspect"]["json"] for r in outputs[-1] if r["entityUrn"] == model("support-answer_3")}
         assert v3["documentation"]["documentations"][0]["documentation"] == "```\nAnswer {{question}} kindly.\n```"
         assert json.dumps(v3["versionProperties"]["isLatest"]) == "true"
+        # a prompt and an agent deleted in MLflow: removed from the catalog (their versions too)
+        client = mlflow.MlflowClient(url)
+        client.delete_prompt_version("triage", "1")
+        client.delete_prompt("triage")
+        draft = [m for m in client.search_logged_models([facts["experiment_id"]]) if m.name == "draft-agent"][0]
+        client.delete_logged_model(draft.model_id)
+        gone = run("gone.json")
+        assert gone.mode == "incremental" and gone.entities_removed == 3
+        removed = {r["entityUrn"] for r in outputs[-1] if r["aspectName"] == "status"
+                   and r["aspect"]["json"] == {"removed": True}}
+        assert removed == {group("triage"), model("triage_1"), f"urn:li:aiAgent:draft-agent_{draft.model_id}"}
+
+
+def test_a_registry_that_lists_prompts_as_models_still_shows_them_once(genai, tmp_path):
+    """Another registry may not hide prompts from a plain listing: they stay prompts, not models."""
+    from tests.fault_proxy import FaultProxy
+
+    url, _ = genai
+    prompt = {"name": "support-answer", "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]}
+    version = {"name": "support-answer", "version": "1", "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]}
+    with FaultProxy(url) as proxy:
+        proxy.add("registered-models/search", "rewrite", not_matching="filter=", rewrite=lambda answer: {
+            **answer, "registered_models": [*answer.get("registered_models", []), prompt]})
+        proxy.add("model-versions/search", "rewrite", not_matching="filter=", rewrite=lambda answer: {
+            **answer, "model_versions": [*answer.get("model_versions", []), version]})
+        a, report = ingest(proxy.url, tmp_path / "out.json", **GENAI)
+        plain, plain_report = ingest(proxy.url, tmp_path / "plain.json")
+    assert a[group("support-answer")]["subTypes"] == {"typeNames": ["Prompt"]}
+    assert report.crawled["registered_models"] == plain_report.crawled["registered_models"] == 2
+    assert group("support-answer") not in plain and model("support-answer_1") not in plain
