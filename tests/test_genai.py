@@ -116,6 +116,20 @@ def test_agents_as_ml_model_for_an_older_catalog(genai, tmp_path):
     assert model("support-agent_1") in a
 
 
+def test_platform_instance_names_prompts_and_agents(genai, tmp_path):
+    url, facts = genai
+    a, _ = ingest(url, tmp_path / "out.json", platform_instance="east", **GENAI)
+    instance = {"platform": "urn:li:dataPlatform:mlflow",
+                "instance": "urn:li:dataPlatformInstance:(urn:li:dataPlatform:mlflow,east)"}
+    prompt = a[group("east.support-answer")]
+    assert prompt["dataPlatformInstance"] == instance
+    assert a[model("east.support-answer_2")]["mlModelProperties"]["groups"] == [group("east.support-answer")]
+    agent = a[f"urn:li:aiAgent:east.support-agent_{facts['agent_id']}"]
+    assert agent["dataPlatformInstance"] == instance
+    assert agent["aiAgentDependencies"]["models"] == [model("east.support-agent_1"), model("east.support-answer_2")]
+    assert not [u for u in a if "support-answer" in u and "east." not in u]
+
+
 def test_without_the_options_no_prompt_or_agent(genai, tmp_path):
     url, _ = genai
     a, report = ingest(url, tmp_path / "out.json")
