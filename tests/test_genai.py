@@ -87,8 +87,10 @@ def test_agent_links_its_versions_prompts_and_datasets(genai, tmp_path):
     draft = a[f"urn:li:aiAgent:draft-agent_{facts['draft_id']}"]
     assert draft["aiAgentDependencies"] == {"models": [model("triage_1")]}
     assert report.crawled["agents"] == 2
-    # the registered agent's version stays an mlModel of its registered model
-    assert a[model("support-agent_1")]["mlModelProperties"]["groups"] == [group("support-agent")]
+    # the registered agent's version stays an mlModel of its registered model, naming the prompt it links
+    version = a[model("support-agent_1")]["mlModelProperties"]
+    assert version["groups"] == [group("support-agent")]
+    assert version["customProperties"]["mlflow#linked_prompts"] == "support-answer/2"
 
 
 def test_run_links_the_prompt_version_it_loaded(genai, tmp_path):
@@ -103,6 +105,7 @@ def test_run_links_the_prompt_version_it_loaded(genai, tmp_path):
     assert plain[run_urn(facts["run_id"])]["dataProcessInstanceInput"]["inputs"] == inputs["inputs"][:1]
     agent = plain[f"urn:li:aiAgent:support-agent_{facts['agent_id']}"]
     assert agent["aiAgentDependencies"] == {"models": [model("support-agent_1")]}
+    assert "mlflow#linked_prompts" not in plain[model("support-agent_1")]["mlModelProperties"]["customProperties"]
 
 
 def test_agents_as_ml_model_for_an_older_catalog(genai, tmp_path):

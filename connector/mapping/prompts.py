@@ -44,6 +44,14 @@ def linked_prompt_urns(ctx: MappingContext, tags: dict[str, str]) -> list[str]:
     return [prompt_version_urn(ctx, name, version) for name, version in linked_prompts(tags)]
 
 
+def linked_prompt_names(ctx: MappingContext, tags: dict[str, str]) -> str:
+    """`NAME/VERSION, ...`: the prompt versions a LoggedModel links, as a model's custom property
+    (an mlModel has no lineage edge to another mlModel); "" without include_prompts."""
+    if not ctx.link_prompts:
+        return ""
+    return ", ".join(f"{name}/{version}" for name, version in linked_prompts(tags))
+
+
 def _subtypes(name: str) -> dict:
     return {"typeNames": [name]}
 
