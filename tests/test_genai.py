@@ -219,3 +219,24 @@ def test_a_registry_that_lists_prompts_as_models_still_shows_them_once(genai, tm
     assert a[group("support-answer")]["subTypes"] == {"typeNames": ["Prompt"]}
     assert report.crawled["registered_models"] == plain_report.crawled["registered_models"] == 2
     assert group("support-answer") not in plain and model("support-answer_1") not in plain
+
+
+def test_a_registry_refusing_the_prompt_filter(genai, tmp_path):
+    """Unity Catalog-like refusal: a warning, no prompts, the rest delivered. Another error stops
+    the run (an empty listing would remove every prompt)."""
+    from tests.fault_proxy import FaultProxy
+
+    url, _ = genai
+    recipe = {"source": {"type": "mlflow", "config": {"include_prompts": True}},
+              "sink": {"type": "file", "config": {"filename": str(tmp_path / "out.json")}}}
+    with FaultProxy(url) as proxy:
+        recipe["source"]["config"]["tracking_uri"] = proxy.url
+        proxy.add("filter=tags", "mlflow_error", error_code="INVALID_PARAMETER_VALUE")
+        refused = run_ingest(parse_recipe(recipe))
+        assert refused.ok and refused.crawled["prompts"] == 0
+        assert refused.crawled["registered_models"] == 2
+        assert any("refused to list prompts" in str(w) for w in refused.warnings)
+        proxy.clear()
+        proxy.add("filter=tags", "mlflow_error", error_code="INTERNAL_ERROR")
+        failed = run_ingest(parse_recipe(recipe))
+        assert not failed.ok and "INTERNAL_ERROR" in str(failed.failures)

@@ -17,6 +17,7 @@ from connector.source.paging import Listing, paged
 from connector.source.registry_index import MODEL_VERSIONS_PAGE, REGISTERED_MODELS_PAGE, RegistryIndex
 
 PROMPTS_FILTER = f"tags.`{PROMPT_TAG}` = 'true'"
+_NO_PROMPTS = ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED", "INVALID_PARAMETER_VALUE", "BAD_REQUEST")
 
 
 class PromptReader:
@@ -44,7 +45,11 @@ class PromptReader:
         try:
             prompts = self._prompts()
             versions = self._versions() if prompts else []
-        except MlflowApiError as exc:  # a registry (an MLflow 2 server, Unity Catalog) refusing the filter
+        except MlflowApiError as exc:
+            # a registry that has no prompts and refuses the filter (Unity Catalog, an old server);
+            # any other error stops the run: an empty listing would remove every prompt
+            if exc.status != 404 and exc.error_code not in _NO_PROMPTS:
+                raise
             self.observer.warning("Prompts not listed",
                                   f"the registry refused to list prompts ({exc.error_code or exc})")
             return RegistryIndex.build([], {})
