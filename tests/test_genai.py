@@ -86,6 +86,7 @@ def test_agent_links_its_versions_prompts_and_datasets(genai, tmp_path):
     assert agent["status"] == {"removed": False}
     draft = a[f"urn:li:aiAgent:draft-agent_{facts['draft_id']}"]
     assert draft["aiAgentDependencies"] == {"models": [model("triage_1")]}
+    assert draft["upstreamLineage"] == {"upstreams": []}  # sent empty: a link gone in MLflow goes
     assert report.crawled["agents"] == 2
     # the registered agent's version stays an mlModel of its registered model, naming the prompt it links
     version = a[model("support-agent_1")]["mlModelProperties"]

@@ -81,12 +81,9 @@ def map_ai_agent(ctx: MappingContext, record: AgentRecord) -> Iterator[Mcp]:
     if description:
         info["description"] = description
     yield mcp(urn, "aiAgentInfo", info)
-    models = dependency_models(ctx, lm)
-    if models:
-        yield mcp(urn, "aiAgentDependencies", {"models": models})
-    upstreams = _upstreams(ctx, run, created)
-    if upstreams:
-        yield mcp(urn, "upstreamLineage", {"upstreams": upstreams})
+    # both always sent, empty too: a link gone in MLflow goes from the catalog
+    yield mcp(urn, "aiAgentDependencies", {"models": dependency_models(ctx, lm)})
+    yield mcp(urn, "upstreamLineage", {"upstreams": _upstreams(ctx, run, created)})
     yield mcp(urn, "versionProperties", _version_properties(ctx, record, user))
     yield mcp(urn, "dataPlatformInstance", platform_instance_aspect(ctx))
     owner = ownership(user, lm.creation_timestamp)
