@@ -143,22 +143,23 @@ def test_without_the_options_no_prompt_or_agent(genai, tmp_path):
 
 
 def test_prompt_listing_does_not_grow_with_prompts(tmp_path):
-    """Requests for the registry with prompts: the same for 1 prompt as for 30 (bulk listings)."""
+    """Requests for a registry with prompts: the same for 1 prompt as for 30 (bulk listings)."""
     import mlflow
+
+    def add_prompts(numbers):
+        for i in numbers:  # two versions each
+            mlflow.genai.register_prompt(f"p{i:03d}", template=f"Say {{{{x}}}} #{i}")
+            mlflow.genai.register_prompt(f"p{i:03d}", template=f"Say {{{{x}}}} again #{i}")
 
     counts = []
     with mlflow_server(tmp_path / "server") as url:
         mlflow.set_tracking_uri(url)
-        for total in (1, 30):
-            for i in range(len(counts) and 1, total):
-                mlflow.genai.register_prompt(f"p{i:03d}", template=f"Say {{{{x}}}} #{i}")
-                mlflow.genai.register_prompt(f"p{i:03d}", template=f"Say {{{{x}}}} again #{i}")
-            if not counts:
-                mlflow.genai.register_prompt("p000", template="Say {{x}}")
-            _, report = ingest(url, tmp_path / f"out-{total}.json", include_prompts=True)
-            counts.append((report.crawled["prompts"], report.source_requests))
-    assert counts[0][0] == 1 and counts[1][0] == 30
-    assert counts[0][1] == counts[1][1]
+        for numbers in (range(1), range(1, 30)):
+            add_prompts(numbers)
+            _, report = ingest(url, tmp_path / f"out-{len(counts)}.json", include_prompts=True)
+            counts.append((report.crawled["prompts"], report.crawled["prompt_versions"], report.source_requests))
+    assert [c[:2] for c in counts] == [(1, 2), (30, 60)]
+    assert counts[0][2] == counts[1][2]
 
 
 def test_incremental_run_after_a_new_prompt_version_sends_only_it(tmp_path):
