@@ -25,7 +25,7 @@ export DATAHUB_TELEMETRY_ENABLED := false
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
 .PHONY: bench-lineage reference demo example test test-fast test-datahub-oldest lint install-browser vendor-js install install-server \
-	install-test install-airflow install-datahub-oldest cassettes bench bench-datahub clean
+	install-test install-airflow install-datahub-oldest cassettes bench bench-datahub bench-prompts clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -125,6 +125,10 @@ bench-lineage: install-test install-browser
 # (which gets a venv of its own, .bench/datahub-venv, created from the package registry once).
 bench-datahub: install-test
 	$(PY) -m benchmarks.datahub_ingest
+
+# MLflow requests with include_prompts on and off over 1,000 prompts x 5 versions (docs/benchmarks.md)
+bench-prompts: install-test
+	$(PY) -m benchmarks.prompts $(BENCH_ARGS)
 
 clean:
 	rm -rf .demo out build *.egg-info

@@ -129,6 +129,13 @@ class MlflowSourceConfig(_Strict):
     include_logged_models: bool = Field(False, description="MLflow 3: also LoggedModels no registry version points at.")
     include_signatures: bool = Field(False, description=
         "Read each model's MLmodel; signature columns become mlFeature entities.")
+    include_prompts: bool = Field(False, description=
+        "MLflow 3 Prompt Registry: prompts as mlModelGroups (sub-type Prompt), their versions as mlModels with the "
+        "template as documentation (docs/genai.md). Two paged listings, whatever the number of prompts.")
+    include_agents: bool = Field(False, description=
+        "MLflow 3: LoggedModels of model_type 'agent' as agents (see agents_as), with the prompts they link.")
+    agents_as: Literal["ai_agent", "ml_model"] = Field("ai_agent", description=
+        "ai_agent: DataHub's aiAgent entity (DataHub 1.7 or newer); ml_model: an mlModel, for an older catalog.")
     model_card_tag_prefix: str = Field("card.", description=
         "Tags card.intended_use.primary_uses, card.ethics.*, ... become model card aspects.")
     deprecation_tag: str = Field("deprecated", description=

@@ -79,7 +79,8 @@ def crawl_settings(config: MlflowSourceConfig) -> CrawlSettings:
         include_deleted=config.include_deleted, include_logged_models=config.include_logged_models,
         include_signatures=config.include_signatures, runs_page_size=config.runs_page_size,
         max_workers=config.max_workers, experiments=_name_filter(config.experiment_pattern),
-        models=_name_filter(config.model_pattern))
+        models=_name_filter(config.model_pattern), include_prompts=config.include_prompts,
+        include_agents=config.include_agents)
 
 
 def external_base_url(config: MlflowSourceConfig) -> Optional[str]:
@@ -106,6 +107,8 @@ def mapping_context(config: MlflowSourceConfig) -> MappingContext:
         deprecation_tag=config.deprecation_tag,
         champion_alias=config.champion_alias,
         dataset_urn=config.dataset_urn,
+        agents_as=config.agents_as,
+        link_prompts=config.include_prompts,
     )
 
 
@@ -113,7 +116,14 @@ def source_filters(config: MlflowSourceConfig) -> tuple:
     """The source settings that decide which entities exist: a change means a full crawl."""
     return (config.model_pattern.model_dump_json(), config.experiment_pattern.model_dump_json(),
             config.include_experiments, config.include_runs, config.include_deleted,
-            config.include_logged_models, config.include_signatures)
+            config.include_logged_models, config.include_signatures) + _genai_filters(config)
+
+
+def _genai_filters(config: MlflowSourceConfig) -> tuple:
+    """Only when on: a recipe without them keeps its settings' hash (no full crawl after an upgrade)."""
+    if not (config.include_prompts or config.include_agents):
+        return ()
+    return ("genai", config.include_prompts, config.include_agents, config.agents_as)
 
 
 def gms_settings(c: DatahubRestSinkConfig, *, max_retries: Optional[int] = None, stop: Optional[StopToken] = None):

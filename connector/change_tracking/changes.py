@@ -5,7 +5,7 @@ from __future__ import annotations
 from connector.mapping.catalog_entities import MappedEntity
 
 # Entity kinds an incremental crawl lists in full, so their disappearance is visible to it.
-FULLY_LISTED = ("urn:li:container:", "urn:li:mlModelGroup:", "urn:li:mlModel:")
+FULLY_LISTED = ("urn:li:container:", "urn:li:mlModelGroup:", "urn:li:mlModel:", "urn:li:aiAgent:")
 _RUN = "urn:li:dataProcessInstance:"
 
 

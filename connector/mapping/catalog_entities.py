@@ -7,18 +7,20 @@ import json
 from dataclasses import dataclass
 from typing import Iterator
 
+from connector.mapping.agents import map_agent
 from connector.mapping.common import MappingContext, Mcp, logged_model_name
 from connector.mapping.datasets import dataset_source_key, dataset_source_label, dataset_urn_for, map_dataset
 from connector.mapping.deployments import deployments_for_version, map_deployment
 from connector.mapping.experiments import map_experiment, map_run
 from connector.mapping.features import map_features
 from connector.mapping.memory import MappingMemory
+from connector.mapping.prompts import map_prompt, map_prompt_version
 from connector.mapping.registry import (
     STAGES, VersionInputs, map_logged_model, map_model_group, map_model_version, map_stage_tag, training_inputs,
 )
 from connector.source.mlflow_objects import ModelVersion, RegisteredModel
 from connector.source.crawl_records import (
-    ExperimentRecord, LoggedModelRecord, ModelGroupRecord, RunRecord, VersionRecord,
+    AgentRecord, ExperimentRecord, LoggedModelRecord, ModelGroupRecord, PromptRecord, RunRecord, VersionRecord,
 )
 
 
@@ -100,6 +102,26 @@ def dataset_entities(ctx: MappingContext, run, memory: MappingMemory) -> Iterato
             yield _entity(fingerprint(dataset), map_dataset(ctx, dataset_input))
 
 
+def prompt_entities(ctx: MappingContext, record: PromptRecord) -> Iterator[MappedEntity]:
+    """A prompt's group, then each version (each its own fingerprint: a new version sends itself
+    and the group, whose latest version changed)."""
+    versions = record.versions
+    yield _entity(fingerprint(record.prompt, [v.version for v in versions]), map_prompt(ctx, record.prompt, versions))
+    latest = max((v.version_number for v in versions), default=None)
+    for version in versions:
+        is_latest = version.version_number == latest
+        yield _entity(fingerprint(version, is_latest), map_prompt_version(ctx, version, is_latest))
+
+
+def agent_entities(ctx: MappingContext, record: AgentRecord, memory: MappingMemory) -> Iterator[MappedEntity]:
+    proposals = tuple(map_agent(ctx, record))
+    if not proposals:  # agents_as ml_model, registered: its versions are its mlModels
+        return
+    if record.run is not None and ctx.agents_as == "ai_agent":  # its upstream datasets
+        yield from dataset_entities(ctx, record.run, memory)
+    yield _entity(fingerprint(record.logged_model, record.run, record.is_latest), proposals)
+
+
 def entities_of(ctx: MappingContext, record, memory: MappingMemory) -> Iterator[MappedEntity]:
     """The catalog entities of one crawled record; `memory` keeps entities several records
     share (datasets, features, deployments) to one emission per crawl, and collects warnings."""
@@ -121,6 +143,10 @@ def entities_of(ctx: MappingContext, record, memory: MappingMemory) -> Iterator[
                                                    lm.signature_inputs, run, lm, memory)
         yield _entity(fingerprint(lm, run), map_logged_model(ctx, lm, record.experiment, run, feature_urns))
         yield from features
+    elif isinstance(record, PromptRecord):
+        yield from prompt_entities(ctx, record)
+    elif isinstance(record, AgentRecord):
+        yield from agent_entities(ctx, record, memory)
 
 
 def describe(record) -> str:
@@ -132,6 +158,10 @@ def describe(record) -> str:
         return f"registered model {record.model.name!r}"
     if isinstance(record, LoggedModelRecord):
         return f"logged model {record.logged_model.model_id}"
+    if isinstance(record, PromptRecord):
+        return f"prompt {record.prompt.name!r}"
+    if isinstance(record, AgentRecord):
+        return f"agent {record.logged_model.model_id}"
     return f"model version {record.version.name!r} v{record.version.version}"
 
 

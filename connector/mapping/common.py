@@ -39,6 +39,10 @@ class MappingContext:
     deprecation_tag: str = "deprecated"
     champion_alias: str = "champion"
     dataset_urn: str = "source"  # "source": datasets keyed by name and source; "name": by name (DataHub's source)
+    # "ai_agent" (DataHub 1.7's aiAgent) or "ml_model" (older catalogs); out of repr (the settings'
+    # hash): settings.source_filters holds it when agents are crawled
+    agents_as: str = field(default="ai_agent", repr=False)
+    link_prompts: bool = field(default=False, repr=False)  # include_prompts: runs link the prompts they loaded
 
 
 def mcp(urn: str, aspect_name: str, aspect: dict) -> Mcp:

@@ -9,6 +9,7 @@ from connector.mapping.common import (
     logged_model_urn, mcp, metrics, platform_instance_aspect, run_urn, status, time_stamp, version_urn,
 )
 from connector.mapping.datasets import dataset_urn_for
+from connector.mapping.prompts import linked_prompt_urns
 from connector.secrets import redact_url
 from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, Run
 
@@ -104,8 +105,10 @@ def map_run(ctx: MappingContext, run: Run, experiment: Experiment,
         if run.start_time is not None:
             event["durationMillis"] = max(0, run.end_time - run.start_time)
         yield mcp(urn, "dataProcessInstanceRunEvent", event)
-    if run.dataset_inputs:
-        inputs = list(dict.fromkeys(dataset_urn_for(ctx, i.dataset) for i in run.dataset_inputs))
+    # the prompt versions the run loaded (include_prompts): lineage prompt version -> run -> model
+    inputs = list(dict.fromkeys([dataset_urn_for(ctx, i.dataset) for i in run.dataset_inputs]
+                                + linked_prompt_urns(ctx, run.tags)))
+    if inputs:
         yield mcp(urn, "dataProcessInstanceInput", {
             "inputs": inputs, "inputEdges": [{"destinationUrn": u} for u in inputs],
         })

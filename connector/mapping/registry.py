@@ -13,6 +13,7 @@ from connector.mapping.common import (
 from connector.mapping.deployments import deployments_for_version
 from connector.mapping.datasets import dataset_urn_for
 from connector.mapping.experiments import experiment_container_urn
+from connector.mapping.prompts import linked_prompt_names
 from connector.mapping.model_cards import (
     card_tags, deprecation, deprecation_note, map_model_card, without_card_tags,
 )
@@ -193,6 +194,7 @@ def _version_properties(ctx: MappingContext, v: _Version, training_metrics) -> d
         "source": _shown(version.source), "status": version.status, "run_id": version.run_id,
         "current_stage": version.current_stage, "model_id": version.model_id,
         "artifact_uri": _shown(_storage_location(version, run, logged_model)),
+        "linked_prompts": linked_prompt_names(ctx, logged_model.tags) if logged_model else "",
     })
     params = {**(run.params if run else {}), **(logged_model.params if logged_model else {})}
     props = drop_none({
@@ -273,7 +275,8 @@ def map_logged_model(ctx: MappingContext, logged: LoggedModel, experiment: Exper
     training_metrics, evaluated = _metrics_and_evaluations(ctx, run, logged)
     custom = custom_properties({k: v for k, v in logged.tags.items() if not k.startswith("mlflow.")}, {
         "model_id": logged.model_id, "status": logged.status, "model_type": logged.model_type,
-        "artifact_uri": _shown(logged.artifact_uri), "source_run_id": logged.source_run_id})
+        "artifact_uri": _shown(logged.artifact_uri), "source_run_id": logged.source_run_id,
+        "linked_prompts": linked_prompt_names(ctx, logged.tags)})
     user = known_user(logged.tags.get("mlflow.user"))
     yield mcp(urn, "mlModelProperties", drop_none({
         "name": name,

@@ -129,6 +129,17 @@ def version_set_urn(model_name: str, platform: str = PLATFORM, instance: Optiona
     return f"urn:li:versionSet:({guid(_keyed({'platform': platform, 'name': model_name}, instance))},mlModel)"
 
 
+def ai_agent_urn(name: str, instance: Optional[str] = None) -> str:
+    """An agent (DataHub 1.7's aiAgent entity) by its catalog name, `INSTANCE.NAME` with an instance."""
+    return _fit(lambda n: f"urn:li:aiAgent:{n}", qualified(name, instance), simple=True)
+
+
+def agent_version_set_urn(experiment_id: str, name: str, instance: Optional[str] = None) -> str:
+    """The agents of one name in one experiment: the versions of one agent."""
+    fields = {"platform": PLATFORM, "experiment_id": experiment_id, "name": name}
+    return f"urn:li:versionSet:({guid(_keyed(fields, instance))},aiAgent)"
+
+
 def experiment_urn(name: str, instance: Optional[str] = None, platform: str = PLATFORM) -> str:
     return f"urn:li:container:{guid(_keyed({'platform': platform_urn(platform), 'id': name}, instance))}"
 

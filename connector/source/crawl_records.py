@@ -35,6 +35,8 @@ class CrawlSettings:
     max_workers: int = 4
     experiments: NameFilter = NameFilter()
     models: NameFilter = NameFilter()
+    include_prompts: bool = False  # the Prompt Registry's prompts and versions
+    include_agents: bool = False   # LoggedModels of model_type "agent"
 
 
 # -- records -------------------------------------------------------------------------------
@@ -76,7 +78,24 @@ class LoggedModelRecord:
     run: Optional[Run] = None  # its source run: params, training data and metrics to de-duplicate
 
 
-CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, LoggedModelRecord]
+@dataclass(frozen=True, slots=True)
+class PromptRecord:
+    """include_prompts: a Prompt Registry prompt with every version (aliases merged in)."""
+    prompt: RegisteredModel
+    versions: tuple[ModelVersion, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    """include_agents: a LoggedModel MLflow marks as an agent."""
+    logged_model: LoggedModel
+    experiment: Experiment
+    run: Optional[Run] = None  # its source run: the datasets it read, its description
+    is_latest: bool = True     # the newest agent of its name in its experiment
+
+
+CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, LoggedModelRecord,
+                    PromptRecord, AgentRecord]
 
 
 # -- what the crawl tells as it goes, besides records -----------------------------------------

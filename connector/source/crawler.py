@@ -4,7 +4,8 @@ A crawl has two steps, and data flows one way through them:
 1. `list_mlflow()` lists what is listed whole: experiments and the registry (an index);
 2. `crawl(listing, plan)` yields, in this order: experiments, runs (streamed page by page, not
    kept), LoggedModels no version registers (on request), then each registered model followed by
-   its versions. Versions come last because they carry their source run, LoggedModel and
+   its versions; then (on request) the Prompt Registry's prompts and the agents. Versions come
+   last (before those) because they carry their source run, LoggedModel and
    signature: only the runs some version points at are kept, so memory grows with versions, not
    with runs. The plan (plain data, from whoever keeps the state) says which runs and versions
    an incremental crawl reads.
@@ -17,7 +18,9 @@ from typing import Iterator, Optional, Union
 
 from connector.source.backend import Backend
 from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
+from connector.source.agents import agent_records, is_agent
 from connector.source.logged_models import LoggedModelIndex, LoggedModelReader
+from connector.source.prompts import PromptReader, prompt_records
 from connector.source.crawl_records import (
     CrawlMarker, CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, ExperimentRecord, FullPlan, IncrementalPlan,
     LoggedModelRecord, ModelGroupRecord, ResumePlan, RunGone, RunRecord, RunsPageDone, RunsPageEnd, VersionRecord,
@@ -136,6 +139,16 @@ class MlflowCrawler:
             if self.settings.include_runs and included:
                 yield from self._run_records(listing, included, plan, logged, kept_runs)
         yield from self._registry_records(listing, included, plan, logged, kept_runs)
+        # listed whole on every run (two paged listings; agents per batch of experiments): the
+        # fingerprints tell an incremental run what changed
+        if self.settings.include_prompts:
+            yield from prompt_records(PromptReader(self.backend, self.settings.models, self.observer).index(),
+                                      self.observer)
+        if self.settings.include_agents:
+            agent_experiments = included if self.settings.include_experiments else [
+                e for e in experiments(self.backend, self.observer) if self._included(e)]
+            yield from agent_records(self._logged_models, self._runs, agent_experiments, self._executor,
+                                     self.observer)
 
     def _run_strategy(self, listing: MlflowListing, included_ids: list[str], plan: CrawlPlan) -> RunStrategy:
         if isinstance(plan, IncrementalPlan):
@@ -188,9 +201,14 @@ class MlflowCrawler:
             self.observer.seen("logged_models")
             if lm.model_id in wanted:
                 registered[lm.model_id] = lm
-            elif unregistered_too and not lm.registered and lm.experiment_id in by_id:
+            elif unregistered_too and self._plain_unregistered(lm, by_id):
                 unregistered.append(lm)
         return LoggedModelIndex.build(registered, unregistered)
+
+    def _plain_unregistered(self, lm: LoggedModel, included: dict[str, Experiment]) -> bool:
+        """An unregistered LoggedModel of an included experiment; agents have their own records."""
+        return not lm.registered and lm.experiment_id in included and not (self.settings.include_agents
+                                                                           and is_agent(lm))
 
     def _registered_logged_models(self, listing: MlflowListing, versions: list, runs: dict[str, Run],
                                   plan: CrawlPlan, logged: LoggedModelIndex) -> dict[str, LoggedModel]:

@@ -184,8 +184,11 @@ class HttpBackend:
                                    f"{run_id}, not a run with its info.run_id: not MLflow's answer")
         return run
 
-    def search_logged_models(self, experiment_ids: list[str], max_results: int, page_token: Optional[str]) -> Page:
+    def search_logged_models(self, experiment_ids: list[str], max_results: int, page_token: Optional[str],
+                             filter_string: str = "") -> Page:
         body: dict[str, Any] = {"experiment_ids": experiment_ids, "max_results": max_results}
+        if filter_string:
+            body["filter"] = filter_string
         if page_token:
             body["page_token"] = page_token
         return self._listed(self.tracking, "POST", "logged-models/search", body=body)
@@ -195,8 +198,11 @@ class HttpBackend:
         where = f"/api/2.0/mlflow-artifacts/artifacts/{path.lstrip('/')}"
         return self._answer(self.tracking, "GET", where, where, optional=True).body
 
-    def search_registered_models(self, max_results: int, page_token: Optional[str]) -> Page:
+    def search_registered_models(self, max_results: int, page_token: Optional[str],
+                                 filter_string: str = "") -> Page:
         params: dict[str, Any] = {"max_results": max_results}
+        if filter_string:
+            params["filter"] = filter_string
         if page_token:
             params["page_token"] = page_token
         return self._listed(self.registry, "GET", "registered-models/search", params=params)

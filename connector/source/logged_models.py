@@ -36,15 +36,18 @@ class LoggedModelReader:
         self.observer = observer
         self.supported = True
 
-    def _listing(self, batch: list[str]) -> Listing:
+    def _listing(self, batch: list[str], filter_string: str) -> Listing:
         return Listing("logged-models/search",
-                       lambda token: self.backend.search_logged_models(batch, LOGGED_MODELS_PAGE, token))
+                       lambda token: self.backend.search_logged_models(batch, LOGGED_MODELS_PAGE, token,
+                                                                       filter_string))
 
-    def list(self, experiment_ids: list[str], executor: ThreadPoolExecutor) -> Iterator[LoggedModel]:
+    def list(self, experiment_ids: list[str], executor: ThreadPoolExecutor,
+             filter_string: str = "") -> Iterator[LoggedModel]:
         if not self.supported or not experiment_ids:
             return
         try:
-            for _, page in prefetched([self._listing(b) for b in _batches(experiment_ids)], executor):
+            listings = [self._listing(b, filter_string) for b in _batches(experiment_ids)]
+            for _, page in prefetched(listings, executor):
                 yield from parsed(page, LoggedModel.from_json, self.observer)
         except MlflowApiError as exc:
             if exc.status != 404 and exc.error_code not in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED"):

@@ -15,6 +15,22 @@ from connector.source.fields import (  # noqa: F401  (MalformedRecord, json_kind
 )
 
 
+PROMPT_TAG = "mlflow.prompt.is_prompt"       # "true" on a prompt and on each of its versions
+LINKED_PROMPTS_TAG = "mlflow.linkedPrompts"  # JSON [{"name", "version"}] on LoggedModels and runs
+
+
+def linked_prompts(tags: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The (prompt name, version) pairs a LoggedModel's or run's tags link; () for none or a
+    value that is not MLflow's list."""
+    try:
+        items = json.loads(tags.get(LINKED_PROMPTS_TAG) or "[]")
+    except ValueError:
+        return ()
+    pairs = [(str(i["name"]), str(i["version"])) for i in items if isinstance(items, list)
+             and isinstance(i, dict) and i.get("name") and i.get("version") is not None]
+    return tuple(sorted(set(pairs)))
+
+
 def _order(metric: dict) -> tuple[int, int]:
     """Where a logged metric value stands in MLflow's own order: step, then timestamp."""
     return (_int(metric.get("step"), "step") or 0, _int(metric.get("timestamp"), "timestamp") or 0)
@@ -220,6 +236,11 @@ class RegisteredModel:
     tags: dict[str, str] = field(default_factory=dict)
     # alias -> version, as MLflow returns them on the registered model
     aliases: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_prompt(self) -> bool:
+        """A Prompt Registry prompt (MLflow 3 keeps prompts as tagged registered models)."""
+        return self.tags.get(PROMPT_TAG, "").lower() == "true"
 
     @classmethod
     def from_json(cls, d: dict) -> "RegisteredModel":

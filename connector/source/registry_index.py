@@ -72,7 +72,8 @@ class RegistryReader:
     def registered_models(self) -> list[RegisteredModel]:
         listing = Listing("registered-models/search",
                           lambda t: self.backend.search_registered_models(REGISTERED_MODELS_PAGE, t))
-        listed = list(parsed(paged(listing), RegisteredModel.from_json, self.observer))
+        # a server that does not hide prompts from this listing: they are crawled as prompts, not models
+        listed = [m for m in parsed(paged(listing), RegisteredModel.from_json, self.observer) if not m.is_prompt]
         models = [m for m in listed if self.filter.allows(m.name)]
         self.observer.filter_out("registered_models", len(listed) - len(models))
         return sorted(models, key=lambda m: m.name)

@@ -85,18 +85,19 @@ class StoreBackend:
                 return None
             raise
 
-    def search_logged_models(self, experiment_ids, max_results, page_token):
+    def search_logged_models(self, experiment_ids, max_results, page_token, filter_string=""):
         search = getattr(self._tracking, "search_logged_models", None)
         if search is None:
             raise MlflowApiError("this MLflow store has no logged models", error_code="ENDPOINT_NOT_FOUND")
-        page = self._call(search, experiment_ids=experiment_ids, max_results=max_results, page_token=page_token)
+        page = self._call(search, experiment_ids=experiment_ids, filter_string=filter_string or None,
+                          max_results=max_results, page_token=page_token)
         return [_to_json(m) for m in page], page.token
 
     def read_artifact(self, path: str) -> bytes:
         raise MlflowApiError(f"mlflow-artifacts:/{path} needs a tracking server", error_code="BAD_REQUEST")
 
-    def search_registered_models(self, max_results: int, page_token: Optional[str]):
-        page = self._call(self._registry.search_registered_models,
+    def search_registered_models(self, max_results: int, page_token: Optional[str], filter_string: str = ""):
+        page = self._call(self._registry.search_registered_models, filter_string=filter_string or None,
                           max_results=max_results, page_token=page_token)
         return [_to_json(m) for m in page], page.token
 
