@@ -129,6 +129,9 @@ class MlflowSourceConfig(_Strict):
     include_logged_models: bool = Field(False, description="MLflow 3: also LoggedModels no registry version points at.")
     include_signatures: bool = Field(False, description=
         "Read each model's MLmodel; signature columns become mlFeature entities.")
+    include_evaluation_datasets: bool = Field(False, description=
+        "MLflow 3: GenAI evaluation datasets (one paged listing, no record read) as datasets with their schema; "
+        "the models an evaluation measured point at them and at their evaluation runs.")
     model_card_tag_prefix: str = Field("card.", description=
         "Tags card.intended_use.primary_uses, card.ethics.*, ... become model card aspects.")
     deprecation_tag: str = Field("deprecated", description=

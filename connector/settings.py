@@ -75,7 +75,8 @@ def crawl_settings(config: MlflowSourceConfig) -> CrawlSettings:
     return CrawlSettings(
         include_experiments=config.include_experiments, include_runs=config.include_runs,
         include_deleted=config.include_deleted, include_logged_models=config.include_logged_models,
-        include_signatures=config.include_signatures, runs_page_size=config.runs_page_size,
+        include_signatures=config.include_signatures,
+        include_evaluation_datasets=config.include_evaluation_datasets, runs_page_size=config.runs_page_size,
         max_workers=config.max_workers, experiments=_name_filter(config.experiment_pattern),
         models=_name_filter(config.model_pattern))
 
@@ -111,7 +112,9 @@ def source_filters(config: MlflowSourceConfig) -> tuple:
     """The source settings that decide which entities exist: a change means a full crawl."""
     return (config.model_pattern.model_dump_json(), config.experiment_pattern.model_dump_json(),
             config.include_experiments, config.include_runs, config.include_deleted,
-            config.include_logged_models, config.include_signatures)
+            config.include_logged_models, config.include_signatures,
+            # only when on: the states of recipes without it keep their settings' hash
+            *(("evaluation_datasets",) if config.include_evaluation_datasets else ()))
 
 
 def gms_settings(c: DatahubRestSinkConfig, *, max_retries: Optional[int] = None):

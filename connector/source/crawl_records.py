@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
 
 from connector.source.mlflow_objects import Experiment, LoggedModel, MalformedRecord, ModelVersion, RegisteredModel, Run
+
+if TYPE_CHECKING:
+    from connector.source.evaluation import EvaluationDataset
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class CrawlSettings:
     include_runs: bool = True
     include_logged_models: bool = False
     include_signatures: bool = False
+    include_evaluation_datasets: bool = False
     include_deleted: bool = False
     runs_page_size: int = 1000
     max_workers: int = 4
@@ -76,7 +80,14 @@ class LoggedModelRecord:
     run: Optional[Run] = None  # its source run: params, training data and metrics to de-duplicate
 
 
-CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, LoggedModelRecord]
+@dataclass(frozen=True, slots=True)
+class EvaluationDatasetRecord:
+    """include_evaluation_datasets: a GenAI evaluation dataset (MLflow 3)."""
+    dataset: "EvaluationDataset"
+
+
+CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, LoggedModelRecord,
+                    EvaluationDatasetRecord]
 
 
 # -- what the crawl tells as it goes, besides records -----------------------------------------

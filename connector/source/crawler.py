@@ -17,9 +17,11 @@ from typing import Iterator, Optional, Union
 
 from connector.source.backend import Backend
 from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
+from connector.source.evaluation import EvaluationDatasetReader
 from connector.source.logged_models import LoggedModelIndex, LoggedModelReader
 from connector.source.crawl_records import (
-    CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, ExperimentRecord, FullPlan, IncrementalPlan,
+    CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, EvaluationDatasetRecord, ExperimentRecord, FullPlan,
+    IncrementalPlan,
     LoggedModelRecord, ModelGroupRecord, ResumePlan, RunRecord, VersionRecord,
 )
 from connector.source.registry_index import MlflowListing, RegistryIndex, experiments, list_mlflow
@@ -75,6 +77,10 @@ class MlflowCrawler:
         included = [e for e in listing.experiments if self._included(e)]
         self.observer.filter_out("experiments", sum(1 for e in listing.experiments if self._listed(e)) - len(included))
         logged = self._listed_logged_models(listing, included, plan)
+        if self.settings.include_evaluation_datasets:  # listed whole, in every crawl: first, as runs use them
+            for dataset in EvaluationDatasetReader(self.backend, self.observer).list():
+                self.observer.seen("evaluation_datasets")
+                yield EvaluationDatasetRecord(dataset)
         kept_runs: dict[str, Run] = {}  # runs some version or unregistered LoggedModel points at
         if self.settings.include_experiments:
             self.observer.seen("experiments", len(included))
