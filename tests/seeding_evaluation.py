@@ -5,6 +5,8 @@ and custom @scorer functions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
 QUESTIONS = [
     {"inputs": {"question": "What is MLflow?"}, "expectations": {"expected_response": "A platform"}},
@@ -21,6 +23,7 @@ class EvaluationFacts:
     agent_model_id: str            # a LoggedModel no version registers
     bot_run_id: str                # the evaluation run of qa_bot v1
     agent_run_id: str              # the evaluation run of the agent
+    db: Optional[Path] = None      # the server's sqlite store, for reading it in-process
 
 
 def _answer(question: str) -> str:

@@ -30,8 +30,11 @@ def agent_urn(facts):
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    with mlflow_server(tmp_path_factory.mktemp("genai-eval")) as url:
-        yield seed_evaluation(url)
+    root = tmp_path_factory.mktemp("genai-eval")
+    with mlflow_server(root) as url:
+        facts = seed_evaluation(url)
+        facts.db = root / "mlflow.db"
+        yield facts
 
 
 def ingest(url, out, **config):
@@ -86,6 +89,15 @@ def test_off_by_default_and_with_a_platform_instance(evaluated, tmp_path):
     c, _ = ingest(evaluated.url, tmp_path / "named.json", dataset_urn="name", **ON)
     assert c[named]["subTypes"] == {"typeNames": ["Evaluation Dataset"]}
     assert c[model_urn("qa_bot", 1)]["mlModelEvaluationData"] == {"evaluationData": [{"dataset": named}]}
+
+
+def test_a_store_read_in_process_gives_the_same_entities(evaluated, tmp_path):
+    over_http, _ = ingest(evaluated.url, tmp_path / "http.json", **ON)
+    in_process, report = ingest(f"sqlite:///{evaluated.db}", tmp_path / "store.json", **ON)
+    urn = eval_dataset_urn("qa_eval", evaluated.dataset_id)
+    assert in_process[urn] == over_http[urn] and report.crawled["evaluation_datasets"] == 1
+    assert in_process[model_urn("qa_bot", 1)]["mlModelEvaluationData"] == over_http[model_urn("qa_bot", 1)][
+        "mlModelEvaluationData"]
 
 
 def test_loads_into_datahub_lite(evaluated, tmp_path):
