@@ -70,7 +70,8 @@ def test_evaluation_runs_and_the_models_they_evaluated(evaluated, tmp_path):
         assert run["subTypes"] == {"typeNames": ["Evaluation Run"]}
         assert run["dataProcessInstanceProperties"]["customProperties"]["mlflow#evaluation_scorers"] == \
             "exact_match, short_answer"
-        assert run["dataProcessInstanceInput"]["inputs"] == [dataset]  # the run's input is the dataset entity
+        # its inputs: the dataset entity (the same URN) and the model it evaluated
+        assert run["dataProcessInstanceInput"]["inputs"] == [dataset, model]
         assert a[model]["mlModelEvaluationData"] == {"evaluationData": [{"dataset": dataset}]}
         assert a[model]["mlModelProperties"]["downstreamJobs"] == [run_urn(run_id)]
         metrics = {m["name"]: m["value"] for m in a[model]["mlModelProperties"]["trainingMetrics"]}

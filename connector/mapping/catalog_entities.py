@@ -10,7 +10,9 @@ from typing import Iterator
 from connector.mapping.common import MappingContext, Mcp, logged_model_name
 from connector.mapping.datasets import dataset_source_key, dataset_source_label, dataset_urn_for, map_dataset
 from connector.mapping.deployments import deployments_for_version, map_deployment
-from connector.mapping.evaluation import evaluation_dataset_urn, map_evaluation_dataset, with_evaluations
+from connector.mapping.evaluation import (
+    evaluated_model_key, evaluation_dataset_urn, map_evaluation_dataset, with_evaluated_models, with_evaluations,
+)
 from connector.mapping.experiments import map_experiment, map_run
 from connector.mapping.features import map_features
 from connector.mapping.memory import MappingMemory
@@ -57,9 +59,10 @@ def stage_tag_entities() -> Iterator[MappedEntity]:
 
 
 def run_fingerprint(record: RunRecord) -> str:
+    evaluated = [evaluated_model_key(m) for m in record.evaluated_models]
     return fingerprint(record.run, record.experiment.name,
                        [(v.name, v.version) for v in record.produced_versions],
-                       [(lm.name, lm.model_id) for lm in record.logged_models])
+                       [(lm.name, lm.model_id) for lm in record.logged_models], *([evaluated] if evaluated else []))
 
 
 def version_fingerprint(version: ModelVersion, model: RegisteredModel, is_latest: bool) -> str:
@@ -121,8 +124,9 @@ def entities_of(ctx: MappingContext, record, memory: MappingMemory) -> Iterator[
         yield _entity(FULLY_LISTED_MARK + fingerprint(dataset), map_evaluation_dataset(ctx, dataset))
     elif isinstance(record, RunRecord):
         yield from dataset_entities(ctx, record.run, memory)
-        yield _entity(run_fingerprint(record), map_run(ctx, record.run, record.experiment,
-                                                       record.produced_versions, record.logged_models))
+        yield _entity(run_fingerprint(record), with_evaluated_models(ctx, map_run(
+            ctx, record.run, record.experiment, record.produced_versions, record.logged_models),
+            record.evaluated_models))
     elif isinstance(record, ModelGroupRecord):
         yield _entity(fingerprint(record.model, [(v.version, v.run_id) for v in record.versions]),
                       map_model_group(ctx, record.model, record.versions))

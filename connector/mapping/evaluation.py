@@ -16,11 +16,11 @@ from typing import Iterable, Iterator, Optional
 
 from connector.mapping import urns
 from connector.mapping.common import (
-    MappingContext, Mcp, drop_none, known_user, mcp, platform_instance_aspect, run_urn, sorted_props, status,
-    time_stamp,
+    MappingContext, Mcp, drop_none, known_user, logged_model_urn, mcp, platform_instance_aspect, run_urn,
+    sorted_props, status, time_stamp, version_urn,
 )
 from connector.source.evaluation import EVALUATION_DATASET_SOURCE, EvaluationDataset, is_evaluation_run
-from connector.source.mlflow_objects import LoggedModel, Run
+from connector.source.mlflow_objects import LoggedModel, ModelVersion, Run
 
 SOURCE_ID_LENGTH = 12  # as mapping.datasets: hex digits of the source's GUID in a dataset URN
 EVALUATION_DATASET_SUBTYPE = "Evaluation Dataset"
@@ -117,6 +117,40 @@ def evaluation_run_properties(run: Run) -> dict[str, str]:
 
 def run_subtype(run: Run, default: str) -> str:
     return EVALUATION_RUN_SUBTYPE if is_evaluation_run(run.tags) else default
+
+
+def evaluated_model_key(model) -> tuple:
+    if isinstance(model, ModelVersion):
+        return ("version", model.name, model.version)
+    return ("logged_model", model.name, model.model_id)
+
+
+def evaluated_model_urn(ctx: MappingContext, model) -> str:
+    if isinstance(model, ModelVersion):
+        return version_urn(ctx, model.name, model.version)
+    return logged_model_urn(ctx, model.name, model.model_id)
+
+
+def with_evaluated_models(ctx: MappingContext, proposals: Iterable[Mcp], evaluated: Iterable) -> list[Mcp]:
+    """An evaluation run's proposals with the models it evaluated among its inputs (DataHub's
+    dataProcessInstanceInput takes mlModel URNs): the model is upstream of its evaluation."""
+    proposals = list(proposals)
+    models = list(dict.fromkeys(evaluated_model_urn(ctx, m) for m in evaluated))
+    if not models or not proposals:
+        return proposals
+    urn = proposals[0].entity_urn
+    out, placed = [], False
+    for p in proposals:
+        if p.aspect_name == "dataProcessInstanceInput":
+            inputs = _merged(p.aspect.get("inputs", []), models)
+            p, placed = mcp(urn, p.aspect_name, {"inputs": inputs,
+                                                 "inputEdges": [{"destinationUrn": u} for u in inputs]}), True
+        elif p.aspect_name == "dataPlatformInstance" and not placed:
+            out.append(mcp(urn, "dataProcessInstanceInput", {
+                "inputs": models, "inputEdges": [{"destinationUrn": u} for u in models]}))
+            placed = True
+        out.append(p)
+    return out
 
 
 # -- models an evaluation measured ---------------------------------------------------------------

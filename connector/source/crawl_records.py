@@ -54,6 +54,8 @@ class RunRecord:
     produced_versions: tuple[ModelVersion, ...] = ()
     # include_logged_models: the run's LoggedModels no version registers (they become its outputs)
     logged_models: tuple[LoggedModel, ...] = ()
+    # an evaluation run: the models (versions registering, or unregistered LoggedModels) it evaluated
+    evaluated_models: tuple[Union[ModelVersion, LoggedModel], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

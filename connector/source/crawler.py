@@ -17,7 +17,7 @@ from typing import Iterator, Optional, Union
 
 from connector.source.backend import Backend
 from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
-from connector.source.evaluation import EvaluationDatasetReader
+from connector.source.evaluation import EvaluationDatasetReader, evaluated_models, models_by_evaluation_run
 from connector.source.logged_models import LoggedModelIndex, LoggedModelReader
 from connector.source.crawl_records import (
     CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, EvaluationDatasetRecord, ExperimentRecord, FullPlan,
@@ -103,6 +103,9 @@ class MlflowCrawler:
     def _run_records(self, listing: MlflowListing, included: list[Experiment], plan: CrawlPlan,
                      logged: LoggedModelIndex, kept_runs: dict[str, Run]) -> Iterator[RunRecord]:
         by_id = {e.experiment_id: e for e in included}
+        # with include_logged_models only: then every crawl, full or incremental, lists LoggedModels first
+        evaluated_index = models_by_evaluation_run(listing.registry.all_versions(), [
+            *logged.registered.values(), *logged.unregistered]) if self.settings.include_logged_models else {}
         strategy = self._run_strategy(listing, list(by_id), plan)
         for run in strategy.runs(self._runs, self.observer):
             self.observer.seen("runs")
@@ -115,7 +118,7 @@ class MlflowCrawler:
             models = logged.by_run.get(run.run_id, ())
             if produced or models:
                 kept_runs[run.run_id] = run
-            yield RunRecord(run, experiment, produced, models)
+            yield RunRecord(run, experiment, produced, models, evaluated_models(run, evaluated_index))
 
     # -- LoggedModels -------------------------------------------------------------------------
     def _listed_logged_models(self, listing: MlflowListing, included: list[Experiment],

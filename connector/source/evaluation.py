@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, Union
 
 from connector.source.backend import Backend
 from connector.source.crawl_records import CrawlObserver, parsed
 from connector.source.errors import MlflowApiError
+from connector.source.mlflow_objects import LoggedModel, ModelVersion, Run
 from connector.source.fields import _int, _name_of, _object, _parsing, _text
 from connector.source.paging import Listing, paged
 
@@ -81,6 +82,30 @@ def evaluation_dataset_id(source_type: str, source: str) -> Optional[str]:
         return None
     dataset_id = fields.get("dataset_id") if isinstance(fields, dict) else None
     return str(dataset_id) if dataset_id else None
+
+
+EvaluatedModel = Union[ModelVersion, LoggedModel]
+
+
+def models_by_evaluation_run(versions: Iterable[tuple[Any, ModelVersion]], logged: Iterable[LoggedModel]
+                             ) -> dict[str, tuple[EvaluatedModel, ...]]:
+    """Evaluation run id -> the models it evaluated, as the catalog holds them (the versions
+    registering the LoggedModel, else the LoggedModel itself). MLflow's run search leaves out a
+    run's model inputs; the LoggedModel's metrics name the run that measured them."""
+    registering: dict[str, list[ModelVersion]] = {}
+    for _, version in versions:
+        if version.model_id:
+            registering.setdefault(version.model_id, []).append(version)
+    index: dict[str, list[EvaluatedModel]] = {}
+    for lm in logged:
+        runs = {m.run_id for m in lm.metrics if m.dataset_name and m.run_id and m.run_id != lm.source_run_id}
+        for run_id in sorted(runs):
+            index.setdefault(run_id, []).extend(registering.get(lm.model_id) or [lm])
+    return {k: tuple(v) for k, v in index.items()}
+
+
+def evaluated_models(run: Run, index: dict[str, tuple[EvaluatedModel, ...]]) -> tuple[EvaluatedModel, ...]:
+    return index.get(run.run_id, ()) if is_evaluation_run(run.tags) else ()
 
 
 class EvaluationDatasetReader:
