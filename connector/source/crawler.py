@@ -5,9 +5,9 @@ A crawl has two steps, and data flows one way through them:
 2. `crawl(listing, plan)` yields, in this order: (on request) GenAI evaluation datasets, experiments,
    runs (streamed page by page, not kept), LoggedModels no version registers (on request), then
    each registered model followed by its versions. Versions come last because they carry their
-   source run, LoggedModel and signature: only the runs some version points at are kept, so memory grows with versions, not
-   with runs. The plan (plain data, from whoever keeps the state) says which runs and versions
-   an incremental crawl reads.
+   source run, LoggedModel and signature: only the runs some version points at are kept, so memory
+   grows with versions, not with runs. The plan (plain data, from whoever keeps the state) says
+   which runs and versions an incremental crawl reads.
 """
 from __future__ import annotations
 
