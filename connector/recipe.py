@@ -136,6 +136,9 @@ class MlflowSourceConfig(_Strict):
         "MLflow 3: LoggedModels of model_type 'agent' as agents (see agents_as), with the prompts they link.")
     agents_as: Literal["ai_agent", "ml_model"] = Field("ai_agent", description=
         "ai_agent: DataHub's aiAgent entity (DataHub 1.7 or newer); ml_model: an mlModel, for an older catalog.")
+    include_evaluation_datasets: bool = Field(False, description=
+        "MLflow 3: GenAI evaluation datasets (one paged listing, no record read) as datasets with their schema; "
+        "the models an evaluation measured point at them and at their evaluation runs.")
     model_card_tag_prefix: str = Field("card.", description=
         "Tags card.intended_use.primary_uses, card.ethics.*, ... become model card aspects.")
     deprecation_tag: str = Field("deprecated", description=

@@ -77,7 +77,8 @@ def crawl_settings(config: MlflowSourceConfig) -> CrawlSettings:
     return CrawlSettings(
         include_experiments=config.include_experiments, include_runs=config.include_runs,
         include_deleted=config.include_deleted, include_logged_models=config.include_logged_models,
-        include_signatures=config.include_signatures, runs_page_size=config.runs_page_size,
+        include_signatures=config.include_signatures,
+        include_evaluation_datasets=config.include_evaluation_datasets, runs_page_size=config.runs_page_size,
         max_workers=config.max_workers, experiments=_name_filter(config.experiment_pattern),
         models=_name_filter(config.model_pattern), include_prompts=config.include_prompts,
         include_agents=config.include_agents)
@@ -121,9 +122,12 @@ def source_filters(config: MlflowSourceConfig) -> tuple:
 
 def _genai_filters(config: MlflowSourceConfig) -> tuple:
     """Only when on: a recipe without them keeps its settings' hash (no full crawl after an upgrade)."""
-    if not (config.include_prompts or config.include_agents):
-        return ()
-    return ("genai", config.include_prompts, config.include_agents, config.agents_as)
+    filters: tuple = ()
+    if config.include_prompts or config.include_agents:
+        filters += ("genai", config.include_prompts, config.include_agents, config.agents_as)
+    if config.include_evaluation_datasets:
+        filters += ("evaluation_datasets",)
+    return filters
 
 
 def gms_settings(c: DatahubRestSinkConfig, *, max_retries: Optional[int] = None, stop: Optional[StopToken] = None):

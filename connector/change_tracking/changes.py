@@ -2,7 +2,7 @@
 against the one the catalog got last time."""
 from __future__ import annotations
 
-from connector.mapping.catalog_entities import MappedEntity
+from connector.mapping.catalog_entities import FULLY_LISTED_MARK, MappedEntity
 
 # Entity kinds an incremental crawl lists in full, so their disappearance is visible to it.
 FULLY_LISTED = ("urn:li:container:", "urn:li:mlModelGroup:", "urn:li:mlModel:", "urn:li:aiAgent:")
@@ -20,7 +20,9 @@ class ChangeDetector:
     def see(self, urn: str, fp: str) -> bool:
         """Note the entity's fingerprint; True when it differs from the catalog's."""
         self.current[urn] = fp
-        if urn.startswith(FULLY_LISTED):
+        # a listed entity met another way (a deleted evaluation dataset a run still reads) is still there
+        if urn.startswith(FULLY_LISTED) or FULLY_LISTED_MARK in (fp[:len(FULLY_LISTED_MARK)],
+                                                                 self.baseline.get(urn, "")[:len(FULLY_LISTED_MARK)]):
             self.seen_listed.add(urn)
         return self.baseline.get(urn) != fp
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from connector.mapping import urns
-from connector.change_tracking.changes import FULLY_LISTED
+from connector.change_tracking.changes import FULLY_LISTED, FULLY_LISTED_MARK
 
 
 def gone_entities(previous: dict[str, str], current: dict[str, str], seen_listed: set[str],
@@ -14,7 +14,8 @@ def gone_entities(previous: dict[str, str], current: dict[str, str], seen_listed
     a full crawl sees everything, so whatever it did not see is gone."""
     removed = set(deleted)
     if incremental:
-        removed.update(u for u in previous if u.startswith(FULLY_LISTED) and u not in seen_listed and u in current)
+        removed.update(u for u in previous if (u.startswith(FULLY_LISTED) or previous[u].startswith(FULLY_LISTED_MARK))
+                       and u not in seen_listed and u in current)
     else:
         removed.update(u for u in previous if u not in current)
     return sorted(removed)

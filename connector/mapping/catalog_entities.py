@@ -11,6 +11,9 @@ from connector.mapping.agents import map_agent
 from connector.mapping.common import MappingContext, Mcp, logged_model_name
 from connector.mapping.datasets import dataset_source_key, dataset_source_label, dataset_urn_for, map_dataset
 from connector.mapping.deployments import deployments_for_version, map_deployment
+from connector.mapping.evaluation import (
+    evaluated_model_key, evaluation_dataset_urn, map_evaluation_dataset, with_evaluated_models, with_evaluations,
+)
 from connector.mapping.experiments import map_experiment, map_run
 from connector.mapping.features import map_features
 from connector.mapping.memory import MappingMemory
@@ -20,7 +23,8 @@ from connector.mapping.registry import (
 )
 from connector.source.mlflow_objects import ModelVersion, RegisteredModel
 from connector.source.crawl_records import (
-    AgentRecord, ExperimentRecord, LoggedModelRecord, ModelGroupRecord, PromptRecord, RunRecord, VersionRecord,
+    AgentRecord, EvaluationDatasetRecord, ExperimentRecord, LoggedModelRecord, ModelGroupRecord, PromptRecord,
+    RunRecord, VersionRecord,
 )
 
 
@@ -42,6 +46,11 @@ def fingerprint(*parts) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
+# Fingerprints of entities MLflow lists whole in every crawl although their URN kind (dataset) is
+# not: an incremental crawl that does not list one again knows it is gone.
+FULLY_LISTED_MARK = "listed:"
+
+
 def _entity(fp: str, proposals) -> MappedEntity:
     proposals = tuple(proposals)
     return MappedEntity(proposals[0].entity_urn, fp, proposals)
@@ -53,9 +62,10 @@ def stage_tag_entities() -> Iterator[MappedEntity]:
 
 
 def run_fingerprint(record: RunRecord) -> str:
+    evaluated = [evaluated_model_key(m) for m in record.evaluated_models]
     return fingerprint(record.run, record.experiment.name,
                        [(v.name, v.version) for v in record.produced_versions],
-                       [(lm.name, lm.model_id) for lm in record.logged_models])
+                       [(lm.name, lm.model_id) for lm in record.logged_models], *([evaluated] if evaluated else []))
 
 
 def version_fingerprint(version: ModelVersion, model: RegisteredModel, is_latest: bool) -> str:
@@ -82,8 +92,10 @@ def version_entities(ctx: MappingContext, record: VersionRecord, memory: Mapping
     run = record.run
     feature_urns, features = _feature_entities(ctx, record.model.name, record.signature_inputs, run,
                                                record.logged_model, memory)
-    yield _entity(version_fingerprint(record.version, record.model, record.is_latest), map_model_version(
-        ctx, record.version, record.model, run, VersionInputs(record.logged_model, record.is_latest, feature_urns)))
+    yield _entity(version_fingerprint(record.version, record.model, record.is_latest), with_evaluations(
+        ctx, map_model_version(ctx, record.version, record.model, run,
+                               VersionInputs(record.logged_model, record.is_latest, feature_urns)),
+        record.logged_model, memory.evaluation_datasets))
     yield from features
     for deployment in deployments_for_version(ctx.deployment_rules, record.version, ctx.env, ctx.platform_instance):
         if memory.first_emission(deployment.urn):
@@ -127,10 +139,17 @@ def entities_of(ctx: MappingContext, record, memory: MappingMemory) -> Iterator[
     share (datasets, features, deployments) to one emission per crawl, and collects warnings."""
     if isinstance(record, ExperimentRecord):
         yield _entity(fingerprint(record.experiment), map_experiment(ctx, record.experiment))
+    elif isinstance(record, EvaluationDatasetRecord):
+        dataset = record.dataset
+        urn = evaluation_dataset_urn(ctx, dataset.name, dataset.dataset_id)
+        memory.saw_evaluation_dataset(dataset.name, urn)
+        memory.first_emission(urn)  # the runs that read it do not describe it again
+        yield _entity(FULLY_LISTED_MARK + fingerprint(dataset), map_evaluation_dataset(ctx, dataset))
     elif isinstance(record, RunRecord):
         yield from dataset_entities(ctx, record.run, memory)
-        yield _entity(run_fingerprint(record), map_run(ctx, record.run, record.experiment,
-                                                       record.produced_versions, record.logged_models))
+        yield _entity(run_fingerprint(record), with_evaluated_models(ctx, map_run(
+            ctx, record.run, record.experiment, record.produced_versions, record.logged_models),
+            record.evaluated_models))
     elif isinstance(record, ModelGroupRecord):
         yield _entity(fingerprint(record.model, [(v.version, v.run_id) for v in record.versions]),
                       map_model_group(ctx, record.model, record.versions))
@@ -141,7 +160,8 @@ def entities_of(ctx: MappingContext, record, memory: MappingMemory) -> Iterator[
         # its features under its own name (NAME_MODELID): the usual name `model` would mix experiments
         feature_urns, features = _feature_entities(ctx, logged_model_name(ctx, lm.name, lm.model_id),
                                                    lm.signature_inputs, run, lm, memory)
-        yield _entity(fingerprint(lm, run), map_logged_model(ctx, lm, record.experiment, run, feature_urns))
+        yield _entity(fingerprint(lm, run), with_evaluations(
+            ctx, map_logged_model(ctx, lm, record.experiment, run, feature_urns), lm, memory.evaluation_datasets))
         yield from features
     elif isinstance(record, PromptRecord):
         yield from prompt_entities(ctx, record)
@@ -156,6 +176,8 @@ def describe(record) -> str:
         return f"run {record.run.run_id}"
     if isinstance(record, ModelGroupRecord):
         return f"registered model {record.model.name!r}"
+    if isinstance(record, EvaluationDatasetRecord):
+        return f"evaluation dataset {record.dataset.name!r} ({record.dataset.dataset_id})"
     if isinstance(record, LoggedModelRecord):
         return f"logged model {record.logged_model.model_id}"
     if isinstance(record, PromptRecord):

@@ -12,8 +12,10 @@ from typing import Iterator, Optional
 from urllib.parse import unquote, urlsplit
 
 from connector.mapping import urns
+from connector.mapping.evaluation import evaluation_source_key
 from connector.mapping.common import MappingContext, Mcp, mcp, platform_instance_aspect, sorted_props, status
 from connector.mapping.platforms import DATAHUB_PLATFORMS, SOURCE_TYPE_PLATFORMS
+from connector.source.evaluation import evaluation_dataset_id
 from connector.source.mlflow_objects import DatasetInput, LoggedDataset
 
 # MLflow colspec types -> the catalog's schema field types
@@ -30,7 +32,11 @@ SOURCE_ID_LENGTH = 12  # hex digits of the source's GUID in a dataset URN
 
 def dataset_source_key(dataset: LoggedDataset) -> dict:
     """What identifies a dataset beside its name: where its data lives; for data nothing
-    locates (built in code), its source description and content digest."""
+    locates (built in code), its source description and content digest; for an evaluation
+    dataset, its id."""
+    evaluation_id = evaluation_dataset_id(dataset.source_type, dataset.source)
+    if evaluation_id:
+        return evaluation_source_key(evaluation_id)
     location = dataset.source_table or dataset.source_uri
     if location:
         return {"source_type": dataset.source_type, "location": location}

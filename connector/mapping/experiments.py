@@ -9,6 +9,7 @@ from connector.mapping.common import (
     logged_model_urn, mcp, metrics, platform_instance_aspect, run_urn, status, time_stamp, version_urn,
 )
 from connector.mapping.datasets import dataset_urn_for
+from connector.mapping.evaluation import evaluation_run_properties, run_subtype
 from connector.mapping.prompts import linked_prompt_urns
 from connector.secrets import redact_url
 from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, Run
@@ -73,7 +74,7 @@ def map_run(ctx: MappingContext, run: Run, experiment: Experiment,
     urn = run_urn(ctx, run.run_id)
     url = external_url(ctx, "experiments", run.experiment_id, "runs", run.run_id)
     custom = custom_properties(run.tags, {"status": run.status, "experiment_id": run.experiment_id,
-                                          "lifecycle_stage": run.lifecycle_stage})
+                                          "lifecycle_stage": run.lifecycle_stage, **evaluation_run_properties(run)})
     yield mcp(urn, "dataProcessInstanceProperties", drop_none({
         "name": run.run_name or run.run_id,
         "created": audit_stamp(run.start_time, run.user_id),
@@ -81,7 +82,7 @@ def map_run(ctx: MappingContext, run: Run, experiment: Experiment,
         "customProperties": custom,
         "type": "BATCH_AD_HOC",
     }))
-    yield mcp(urn, "subTypes", {"typeNames": ["ML Training Run"]})
+    yield mcp(urn, "subTypes", {"typeNames": [run_subtype(run, "ML Training Run")]})
     yield mcp(urn, "container", {"container": experiment_container_urn(ctx, experiment)})
     yield mcp(urn, "mlTrainingRunProperties", drop_none({
         "id": run.run_id,

@@ -12,6 +12,11 @@ class MappingMemory:
         self._dataset_sources: dict[str, tuple[str, str]] = {}  # dataset URN -> (identity, label) first seen
         self._warned: set[tuple[str, str]] = set()
         self._warnings: list[tuple[str, str]] = []
+        self.evaluation_datasets: dict[str, set[str]] = {}  # evaluation dataset name -> its URNs
+
+    def saw_evaluation_dataset(self, name: str, urn: str) -> None:
+        """An evaluation dataset listed this crawl (before the models its evaluations measured)."""
+        self.evaluation_datasets.setdefault(name, set()).add(urn)
 
     def first_emission(self, urn: str) -> bool:
         """True the first time a shared entity (dataset, feature, deployment) is met this crawl."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Protocol, TypeVar, Union
 
 from connector.source.mlflow_objects import Experiment, LoggedModel, MalformedRecord, ModelVersion, RegisteredModel, Run
+
+if TYPE_CHECKING:
+    from connector.source.evaluation import EvaluationDataset
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class CrawlSettings:
     include_runs: bool = True
     include_logged_models: bool = False
     include_signatures: bool = False
+    include_evaluation_datasets: bool = False
     include_deleted: bool = False
     runs_page_size: int = 1000
     max_workers: int = 4
@@ -52,6 +56,8 @@ class RunRecord:
     produced_versions: tuple[ModelVersion, ...] = ()
     # include_logged_models: the run's LoggedModels no version registers (they become its outputs)
     logged_models: tuple[LoggedModel, ...] = ()
+    # an evaluation run: the models (versions registering, or unregistered LoggedModels) it evaluated
+    evaluated_models: tuple[Union[ModelVersion, LoggedModel], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +100,14 @@ class AgentRecord:
     is_latest: bool = True     # the newest agent of its name in its experiment
 
 
+@dataclass(frozen=True, slots=True)
+class EvaluationDatasetRecord:
+    """include_evaluation_datasets: a GenAI evaluation dataset (MLflow 3)."""
+    dataset: "EvaluationDataset"
+
+
 CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord, LoggedModelRecord,
-                    PromptRecord, AgentRecord]
+                    PromptRecord, AgentRecord, EvaluationDatasetRecord]
 
 
 # -- what the crawl tells as it goes, besides records -----------------------------------------

@@ -2,12 +2,12 @@
 
 A crawl has two steps, and data flows one way through them:
 1. `list_mlflow()` lists what is listed whole: experiments and the registry (an index);
-2. `crawl(listing, plan)` yields, in this order: experiments, runs (streamed page by page, not
-   kept), LoggedModels no version registers (on request), then each registered model followed by
-   its versions; then (on request) the Prompt Registry's prompts and the agents. Versions come
-   last (before those) because they carry their source run, LoggedModel and
-   signature: only the runs some version points at are kept, so memory grows with versions, not
-   with runs. The plan (plain data, from whoever keeps the state) says which runs and versions
+2. `crawl(listing, plan)` yields, in this order: (on request) GenAI evaluation datasets, experiments,
+   runs (streamed page by page, not kept), LoggedModels no version registers (on request), then
+   each registered model followed by its versions; then (on request) the Prompt Registry's prompts
+   and the agents. Versions come after the runs because they carry their source run, LoggedModel
+   and signature: only the runs some version points at are kept, so memory grows with versions,
+   not with runs. The plan (plain data, from whoever keeps the state) says which runs and versions
    an incremental crawl reads.
 """
 from __future__ import annotations
@@ -19,11 +19,13 @@ from typing import Iterator, Optional, Union
 from connector.source.backend import Backend
 from connector.source.mlflow_objects import Experiment, LoggedModel, ModelVersion, RegisteredModel, Run
 from connector.source.agents import agent_records, is_agent
+from connector.source.evaluation import EvaluationDatasetReader, evaluated_models, models_by_evaluation_run
 from connector.source.logged_models import LoggedModelIndex, LoggedModelReader
 from connector.source.prompts import PromptReader, prompt_records
 from connector.source.crawl_records import (
-    CrawlMarker, CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, ExperimentRecord, FullPlan, IncrementalPlan,
-    LoggedModelRecord, ModelGroupRecord, ResumePlan, RunGone, RunRecord, RunsPageDone, RunsPageEnd, VersionRecord,
+    CrawlMarker, CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, EvaluationDatasetRecord, ExperimentRecord,
+    FullPlan, IncrementalPlan, LoggedModelRecord, ModelGroupRecord, ResumePlan, RunGone, RunRecord, RunsPageDone,
+    RunsPageEnd, VersionRecord,
 )
 from connector.source.registry_index import MlflowListing, RegistryIndex, experiments, list_mlflow
 from connector.source.runs import FullRuns, IncrementalRuns, ResumableRuns, RunReader
@@ -131,6 +133,10 @@ class MlflowCrawler:
         included = [e for e in listing.experiments if self._included(e)]
         self.observer.filter_out("experiments", sum(1 for e in listing.experiments if self._listed(e)) - len(included))
         logged = self._listed_logged_models(listing, included, plan)
+        if self.settings.include_evaluation_datasets:  # listed whole, in every crawl: first, as runs use them
+            for dataset in EvaluationDatasetReader(self.backend, self.observer).list():
+                self.observer.seen("evaluation_datasets")
+                yield EvaluationDatasetRecord(dataset)
         kept_runs: dict[str, Run] = {}  # runs some version or unregistered LoggedModel points at
         if self.settings.include_experiments:
             self.observer.seen("experiments", len(included))
@@ -163,6 +169,9 @@ class MlflowCrawler:
     def _run_records(self, listing: MlflowListing, included: list[Experiment], plan: CrawlPlan,
                      logged: LoggedModelIndex, kept_runs: dict[str, Run]) -> Iterator[Union[RunRecord, CrawlMarker]]:
         by_id = {e.experiment_id: e for e in included}
+        # with include_logged_models only: then every crawl, full or incremental, lists LoggedModels first
+        evaluated_index = models_by_evaluation_run(listing.registry.all_versions(), [
+            *logged.registered.values(), *logged.unregistered]) if self.settings.include_logged_models else {}
         strategy = self._run_strategy(listing, list(by_id), plan)
         markers = _Markers(self.observer)
         for run in _with_markers(strategy.runs(self._runs, markers), markers):
@@ -179,7 +188,7 @@ class MlflowCrawler:
             models = logged.by_run.get(run.run_id, ())
             if produced or models:
                 kept_runs[run.run_id] = run
-            yield RunRecord(run, experiment, produced, models)
+            yield RunRecord(run, experiment, produced, models, evaluated_models(run, evaluated_index))
 
     # -- LoggedModels -------------------------------------------------------------------------
     def _listed_logged_models(self, listing: MlflowListing, included: list[Experiment],

@@ -25,7 +25,9 @@ _SHAPES = {
     "logged-models/search": ("models", ("info.model_id",)),
     "registered-models/search": ("registered_models", ("name",)),
     "model-versions/search": ("model_versions", ("name", "version")),
+    "/api/3.0/mlflow/datasets/search": ("datasets", ("dataset_id",)),  # GenAI evaluation datasets (3.x)
 }
+_OPTIONAL = ("logged-models/search", "/api/3.0/mlflow/datasets/search")  # endpoints older servers lack
 
 
 class UnexpectedAnswer(SourceError):
@@ -122,7 +124,8 @@ class HttpBackend:
 
     def _call(self, client: HttpClient, method: str, endpoint: str, *, params=None, body=None,
               optional: bool = False) -> dict:
-        answer = self._answer(client, method, f"{API}/{endpoint}", endpoint, optional, params=params, json_body=body)
+        path = endpoint if endpoint.startswith("/") else f"{API}/{endpoint}"  # "/api/3.0/...": a full path
+        answer = self._answer(client, method, path, endpoint, optional, params=params, json_body=body)
         data = answer.json_object()
         if data is not None:
             return data
@@ -135,9 +138,9 @@ class HttpBackend:
 
     def _listed(self, client: HttpClient, method: str, endpoint: str, **kwargs) -> Page:
         """One page of a listing, its shape checked: a wrong server is named, not taken for an empty MLflow."""
-        out = self._call(client, method, endpoint, optional=endpoint == "logged-models/search", **kwargs)
+        out = self._call(client, method, endpoint, optional=endpoint in _OPTIONAL, **kwargs)
         key, ids = _SHAPES[endpoint]
-        where = f"{client.base_url}{API}/{endpoint}"
+        where = f"{client.base_url}{endpoint if endpoint.startswith('/') else f'{API}/{endpoint}'}"
         if out and key not in out and "next_page_token" not in out:
             raise UnexpectedAnswer(
                 f"{where} answered {_keys(out)}, none of what MLflow's {endpoint} returns ({key!r}, "
@@ -192,6 +195,12 @@ class HttpBackend:
         if page_token:
             body["page_token"] = page_token
         return self._listed(self.tracking, "POST", "logged-models/search", body=body)
+
+    def search_evaluation_datasets(self, max_results: int, page_token: Optional[str]) -> Page:
+        body: dict[str, Any] = {"max_results": max_results}
+        if page_token:
+            body["page_token"] = page_token
+        return self._listed(self.tracking, "POST", "/api/3.0/mlflow/datasets/search", body=body)
 
     def read_artifact(self, path: str) -> bytes:
         """A file the server proxies (mlflow-artifacts:/PATH); rate-limited like every other request."""

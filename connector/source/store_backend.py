@@ -93,6 +93,13 @@ class StoreBackend:
                           max_results=max_results, page_token=page_token)
         return [_to_json(m) for m in page], page.token
 
+    def search_evaluation_datasets(self, max_results, page_token):
+        search = getattr(self._tracking, "search_datasets", None)
+        if search is None:
+            raise MlflowApiError("this MLflow store has no evaluation datasets", error_code="ENDPOINT_NOT_FOUND")
+        page = self._call(search, max_results=max_results, page_token=page_token)
+        return [_to_json(d) for d in page], page.token
+
     def read_artifact(self, path: str) -> bytes:
         raise MlflowApiError(f"mlflow-artifacts:/{path} needs a tracking server", error_code="BAD_REQUEST")
 
