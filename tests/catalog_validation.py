@@ -10,6 +10,30 @@ from datahub.metadata import schema_classes
 from datahub.metadata.urns import Urn
 
 
+def _sdk_answers_attribute_error() -> None:
+    """The metadata-file check loads `datahub.sdk` into the test process, whose module __getattr__
+    answers an unknown name with KeyError (acryl-datahub 1.7) instead of AttributeError: a later
+    import that looks names up across every loaded module (skops, under mlflow.sklearn.log_model in
+    the team seeding) then fails. Give it the AttributeError Python expects."""
+    import datahub.sdk as sdk
+
+    lookup = getattr(sdk, "__getattr__", None)
+    if lookup is None or getattr(lookup, "answers_attribute_error", False):
+        return
+
+    def __getattr__(name: str):
+        try:
+            return lookup(name)
+        except KeyError:
+            raise AttributeError(f"module 'datahub.sdk' has no attribute {name!r}") from None
+
+    __getattr__.answers_attribute_error = True  # type: ignore[attr-defined]
+    sdk.__getattr__ = __getattr__  # type: ignore[attr-defined]
+
+
+_sdk_answers_attribute_error()
+
+
 def _urns_in(value):
     if isinstance(value, str):
         if value.startswith("urn:li:"):
