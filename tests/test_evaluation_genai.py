@@ -3,6 +3,7 @@
 scorers, the models they evaluated pointing at both; incremental runs, removal, DataHub Lite and
 the `datahub ingest` plugin."""
 import json
+import os
 
 import pytest
 
@@ -30,11 +31,24 @@ def agent_urn(facts):
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
+    import mlflow
+    from mlflow.tracking import fluent
+
     root = tmp_path_factory.mktemp("genai-eval")
-    with mlflow_server(root) as url:
-        facts = seed_evaluation(url)
-        facts.db = root / "mlflow.db"
-        yield facts
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    try:
+        with mlflow_server(root) as url:
+            facts = seed_evaluation(url)
+            facts.db = root / "mlflow.db"
+            yield facts
+    finally:  # MLflow's GenAI APIs work on process-wide state (and MLFLOW_* variables): later tests must not
+        mlflow.clear_active_model()  # inherit the tracking and registry URIs or the experiment
+        fluent._active_experiment_id = None
+        mlflow.set_tracking_uri(saved.get("MLFLOW_TRACKING_URI"))
+        mlflow.set_registry_uri(saved.get("MLFLOW_REGISTRY_URI"))  # type: ignore[arg-type]
+        for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+            del os.environ[key]
+        os.environ.update(saved)
 
 
 def ingest(url, out, **config):
