@@ -185,7 +185,8 @@ def with_evaluations(ctx: MappingContext, proposals: Iterable[Mcp], logged: Opti
     has_evaluation_data = False
     for p in proposals:
         if p.aspect_name == "mlModelProperties" and run_ids:
-            jobs = _merged(p.aspect.get("downstreamJobs", []), (run_urn(ctx, r) for r in run_ids))
+            # sorted by URN: run ids and their URNs (hashes) sort differently
+            jobs = _merged(p.aspect.get("downstreamJobs", []), sorted(run_urn(ctx, r) for r in run_ids))
             p = mcp(urn, p.aspect_name, {**p.aspect, "downstreamJobs": jobs})
         elif p.aspect_name == "mlModelEvaluationData":
             has_evaluation_data = True
