@@ -1,9 +1,11 @@
-"""One ingestion run: crawl MLflow -> for each record, the tracker selects -> mapping -> sink.
+"""One ingestion run, wired from the parts the settings step made (run_parts.py):
 
-    source (crawl, records) -> tracking (select, with a state section) -> mapping -> sink (delivery)
+    crawl (records and markers) -> tracker observes -> mapping -> tracker selects -> sink
+    a page-end marker -> a checkpoint the delivery loop takes; at the end removals and the state
 
-The tracker decides on a version before it is mapped (from its registry data), on anything else
-by the fingerprint of what mapping made of it (it calls the mapping it is handed).
+The tracker only observes: it says a version is not worth mapping when its registry data did not
+change, and selects the mapped entities whose fingerprint changed; nothing calls into it from the
+crawl, and it never calls the mapping.
 """
 from __future__ import annotations
 
@@ -69,8 +71,8 @@ CHECKPOINT_DUE = _CheckpointDue()
 def run_ingest(recipe: Recipe, options: Optional[RunOptions] = None, *, sink: Optional[Sink] = None,
                **flags: Any) -> Report:
     """Crawl, map and deliver (to `sink`, else the recipe's). `options` (or its fields as keywords:
-    dry_run, preview, progress_interval, resume) say how. Raises LockHeld when another run of
-    this pipeline is going on."""
+    dry_run, preview, progress_interval, resume, stop) say how; `stop` is this run's StopToken.
+    Raises LockHeld when another run of this pipeline is going on."""
     options = options or RunOptions(**flags)
     report = Report(pipeline_name=recipe.pipeline_name or "", dry_run=options.dry_run,
                     run_id=new_run_id(recipe.pipeline_name),
