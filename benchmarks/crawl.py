@@ -219,7 +219,8 @@ def write_recipe(path: Path, source: dict, out: Path) -> str:
 
 def command_runs(args: argparse.Namespace, url: str, tmp: Path) -> None:
     """Whole commands, imports included, each writing a file: our CLI, our plugin in `datahub ingest`
-    (DataHub's file sink), and DataHub's framework floor: `datahub ingest` of an empty file source."""
+    (DataHub's file sink), and DataHub's floors: `datahub ingest` of an empty file source (the
+    framework), and of a file holding the same proposals (the framework and its per-work-unit cost)."""
     (tmp / "home").mkdir(exist_ok=True)
     (tmp / "empty.json").write_text("[]\n")
     config = {"tracking_uri": url, "runs_page_size": args.runs_page_size, **json.loads(args.extra)}
@@ -232,6 +233,11 @@ def command_runs(args: argparse.Namespace, url: str, tmp: Path) -> None:
                                                            tmp / "plugin-out.json")),
         "datahub ingest, empty source": ("datahub", write_recipe(tmp / "empty-recipe.json", empty,
                                                                  tmp / "empty-out.json")),
+        # DataHub's own per-work-unit cost: the CLI's proposals (its first round wrote them) read back
+        # by DataHub's file source into DataHub's file sink
+        "datahub ingest, same proposals from a file": ("datahub", write_recipe(
+            tmp / "replay-recipe.json", {"type": "file", "config": {"path": str(tmp / "cli-out.json")}},
+            tmp / "replay-out.json")),
     }
     jobs = {label: partial(measure, None, kind, recipe, home=tmp / "home") for label, (kind, recipe) in recipes.items()}
     results = interleaved(jobs, args.repeat)
