@@ -129,6 +129,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--extra", default="{}", help="extra source config for ours, as JSON")
     parser.add_argument("--skip-incremental", action="store_true",
                         help="leave out the full run with state and the incremental runs that find no change")
+    parser.add_argument("--skip-crawl", action="store_true", help="leave out the crawl against the floor")
     parser.add_argument("--skip-commands", action="store_true",
                         help="leave out the whole commands (our CLI, our plugin in datahub ingest, DataHub's floor)")
     parser.add_argument("--memory-scale", default="",
@@ -156,7 +157,8 @@ def main() -> int:
         (Path(tmp) / "server" / "mlflow.db").symlink_to(db)
         with mlflow_server(Path(tmp) / "server", workers=1) as url:
             measure(None, "floor", url, str(args.floor_runs_page_size))  # warm the server's caches once
-            full_runs(args, url, trees, Path(tmp))
+            if not args.skip_crawl:
+                full_runs(args, url, trees, Path(tmp))
             if not args.skip_commands:
                 command_runs(args, url, Path(tmp))
             if not args.skip_incremental:
