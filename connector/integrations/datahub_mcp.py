@@ -12,7 +12,6 @@ DataHub put there that is not plain) takes avrogen's own path.
 from __future__ import annotations
 
 from collections import OrderedDict
-from functools import lru_cache
 
 from avrogen.dict_wrapper import DictWrapper
 from datahub.metadata.schema_classes import MetadataChangeProposalClass
@@ -24,9 +23,16 @@ class _NotPlain(Exception):
     pass
 
 
-@lru_cache(maxsize=None)
-def _fields(record_class: type) -> tuple:
-    return tuple((field.name, field.has_default, field.default) for field in record_class.RECORD_SCHEMA.fields)
+_FIELDS: dict[type, tuple] = {}
+
+
+def _fields(record_class: type[DictWrapper]) -> tuple:
+    """(name, has a default, default) of each field, in schema order; read once per class."""
+    fields = _FIELDS.get(record_class)
+    if fields is None:
+        fields = _FIELDS[record_class] = tuple((field.name, field.has_default, field.default)
+                                               for field in record_class.RECORD_SCHEMA.fields)
+    return fields
 
 
 def _record(obj: DictWrapper) -> OrderedDict:
