@@ -127,6 +127,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-tree", type=Path, action="append", default=[],
                         help="another checkout whose connector to measure beside ours (repeatable)")
     parser.add_argument("--extra", default="{}", help="extra source config for ours, as JSON")
+    parser.add_argument("--incremental", action="store_true", help=argparse.SUPPRESS)  # the default now
     parser.add_argument("--skip-incremental", action="store_true",
                         help="leave out the full run with state and the incremental runs that find no change")
     parser.add_argument("--skip-crawl", action="store_true", help="leave out the crawl against the floor")
