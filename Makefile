@@ -111,8 +111,10 @@ reference: install-test
 cassettes: install-test
 	$(PY) -m tests.record_cassettes
 
-# make bench BENCH_ARGS='--baseline-tree ../before --incremental': an older checkout's connector
-# measured beside ours and the floor in the same run (git worktree add ../before COMMIT).
+# make bench: the crawl against the paging floor, our CLI against our plugin in `datahub ingest` and
+# DataHub's floors, an incremental no-change run against a full one (medians of 5 interleaved rounds).
+# BENCH_ARGS='--baseline-tree ../before': an older checkout's connector beside ours (git worktree add
+# ../before COMMIT); '--memory-scale 5000,50000,1000000': peak RSS by store size (stores built once).
 BENCH_ARGS ?=
 bench: install-test
 	$(PY) -m benchmarks.crawl $(BENCH_ARGS)

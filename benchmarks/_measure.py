@@ -3,6 +3,8 @@ peak_rss_mb, tree} as JSON (cpu_seconds: this process's CPU, all threads; less n
 
     python benchmarks/_measure.py floor URL RUNS_PAGE_SIZE
     PYTHONPATH=TREE python benchmarks/_measure.py ours URL RUNS_PAGE_SIZE OUT.json [extra JSON [recipe JSON]]
+    python benchmarks/_measure.py cli RECIPE        # `mlflow-catalog ingest -c RECIPE`, imports included
+    python benchmarks/_measure.py datahub RECIPE    # `datahub ingest -c RECIPE`, imports included
 
 Run as a script (not -m), so that `connector` comes from PYTHONPATH: the checkout being measured.
 `tree` names the checkout whose `connector` ran (null for the floor).
@@ -13,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import requests
+STARTED, CPU_STARTED = time.perf_counter(), time.process_time()  # the command kinds count their imports
+
+import requests  # noqa: E402  (both commands import it too)
 
 API = "/api/2.0/mlflow"
 
@@ -81,7 +85,39 @@ def ours(url: str, runs_page_size: int, out: str, extra: dict, recipe_extra: dic
     return report.source_requests
 
 
+def command(kind: str, recipe: str) -> int:
+    """A whole CLI command in this process (its imports included), as a user runs it."""
+    if kind == "cli":
+        from connector.cli import main
+        argv = ["mlflow-catalog", "ingest", "-c", recipe]
+    else:
+        from datahub.entrypoints import main
+        argv = ["datahub", "ingest", "-c", recipe]
+    sys.argv = argv
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise SystemExit(f"{' '.join(argv)} exited {exc.code}") from None
+    return 0
+
+
+def report_and_exit(seconds: float, cpu_seconds: float, requests_made: int, tree) -> None:
+    print(json.dumps({"seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "requests": requests_made,
+                      "peak_rss_mb": round(peak_rss_mb(), 1), "tree": tree}), file=RESULT)
+    RESULT.flush()
+
+
+RESULT = sys.stdout
+
+
 if __name__ == "__main__":
+    if sys.argv[1] in ("cli", "datahub"):
+        RESULT = sys.__stdout__
+        sys.stdout = sys.stderr  # the commands' own report must not mix with the result line
+        command(sys.argv[1], sys.argv[2])
+        report_and_exit(time.perf_counter() - STARTED, time.process_time() - CPU_STARTED, 0, None)
+        sys.exit(0)
     kind, url, page = sys.argv[1], sys.argv[2], int(sys.argv[3])
     tree = None
     if kind == "ours":
@@ -93,7 +129,4 @@ if __name__ == "__main__":
     else:
         requests_made = ours(url, page, sys.argv[4], json.loads(sys.argv[5]) if len(sys.argv) > 5 else {},
                              json.loads(sys.argv[6]) if len(sys.argv) > 6 else {})
-    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    peak = peak_rss_mb()
-    print(json.dumps({"seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "requests": requests_made,
-                      "peak_rss_mb": round(peak, 1), "tree": tree}))
+    report_and_exit(time.perf_counter() - started, time.process_time() - cpu_started, requests_made, tree)

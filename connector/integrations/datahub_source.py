@@ -31,10 +31,11 @@ from datahub.ingestion.api.source import Source, SourceCapability
 from datahub.ingestion.api.workunit import MetadataWorkUnit
 from datahub.ingestion.workunit_processors import AutoWorkunitsReporterProcessor
 from datahub.metadata.schema_classes import (
-    ASPECT_NAME_MAP, GenericAspectClass, MetadataChangeProposalClass, SystemMetadataClass,
+    ASPECT_NAME_MAP, GenericAspectClass, SystemMetadataClass,
 )
 from pydantic import Field, ValidationError
 
+from connector.integrations.datahub_mcp import FastToObjMcp
 from connector.integrations.datahub_delivery import AT_COMMIT, NONE, DeliveryLedger, delivery_kind, undelivered
 from connector.integrations.datahub_report import MlflowCatalogSourceReport
 from connector.integrations.datahub_secrets import raw_source_config, refuse_passwords_in_urls, register_secrets
@@ -94,7 +95,7 @@ def parse_config(config_dict: dict, pipeline_name: Optional[str],
 def raw_workunit(proposal: Mcp, system_metadata: dict) -> MetadataWorkUnit:
     """Our proposal as a raw MCP, its aspect our JSON verbatim: what DataHub's REST, Kafka and file
     sinks take, at a fraction of the typed form's cost (no schema read, no schema validation)."""
-    mcp = MetadataChangeProposalClass(
+    mcp = FastToObjMcp(
         entityType=proposal.entity_type, entityUrn=proposal.entity_urn, changeType="UPSERT",
         aspectName=proposal.aspect_name, systemMetadata=SystemMetadataClass(**system_metadata),
         aspect=GenericAspectClass(contentType=JSON_CONTENT_TYPE, value=json.dumps(proposal.aspect).encode()))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Iterator
+from functools import partial
+from typing import Callable, Iterator, Union
 
 from connector.mapping.agents import map_agent
 from connector.mapping.common import MappingContext, Mcp, logged_model_name
@@ -28,11 +28,23 @@ from connector.source.crawl_records import (
 )
 
 
-@dataclass(frozen=True)
 class MappedEntity:
-    urn: str
-    fingerprint: str
-    proposals: tuple[Mcp, ...]
+    """An entity's URN and proposals; its fingerprint is computed when first asked for (only a run
+    with state asks: a crawl without state would hash every entity for no one)."""
+
+    __slots__ = ("urn", "proposals", "_fingerprint")
+
+    def __init__(self, urn: str, fingerprint: Union[str, Callable[[], str]], proposals: tuple[Mcp, ...]):
+        self.urn, self.proposals, self._fingerprint = urn, proposals, fingerprint
+
+    @property
+    def fingerprint(self) -> str:
+        if callable(self._fingerprint):
+            self._fingerprint = self._fingerprint()
+        return self._fingerprint
+
+    def __repr__(self) -> str:
+        return f"MappedEntity({self.urn!r}, {len(self.proposals)} proposals)"
 
 
 def _fields(obj):
@@ -51,14 +63,14 @@ def fingerprint(*parts) -> str:
 FULLY_LISTED_MARK = "listed:"
 
 
-def _entity(fp: str, proposals) -> MappedEntity:
+def _entity(fp: Union[str, Callable[[], str]], proposals) -> MappedEntity:
     proposals = tuple(proposals)
     return MappedEntity(proposals[0].entity_urn, fp, proposals)
 
 
 def stage_tag_entities() -> Iterator[MappedEntity]:
     for stage in STAGES:
-        yield _entity(fingerprint(stage), map_stage_tag(*stage))
+        yield _entity(partial(fingerprint, stage), map_stage_tag(*stage))
 
 
 def run_fingerprint(record: RunRecord) -> str:
@@ -82,7 +94,7 @@ def _feature_entities(ctx, namespace: str, columns, run, logged, memory: Mapping
     for urn, proposals in map_features(ctx, namespace, columns, training_inputs(run, logged)):
         urns_.append(urn)
         if memory.first_emission(urn):
-            entities.append(MappedEntity(urn, fingerprint([(p.aspect_name, p.aspect) for p in proposals]),
+            entities.append(MappedEntity(urn, partial(fingerprint, [(p.aspect_name, p.aspect) for p in proposals]),
                                          tuple(proposals)))
     return tuple(urns_), entities
 
@@ -92,14 +104,14 @@ def version_entities(ctx: MappingContext, record: VersionRecord, memory: Mapping
     run = record.run
     feature_urns, features = _feature_entities(ctx, record.model.name, record.signature_inputs, run,
                                                record.logged_model, memory)
-    yield _entity(version_fingerprint(record.version, record.model, record.is_latest), with_evaluations(
+    yield _entity(partial(version_fingerprint, record.version, record.model, record.is_latest), with_evaluations(
         ctx, map_model_version(ctx, record.version, record.model, run,
                                VersionInputs(record.logged_model, record.is_latest, feature_urns)),
         record.logged_model, memory.evaluation_datasets))
     yield from features
     for deployment in deployments_for_version(ctx.deployment_rules, record.version, ctx.env, ctx.platform_instance):
         if memory.first_emission(deployment.urn):
-            yield _entity(fingerprint(deployment.platform, deployment.properties),
+            yield _entity(partial(fingerprint, deployment.platform, deployment.properties),
                           map_deployment(deployment.urn, deployment.platform, deployment.properties))
 
 
@@ -111,18 +123,19 @@ def dataset_entities(ctx: MappingContext, run, memory: MappingMemory) -> Iterato
         urn = dataset_urn_for(ctx, dataset)
         memory.saw_dataset(urn, fingerprint(dataset_source_key(dataset)), dataset_source_label(dataset))
         if memory.first_emission(urn):
-            yield _entity(fingerprint(dataset), map_dataset(ctx, dataset_input))
+            yield _entity(partial(fingerprint, dataset), map_dataset(ctx, dataset_input))
 
 
 def prompt_entities(ctx: MappingContext, record: PromptRecord) -> Iterator[MappedEntity]:
     """A prompt's group, then each version (each its own fingerprint: a new version sends itself
     and the group, whose latest version changed)."""
     versions = record.versions
-    yield _entity(fingerprint(record.prompt, [v.version for v in versions]), map_prompt(ctx, record.prompt, versions))
+    yield _entity(partial(fingerprint, record.prompt, [v.version for v in versions]),
+                  map_prompt(ctx, record.prompt, versions))
     latest = max((v.version_number for v in versions), default=None)
     for version in versions:
         is_latest = version.version_number == latest
-        yield _entity(fingerprint(version, is_latest), map_prompt_version(ctx, version, is_latest))
+        yield _entity(partial(fingerprint, version, is_latest), map_prompt_version(ctx, version, is_latest))
 
 
 def agent_entities(ctx: MappingContext, record: AgentRecord, memory: MappingMemory) -> Iterator[MappedEntity]:
@@ -131,27 +144,27 @@ def agent_entities(ctx: MappingContext, record: AgentRecord, memory: MappingMemo
         return
     if record.run is not None and ctx.agents_as == "ai_agent":  # its upstream datasets
         yield from dataset_entities(ctx, record.run, memory)
-    yield _entity(fingerprint(record.logged_model, record.run, record.is_latest), proposals)
+    yield _entity(partial(fingerprint, record.logged_model, record.run, record.is_latest), proposals)
 
 
 def entities_of(ctx: MappingContext, record, memory: MappingMemory) -> Iterator[MappedEntity]:
     """The catalog entities of one crawled record; `memory` keeps entities several records
     share (datasets, features, deployments) to one emission per crawl, and collects warnings."""
     if isinstance(record, ExperimentRecord):
-        yield _entity(fingerprint(record.experiment), map_experiment(ctx, record.experiment))
+        yield _entity(partial(fingerprint, record.experiment), map_experiment(ctx, record.experiment))
     elif isinstance(record, EvaluationDatasetRecord):
         dataset = record.dataset
         urn = evaluation_dataset_urn(ctx, dataset.name, dataset.dataset_id)
         memory.saw_evaluation_dataset(dataset.name, urn)
         memory.first_emission(urn)  # the runs that read it do not describe it again
-        yield _entity(FULLY_LISTED_MARK + fingerprint(dataset), map_evaluation_dataset(ctx, dataset))
+        yield _entity(lambda: FULLY_LISTED_MARK + fingerprint(dataset), map_evaluation_dataset(ctx, dataset))
     elif isinstance(record, RunRecord):
         yield from dataset_entities(ctx, record.run, memory)
-        yield _entity(run_fingerprint(record), with_evaluated_models(ctx, map_run(
+        yield _entity(partial(run_fingerprint, record), with_evaluated_models(ctx, map_run(
             ctx, record.run, record.experiment, record.produced_versions, record.logged_models),
             record.evaluated_models))
     elif isinstance(record, ModelGroupRecord):
-        yield _entity(fingerprint(record.model, [(v.version, v.run_id) for v in record.versions]),
+        yield _entity(partial(fingerprint, record.model, [(v.version, v.run_id) for v in record.versions]),
                       map_model_group(ctx, record.model, record.versions))
     elif isinstance(record, VersionRecord):
         yield from version_entities(ctx, record, memory)
@@ -160,7 +173,7 @@ def entities_of(ctx: MappingContext, record, memory: MappingMemory) -> Iterator[
         # its features under its own name (NAME_MODELID): the usual name `model` would mix experiments
         feature_urns, features = _feature_entities(ctx, logged_model_name(ctx, lm.name, lm.model_id),
                                                    lm.signature_inputs, run, lm, memory)
-        yield _entity(fingerprint(lm, run), with_evaluations(
+        yield _entity(partial(fingerprint, lm, run), with_evaluations(
             ctx, map_logged_model(ctx, lm, record.experiment, run, feature_urns), lm, memory.evaluation_datasets))
         yield from features
     elif isinstance(record, PromptRecord):

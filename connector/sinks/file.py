@@ -18,6 +18,9 @@ from connector.mapping.common import Mcp
 from connector.sinks.base import SinkError, SinkResult, to_wire
 
 PLACEHOLDERS = ("run_id", "timestamp", "pipeline_name")
+# One encoder, reused: `encode` takes the C encoder (json.dump to a stream takes the pure-Python one,
+# ~3x slower) and writes the same bytes; allow_nan=False still refuses NaN and infinities.
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 def file_record(proposal: Mcp, system_metadata: dict) -> dict:
@@ -59,8 +62,7 @@ class FileSink:
     def write(self, proposal: Mcp, system_metadata: dict) -> None:
         out = self._file()
         try:
-            out.write(",\n" if self._count else "\n")
-            json.dump(file_record(proposal, system_metadata), out, ensure_ascii=False, allow_nan=False)
+            out.write((",\n" if self._count else "\n") + _encode(file_record(proposal, system_metadata)))
         except OSError as exc:  # a full disk, a file size limit
             raise SinkError(f"file sink cannot write {self.output}: {exc.strerror or exc}") from None
         self._count += 1
