@@ -133,10 +133,7 @@ class MlflowCrawler:
         included = [e for e in listing.experiments if self._included(e)]
         self.observer.filter_out("experiments", sum(1 for e in listing.experiments if self._listed(e)) - len(included))
         logged = self._listed_logged_models(listing, included, plan)
-        if self.settings.include_evaluation_datasets:  # listed whole, in every crawl: first, as runs use them
-            for dataset in EvaluationDatasetReader(self.backend, self.observer).list():
-                self.observer.seen("evaluation_datasets")
-                yield EvaluationDatasetRecord(dataset)
+        yield from self._evaluation_dataset_records()
         kept_runs: dict[str, Run] = {}  # runs some version or unregistered LoggedModel points at
         if self.settings.include_experiments:
             self.observer.seen("experiments", len(included))
@@ -145,8 +142,18 @@ class MlflowCrawler:
             if self.settings.include_runs and included:
                 yield from self._run_records(listing, included, plan, logged, kept_runs)
         yield from self._registry_records(listing, included, plan, logged, kept_runs)
-        # listed whole on every run (two paged listings; agents per batch of experiments): the
-        # fingerprints tell an incremental run what changed
+        yield from self._prompt_and_agent_records(included)
+
+    def _evaluation_dataset_records(self) -> Iterator[EvaluationDatasetRecord]:
+        """Listed whole, in every crawl: first, as the evaluation runs read them."""
+        if self.settings.include_evaluation_datasets:
+            for dataset in EvaluationDatasetReader(self.backend, self.observer).list():
+                self.observer.seen("evaluation_datasets")
+                yield EvaluationDatasetRecord(dataset)
+
+    def _prompt_and_agent_records(self, included: list[Experiment]) -> Iterator[CrawlRecord]:
+        """Listed whole on every run (two paged listings; agents per batch of experiments): the
+        fingerprints tell an incremental run what changed."""
         if self.settings.include_prompts:
             yield from prompt_records(PromptReader(self.backend, self.settings.models, self.observer).index(),
                                       self.observer)
