@@ -106,7 +106,7 @@ lint: install-test
 
 # docs/recipe-reference.md and recipes/reference.yml, written from the recipe's pydantic models
 reference: install-test
-	$(PY) -m connector.recipe_reference
+	$(PY) -m connector.config.recipe_reference
 
 cassettes: install-test
 	$(PY) -m tests.record_cassettes

@@ -74,7 +74,7 @@ def floor(url: str, runs_page_size: int) -> int:
 
 def ours(url: str, runs_page_size: int, out: str, extra: dict, recipe_extra: dict) -> int:
     from connector.pipeline import run_ingest
-    from connector.recipe import parse_recipe
+    from connector.config.recipe import parse_recipe
 
     config = {"tracking_uri": url, "runs_page_size": runs_page_size, **extra}
     recipe = parse_recipe({"source": {"type": "mlflow", "config": config},

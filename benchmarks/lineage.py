@@ -35,7 +35,7 @@ def ingest(db: Path, out: Path) -> None:
 
     os.environ.update(QUIET_ENV)
     from connector.pipeline import run_ingest
-    from connector.recipe import parse_recipe
+    from connector.config.recipe import parse_recipe
 
     recipe = parse_recipe({"source": {"type": "mlflow", "config": {"tracking_uri": f"sqlite:///{db}"}},
                            "sink": {"type": "file", "config": {"filename": str(out)}}})

@@ -15,7 +15,7 @@ import click
 
 from connector.stopping import Stopped, StopToken
 from connector.source.store_backend import quiet_mlflow_telemetry
-from connector.recipe import RecipeError, load_recipe
+from connector.config.recipe import RecipeError, load_recipe
 from connector.secrets import Redactor
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_RECIPE, EXIT_LOCKED = 0, 1, 2, 3
@@ -66,7 +66,7 @@ def _write_report(report, report_file: str) -> bool:
 def _load(path: str, runnable: bool = True):
     """The recipe, or exit 2. `runnable`: also what `check` and `ingest` need of the source."""
     global _redactor
-    from connector.preflight import check_runnable, exposure_warnings
+    from connector.config.preflight import check_runnable, exposure_warnings
 
     try:
         recipe = load_recipe(path)
@@ -240,7 +240,7 @@ def send(proposal_file: str, recipe_path: str, report_file) -> None:
 @_guarded
 def check(recipe_path: str) -> None:
     """Check a recipe: valid, MLflow answers, the sink is reachable, the state is readable."""
-    from connector.checks import run_checks
+    from connector.config.checks import run_checks
 
     recipe, warnings = _load(recipe_path)
     for warning in warnings:

@@ -19,7 +19,7 @@ from connector.secrets import Redactor, redact_url
 from connector.mapping.common import Mcp
 from connector.mapping.urns import entity_type
 from connector.mapping.catalog_entities import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
-from connector.recipe import Recipe
+from connector.config.recipe import Recipe
 from connector.report import Progress, Report, new_run_id, unforeseen
 from connector.run_parts import RunOptions, RunParts, Tracking, run_parts
 from connector.sinks.base import Sink, SinkError, SinkResult

@@ -13,9 +13,9 @@ from connector.change_tracking.tracker import ChangeTracker, checkpoint_in_futur
 from connector.mapping.common import MappingContext
 from connector.mapping.links import ForeignLinks
 from connector.mapping.version import MAPPING_VERSION
-from connector.recipe import DatahubRestSinkConfig, Recipe
+from connector.config.recipe import DatahubRestSinkConfig, Recipe
 from connector.report import Report
-from connector.settings import (
+from connector.config.settings import (
     SourceConnection, build_sink, crawl_settings, mapping_context, open_state_store, source_connection, source_filters,
 )
 from connector.sinks.base import Sink

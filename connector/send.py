@@ -7,11 +7,11 @@ import time
 from typing import Optional
 
 from connector.mapping.common import Mcp
-from connector.recipe import Recipe
+from connector.config.recipe import Recipe
 from connector.report import Report, new_run_id
 from connector.secrets import Redactor
 from connector.mapping.links import ForeignLinks
-from connector.settings import build_sink, mapping_context
+from connector.config.settings import build_sink, mapping_context
 from connector.stopping import StopToken
 from connector.sinks.base import SinkError
 from connector.sinks.file import read_proposals

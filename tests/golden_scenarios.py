@@ -87,7 +87,7 @@ SCENARIOS = (
 
 
 def step_recipe(step: Step, tracking_uri: str, workdir: Path, index: int):
-    from connector.recipe import parse_recipe
+    from connector.config.recipe import parse_recipe
 
     config = {"pipeline_name": "golden",
               "source": {"type": "mlflow", "config": {"tracking_uri": tracking_uri, "max_workers": 1,

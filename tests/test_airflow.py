@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from connector.sinks.file import read_proposals
 from connector.state.lock import PipelineLock
 from tests.catalog_server import CatalogServer

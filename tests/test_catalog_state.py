@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from connector.recipe import RecipeError, parse_recipe
-from connector.settings import open_state_store
+from connector.config.recipe import RecipeError, parse_recipe
+from connector.config.settings import open_state_store
 from tests.seeding import new_run
 from connector.state.lock import lock_name
 from connector.sinks.gms_client import GmsClient, GmsSettings

@@ -270,7 +270,7 @@ def test_removals_are_refused_when_the_state_belongs_to_another_platform_instanc
 
 
 def test_an_old_recipes_state_type_is_accepted_and_said_once_to_be_ignored(tmp_path):
-    from connector.recipe import parse_recipe
+    from connector.config.recipe import parse_recipe
     from connector.report import Report
     from connector.run_parts import RunOptions, run_parts
 

@@ -4,7 +4,7 @@ of the tests gives the same results."""
 import pytest
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from tests.mlflow_server import mlflow_server
 
 pytestmark = pytest.mark.server

@@ -10,7 +10,7 @@ stage tags, group and version properties, the experiment's custom properties, th
 import pytest
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from tests.catalog_validation import validate_file
 from tests.expectations import exp_urn, group_urn, model_urn, run_urn
 from tests.mlflow_server import mlflow_server

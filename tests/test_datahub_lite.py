@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from tests.expectations import model_urn, run_urn
 
 pytestmark = pytest.mark.server

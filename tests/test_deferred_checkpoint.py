@@ -3,7 +3,7 @@ pipeline: saved when the evidence confirms delivery, dropped (and the run goes o
 import json
 
 from connector.integrations.deferred_checkpoint import StagedState
-from connector.recipe import StateConfig
+from connector.config.recipe import StateConfig
 from connector.state.store import PipelineState, StateFile
 
 

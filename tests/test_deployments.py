@@ -6,8 +6,8 @@ from connector.mapping.common import MappingContext
 from connector.mapping.deployments import DeploymentRule, deployments_for_version, map_deployment
 from connector.mapping.registry import map_model_version
 from connector.pipeline import run_ingest
-from connector.settings import mapping_context
-from connector.recipe import RecipeError, parse_recipe
+from connector.config.settings import mapping_context
+from connector.config.recipe import RecipeError, parse_recipe
 from connector.source.mlflow_objects import ModelVersion, RegisteredModel
 from tests.catalog_validation import validate_file
 from tests.mlflow_server import mlflow_server

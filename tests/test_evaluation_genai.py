@@ -8,7 +8,7 @@ import os
 import pytest
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from tests.catalog_validation import validate_file
 from tests.expectations import _guid, model_urn, run_urn
 from tests.mlflow_server import mlflow_server

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from connector.integrations.recipe_plan import plan_folder, schedule_refusal
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 
 
 def recipe(tracking: str, instance=None, gms="http://gms:8080", env=None) -> dict:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from tests.catalog_validation import validate_file
 from tests.expectations import run_urn
 from tests.mlflow_server import mlflow_server

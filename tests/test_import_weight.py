@@ -9,7 +9,7 @@ HEAVY = ("mlflow", "datahub", "avro", "sqlalchemy", "pandas", "numpy", "connecto
 
 
 def test_the_ingest_path_imports_no_heavy_module():
-    code = ("import sys, json; import connector.cli, connector.pipeline, connector.sinks.file, connector.recipe; "
+    code = ("import sys, json; import connector.cli, connector.pipeline, connector.sinks.file, connector.config.recipe; "
             "print(json.dumps(sorted(m for m in sys.modules)))")
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                        check=True).stdout)

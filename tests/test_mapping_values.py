@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from tests.catalog_server import CatalogServer
 from tests.catalog_validation import validate_file
 from tests.expectations import dataset_urn, group_urn, model_urn, run_urn

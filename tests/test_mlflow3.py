@@ -4,7 +4,7 @@ deprecation, isLatest."""
 import pytest
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from tests.catalog_validation import validate_file
 from tests.expectations import dataset_urn, group_urn, model_urn, run_urn
 from tests.mlflow_server import mlflow_server

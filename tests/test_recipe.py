@@ -1,7 +1,7 @@
 import pytest
 
-from connector.settings import crawl_settings
-from connector.recipe import RecipeError, expand_env, load_recipe, parse_recipe
+from connector.config.settings import crawl_settings
+from connector.config.recipe import RecipeError, expand_env, load_recipe, parse_recipe
 from tests.cli_in_process import run_cli
 
 GOOD = {"source": {"type": "mlflow", "config": {"tracking_uri": "http://mlflow:5000"}},

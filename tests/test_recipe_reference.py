@@ -2,8 +2,8 @@
 what the models say (`make reference` rewrites them), and the reference recipe must be a valid recipe."""
 import yaml
 
-from connector import recipe_reference
-from connector.recipe import parse_recipe
+from connector.config import recipe_reference
+from connector.config.recipe import parse_recipe
 
 
 def test_the_checked_in_reference_is_what_the_models_say():

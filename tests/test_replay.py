@@ -3,7 +3,7 @@ server (`make cassettes` re-records them), through the whole pipeline to a valid
 import json
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from tests.cassettes import CASSETTE, SEEDED_FACTS, recorder
 from tests.catalog_validation import validate_file
 from tests.expectations import expected_urns

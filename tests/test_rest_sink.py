@@ -9,7 +9,7 @@ import pytest
 
 from connector.pipeline import run_ingest
 from connector.send import run_send
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from connector.sinks.file import read_proposals
 from tests.catalog_server import CatalogServer
 

@@ -6,7 +6,7 @@ import pytest
 from datahub.emitter.serialization_helper import pre_json_transform
 from datahub.metadata import schema_classes
 
-from connector.recipe import RecipeError
+from connector.config.recipe import RecipeError
 from connector.sdk import CatalogClient, DeploymentStatus, ModelProperties, RunResult
 from connector.sdk.merge import normalise_restli
 from examples.tutorial import main as tutorial_main, tutorial_flow

@@ -8,7 +8,7 @@ import pytest
 
 from connector.mapping import urns
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from connector.send import run_send
 from connector.sdk import CatalogClient, DeploymentStatus
 from connector.sinks.base import SinkError

@@ -13,7 +13,7 @@ import pytest
 
 from connector.http import HttpClient, HttpSettings, RetryPolicy, same_origin
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from connector.report import Report
 from connector.secrets import Redactor
 from tests.catalog_server import CatalogServer
@@ -210,7 +210,7 @@ def test_a_stopped_rest_sink_joins_its_threads_within_the_stop_grace(tmp_path):
     import time
 
     from connector.mapping.common import Mcp
-    from connector.settings import build_sink
+    from connector.config.settings import build_sink
     from connector.stopping import StopToken
 
     stop = StopToken()

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from connector.secrets import Redactor, redact_url, url_credentials
 from tests.catalog_server import CatalogServer
 from tests.cli_in_process import run_cli
@@ -160,7 +160,7 @@ def test_a_variable_feeding_a_value_the_catalog_shows_is_warned_about(tmp_path, 
 @pytest.mark.parametrize("field, value", [("sink", "admin:s3cret-pw-9@gms:8080"),
                                           ("source", "admin:s3cret-pw-9@mlflow:5000")])
 def test_a_password_in_a_url_without_a_scheme_is_never_shown(field, value):
-    from connector.recipe import RecipeError, parse_recipe
+    from connector.config.recipe import RecipeError, parse_recipe
     from connector.secrets import redact_url
 
     recipe = {"source": {"type": "mlflow", "config": {"tracking_uri": "http://mlflow:5000"}},

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from tests.catalog_server import CatalogServer
 from tests.expectations import group_urn, model_urn, run_urn
 from tests.mlflow_server import mlflow_server

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from connector.run_parts import RunOptions
 from connector.stopping import Stopped, StopToken
 from tests.catalog_server import CatalogServer

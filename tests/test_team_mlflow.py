@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from connector.pipeline import run_ingest
-from connector.recipe import parse_recipe
+from connector.config.recipe import parse_recipe
 from tests.catalog_validation import validate_file
 from tests.expectations import dataset_urn, exp_urn, model_urn, run_urn
 from tests.team_seeding import REDSHIFT_TABLE

@@ -33,7 +33,7 @@ def clock_server(tmp_path_factory):
 
 
 def state_recipe(url: str, tmp_path: Path, filename: str, incremental: bool = True, pipeline: str = "cron"):
-    from connector.recipe import parse_recipe
+    from connector.config.recipe import parse_recipe
 
     return parse_recipe({"pipeline_name": pipeline,
                          "source": {"type": "mlflow", "config": {"tracking_uri": url, "incremental": incremental}},

@@ -100,7 +100,7 @@ class MlflowCatalogIngestOperator(BaseOperator):
 
     def execute(self, context) -> dict:
         from connector.pipeline import run_ingest
-        from connector.recipe import RecipeError, load_recipe
+        from connector.config.recipe import RecipeError, load_recipe
         from connector.state.lock import LockHeld
         from connector.stopping import StopToken
 

@@ -45,7 +45,7 @@ from connector.integrations.deferred_checkpoint import StagedState
 from connector.mapping.common import Mcp
 from connector.pipeline import run_ingest
 from connector.secrets import Redactor
-from connector.recipe import (
+from connector.config.recipe import (
     FileSink, FileSinkConfig, MlflowSource, MlflowSourceConfig, Recipe, RecipeError, StateConfig, error_location,
 )
 from connector.state.lock import LockHeld

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from datahub.configuration.common import ConfigurationError
 
-from connector.recipe import StateConfig
+from connector.config.recipe import StateConfig
 
 WHERE = "source.config.stateful_ingestion"
 KNOWN = {"enabled", "remove_stale_metadata", "fail_safe_threshold", "state_provider", "max_checkpoint_state_size",

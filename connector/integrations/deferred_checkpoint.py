@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from connector.atomic import write_atomically
-from connector.recipe import StateConfig
-from connector.settings import open_state_store
+from connector.config.recipe import StateConfig
+from connector.config.settings import open_state_store
 from connector.state.lock import LockHeld, PipelineLock, lock_name
 from connector.state.store import PipelineState, StateError, StateFile
 

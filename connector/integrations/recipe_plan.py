@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 import yaml
 
 from connector.http import default_port
-from connector.recipe_env import RecipeError, expand_text
+from connector.config.recipe_env import RecipeError, expand_text
 
 if TYPE_CHECKING:
-    from connector.recipe import Recipe
+    from connector.config.recipe import Recipe
 
 POOL_PREFIX = "mlflow_catalog"
 

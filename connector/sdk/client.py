@@ -19,7 +19,7 @@ from connector.mapping import urns
 from connector.mapping.common import MappingContext, Mcp, platform_instance_aspect, status
 from connector.mapping.deployments import deployment_platform_instance
 from connector.mapping.experiments import experiment_browse_path
-from connector.recipe import Recipe, RecipeError, SinkSection, error_location, expand_env, load_recipe
+from connector.config.recipe import Recipe, RecipeError, SinkSection, error_location, expand_env, load_recipe
 from connector.sdk.foreign import properties_aspect
 from connector.sdk.merge import add_edges, merge_aspect, normalise_restli
 from connector.sdk.models import (
@@ -27,7 +27,7 @@ from connector.sdk.models import (
     RunProperties, RunResult, TrainingRunProperties,
 )
 from connector.report import new_run_id
-from connector.settings import build_sink
+from connector.config.settings import build_sink
 from connector.sinks.base import Sink, SinkError, SinkResult
 from connector.sinks.gms_client import GmsClient
 from connector.sinks.rest import RestSink

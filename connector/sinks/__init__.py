@@ -1,5 +1,5 @@
 """Sinks deliver proposals: a file (connector.sinks.file) or the catalog server (connector.sinks.rest).
-connector.settings.build_sink picks one from the recipe's sink section."""
+connector.config.settings.build_sink picks one from the recipe's sink section."""
 from connector.sinks.base import Sink, SinkError, SinkResult
 
 __all__ = ["Sink", "SinkError", "SinkResult"]

@@ -6,7 +6,7 @@ from connector.source.http_backend import HttpBackend
 
 
 def open_backend(connection) -> Backend:
-    """`connection`: connector.settings.SourceConnection (where, credentials, HTTP settings)."""
+    """`connection`: connector.config.settings.SourceConnection (where, credentials, HTTP settings)."""
     if not connection.tracking_uri.lower().startswith(("http://", "https://")):
         from connector.source.store_backend import StoreBackend
 

@@ -1,5 +1,5 @@
 """Where a pipeline's state is kept: a local file (connector.state.store.StateFile) or the catalog
-(connector.state.catalog_store.GmsStateStore); connector.settings.open_state_store picks one."""
+(connector.state.catalog_store.GmsStateStore); connector.config.settings.open_state_store picks one."""
 from __future__ import annotations
 
 from typing import Protocol

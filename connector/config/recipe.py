@@ -17,12 +17,12 @@ from pydantic import (
 )
 
 from connector.mapping.deployments import DEPLOYMENT_STATUSES, TEMPLATE_FIELDS
-from connector.recipe_env import RecipeError, expand_env
-from connector.recipe_fields import FABRIC_TYPES, Strict as _Strict, check_url, fabric
-from connector.recipe_sinks import (
+from connector.config.recipe_env import RecipeError, expand_env
+from connector.config.recipe_fields import FABRIC_TYPES, Strict as _Strict, check_url, fabric
+from connector.config.recipe_sinks import (
     DatahubRestSink, DatahubRestSinkConfig, FileSink, FileSinkConfig, SinkSection, StateConfig,
 )
-from connector.recipe_yaml import RecipeFileError, read_recipe_file
+from connector.config.recipe_yaml import RecipeFileError, read_recipe_file
 from connector.secrets import Redactor, secrets_in
 
 

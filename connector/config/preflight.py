@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from connector.recipe import Recipe, RecipeError, check_url
+from connector.config.recipe import Recipe, RecipeError, check_url
 from connector.secrets import redact_url, split_userinfo
 
 # Recipe fields whose values are written into proposals (and so end up in the catalog).

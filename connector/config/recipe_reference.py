@@ -1,8 +1,8 @@
-"""The recipe reference, written from the recipe's pydantic models (connector.recipe): every key,
+"""The recipe reference, written from the recipe's pydantic models (connector.config.recipe): every key,
 its type, default and description, so the docs cannot drift from what the connector accepts.
 
-    python -m connector.recipe_reference            # rewrites docs/recipe-reference.md and recipes/reference.yml
-    python -m connector.recipe_reference --check    # exit 1 when either differs from the models
+    python -m connector.config.recipe_reference            # rewrites docs/recipe-reference.md and recipes/reference.yml
+    python -m connector.config.recipe_reference --check    # exit 1 when either differs from the models
 
 A field's description is its documentation; a model's docstring introduces its section."""
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from connector import recipe
+from connector.config import recipe
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MARKDOWN = ROOT / "docs" / "recipe-reference.md"
 YAML = ROOT / "recipes" / "reference.yml"
-GENERATED = "generated from connector/recipe*.py by `make reference`; do not edit by hand"
+GENERATED = "generated from connector/config/recipe*.py by `make reference`; do not edit by hand"
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
     if stale:
-        print(f"out of date with connector/recipe.py: {', '.join(stale)}; run `make reference`", file=sys.stderr)
+        print(f"out of date with connector/config/recipe.py: {', '.join(stale)}; run `make reference`", file=sys.stderr)
         return 1
     return 0
 

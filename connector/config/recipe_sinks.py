@@ -5,7 +5,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, SecretStr, field_validator
 
-from connector.recipe_fields import Strict, check_url
+from connector.config.recipe_fields import Strict, check_url
 
 
 class FileSinkConfig(Strict):

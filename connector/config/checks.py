@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from connector.recipe import DatahubRestSinkConfig, Recipe, RecipeError, StateConfig
-from connector.settings import gms_settings, source_connection
+from connector.config.recipe import DatahubRestSinkConfig, Recipe, RecipeError, StateConfig
+from connector.config.settings import gms_settings, source_connection
 from connector.source.connect import open_backend
 from connector.source.errors import SourceError
 
@@ -80,7 +80,7 @@ def _bounded(name: str, check: Callable[[], tuple[str, bool, str]]) -> tuple[str
 
 
 def _check_state(recipe: Recipe, config: StateConfig) -> tuple[str, bool, str]:
-    from connector.settings import open_state_store
+    from connector.config.settings import open_state_store
     from connector.state.store import StateError
 
     from connector.state.catalog_store import GmsStateStore

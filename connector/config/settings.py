@@ -11,7 +11,7 @@ from connector.http import HttpSettings, RetryPolicy
 from connector.secrets import Redactor, redact_url
 from connector.mapping.common import MappingContext
 from connector.mapping.deployments import DeploymentRule
-from connector.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig, StateConfig
+from connector.config.recipe import AllowDenyPattern, DatahubRestSinkConfig, MlflowSourceConfig, StateConfig
 from connector.sinks.base import Sink, SinkError
 from connector.source.crawl_records import CrawlSettings, NameFilter
 from connector.state.store_protocol import StateStore
