@@ -115,9 +115,13 @@ cassettes: install-test
 # DataHub's floors, an incremental no-change run against a full one (medians of 5 interleaved rounds).
 # BENCH_ARGS='--baseline-tree ../before': an older checkout's connector beside ours (git worktree add
 # ../before COMMIT); '--memory-scale 5000,50000,1000000': peak RSS by store size (stores built once).
+# Then the Prompt Registry's requests with include_prompts on and off (1,000 prompts x 5 versions;
+# the store is built once, ~22 min; PROMPT_BENCH_ARGS='--prompts 20' for a quick look).
 BENCH_ARGS ?=
+PROMPT_BENCH_ARGS ?=
 bench: install-test
 	$(PY) -m benchmarks.crawl $(BENCH_ARGS)
+	$(PY) -m benchmarks.prompts $(PROMPT_BENCH_ARGS)
 
 # The lineage page of the 50k-run benchmark store: its size and time to first render in Chromium
 bench-lineage: install-test install-browser
