@@ -180,3 +180,12 @@ def test_incremental_runs_send_the_new_evaluation_then_remove_a_deleted_dataset(
     assert [(r["entityUrn"], r["aspect"]["json"]) for r in records if r["aspectName"] == "status"] == [
         (eval_dataset_urn("scratch_eval", scratch.dataset_id), {"removed": True})]
     assert report.entities_removed == 1
+
+
+def test_an_agent_kept_as_ml_model_shows_its_evaluations(evaluated, tmp_path):
+    """agents_as: ml_model (a catalog older than DataHub 1.7): the agent's mlModel points at its
+    evaluation dataset and run as any model does; as an aiAgent it has no aspect for them."""
+    a, _ = ingest(evaluated.url, tmp_path / "out.json", include_agents=True, agents_as="ml_model", **ON)
+    agent = a[agent_urn(evaluated)]
+    assert agent["mlModelEvaluationData"] == {"evaluationData": [{"dataset": eval_dataset_urn("qa_eval", evaluated.dataset_id)}]}
+    assert agent["mlModelProperties"]["downstreamJobs"] == [run_urn(evaluated.agent_run_id)]

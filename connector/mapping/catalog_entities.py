@@ -142,6 +142,8 @@ def agent_entities(ctx: MappingContext, record: AgentRecord, memory: MappingMemo
     proposals = tuple(map_agent(ctx, record))
     if not proposals:  # agents_as ml_model, registered: its versions are its mlModels
         return
+    if ctx.agents_as == "ml_model":  # an mlModel shows its evaluations (an aiAgent has no such aspect)
+        proposals = tuple(with_evaluations(ctx, proposals, record.logged_model, memory.evaluation_datasets))
     if record.run is not None and ctx.agents_as == "ai_agent":  # its upstream datasets
         yield from dataset_entities(ctx, record.run, memory)
     yield _entity(partial(fingerprint, record.logged_model, record.run, record.is_latest), proposals)
