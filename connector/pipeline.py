@@ -292,9 +292,10 @@ def _chosen(parts: RunParts, record, memory: MappingMemory) -> list[MappedEntity
 
 
 def _proposals(parts: RunParts, crawler: MlflowCrawler) -> Iterator[Union[Mcp, _CheckpointDue]]:
-    """Every proposal of this run, in order: stage tags, experiments, runs, groups and versions,
-    then removals. With a tracker, unchanged entities are left out of incremental runs. The
-    crawl's markers go to the tracker; a page end becomes a checkpoint in the stream."""
+    """Every proposal of this run, in order: stage tags, the crawl's records in the crawler's order
+    (crawler.py), then removals and cleared aspects. With a tracker, unchanged entities are left
+    out of incremental runs. The crawl's markers go to the tracker; a page end becomes a
+    checkpoint in the stream."""
     report, tracker = parts.report, parts.tracker
     progress = Progress(report, parts.options.progress_interval)
     listing = crawler.list_mlflow()

@@ -13,7 +13,7 @@ from tests.mlflow_server import QUIET_ENV, free_port, mlflow_server
 def main() -> int:
     os.environ.update(QUIET_ENV)
     from connector.pipeline import run_ingest
-    from connector.recipe import parse_recipe
+    from connector.config.recipe import parse_recipe
     from tests.seeding import seed
 
     CASSETTE_DIR.mkdir(exist_ok=True)
