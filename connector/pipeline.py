@@ -21,7 +21,7 @@ from connector.mapping.urns import entity_type
 from connector.mapping.catalog_entities import MappedEntity, MappingMemory, describe, entities_of, stage_tag_entities
 from connector.config.recipe import Recipe
 from connector.report import Progress, Report, new_run_id, unforeseen
-from connector.run_parts import RunOptions, RunParts, Tracking, run_parts
+from connector.run_parts import RunOptions, RunParts, ChangeTracking, run_parts
 from connector.sinks.base import Sink, SinkError, SinkResult
 from connector.sinks.dead_letter import retire
 from connector.sinks.rest import RestSink
@@ -122,7 +122,7 @@ def _ingest(parts: RunParts) -> None:
                             parts.sink.delivers_as_it_goes)
 
 
-def _after_a_failed_run(tracking: Tracking, report: Report, refused: Optional[frozenset],
+def _after_a_failed_run(tracking: ChangeTracking, report: Report, refused: Optional[frozenset],
                         delivered_as_it_went: bool) -> None:
     """`refused`: the run went through, and the only proposals not delivered were refused for good."""
     tracker = tracking.tracker
@@ -132,7 +132,7 @@ def _after_a_failed_run(tracking: Tracking, report: Report, refused: Optional[fr
         _remember_partial_delivery(tracking, report)
 
 
-def _checkpoint_despite_refusals(tracking: Tracking, report: Report, refused: frozenset) -> None:
+def _checkpoint_despite_refusals(tracking: ChangeTracking, report: Report, refused: frozenset) -> None:
     """A proposal the catalog refuses for good must not hold every later run back, whatever its
     kind: it is in the dead letters, and the checkpoint moves on without the refused entities
     (and the runs or versions that made them), which the next run reads and sends again."""
@@ -149,7 +149,7 @@ def _kinds(refused: frozenset) -> list[tuple[str, int]]:
     return sorted(Counter(entity_type(urn) for urn in refused).items())
 
 
-def _remember_partial_delivery(tracking: Tracking, report: Report) -> None:
+def _remember_partial_delivery(tracking: ChangeTracking, report: Report) -> None:
     """A failed incremental run delivered some of its proposals: the catalog may hold values that
     MLflow reverts before the next run, which would then see nothing changed. The checkpoint does
     not move, but the entities this run sent are marked for the next run to send again."""
@@ -186,7 +186,7 @@ def _retire_dead_letters(filename: str, report: Report) -> None:
                     f"the older dead letters are out of date, moved to {superseded} (do not re-send them)")
 
 
-def _save_state(tracking: Tracking, report: Report, not_delivered: frozenset = frozenset()) -> None:
+def _save_state(tracking: ChangeTracking, report: Report, not_delivered: frozenset = frozenset()) -> None:
     new_state = tracking.tracker.new_state(report.run_id, not_delivered)
     store = tracking.store
     try:
@@ -329,7 +329,7 @@ def _proposals(parts: RunParts, crawler: MlflowCrawler) -> Iterator[Union[Mcp, _
             yield from parts.tracking.tracker.clearing_proposals()
 
 
-def _removals(tracking: Tracking, report: Report) -> Iterator[Mcp]:
+def _removals(tracking: ChangeTracking, report: Report) -> Iterator[Mcp]:
     if report.failure_count:  # a crawl with failures cannot tell what is gone
         return
     tracker, policy = tracking.tracker, tracking.removal

@@ -51,7 +51,7 @@ class RemovalPolicy:
 
 
 @dataclass(frozen=True)
-class Tracking:
+class ChangeTracking:
     """Change tracking of a recipe with a state section: the tracker, where its state is kept,
     under which pipeline name, and what it may remove."""
     tracker: ChangeTracker
@@ -65,7 +65,7 @@ class RunParts:
     connection: SourceConnection
     crawl: CrawlSettings
     ctx: MappingContext
-    tracking: Optional[Tracking]  # None: no state section (every run sends everything)
+    tracking: Optional[ChangeTracking]  # None: no state section (every run sends everything)
     sink: Sink
     report: Report
     options: RunOptions
@@ -107,7 +107,7 @@ def run_parts(recipe: Recipe, report: Report, options: RunOptions, sink: Optiona
                     dead_letters_to_retire=retire)
 
 
-def _warn_about_replaced_files(recipe: Recipe, tracking: Optional[Tracking], report: Report) -> None:
+def _warn_about_replaced_files(recipe: Recipe, tracking: Optional[ChangeTracking], report: Report) -> None:
     if tracking is None or not tracking.tracker.incremental or recipe.sink.type != "file":
         return
     if not any("{" + p + "}" in recipe.sink.config.filename for p in PLACEHOLDERS):
@@ -116,7 +116,7 @@ def _warn_about_replaced_files(recipe: Recipe, tracking: Optional[Tracking], rep
                        "run keeps a file of its own")
 
 
-def _tracking(recipe: Recipe, ctx: MappingContext, report: Report, options: RunOptions) -> Optional[Tracking]:
+def _tracking(recipe: Recipe, ctx: MappingContext, report: Report, options: RunOptions) -> Optional[ChangeTracking]:
     if recipe.state is None:
         report.mode = "full"
         return None
@@ -142,7 +142,7 @@ def _tracking(recipe: Recipe, ctx: MappingContext, report: Report, options: RunO
     if config.incremental and not tracker.incremental:
         report.info("Full crawl", f"{_why_full(previous)}: crawling everything once")
     state = recipe.state
-    return Tracking(tracker, store, pipeline_name,
+    return ChangeTracking(tracker, store, pipeline_name,
                     RemovalPolicy(state.remove_stale, state.max_removal_ratio, state.allow_mass_removal))
 
 

@@ -12,7 +12,7 @@ from connector.mapping.catalog_entities import MappedEntity, MappingMemory, enti
 from connector.mapping.common import MappingContext
 from connector.mapping.version import MAPPING_VERSION
 from connector.source.crawl_records import (
-    ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, ResumePlan, RunGone, RunRecord, RunsPageDone,
+    ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, ResumePlan, RunGone, RunRecord, PageProgress,
     RunsPageEnd, VersionRecord,
 )
 from connector.source.mlflow_objects import Experiment, ModelVersion, RegisteredModel, Run
@@ -247,11 +247,11 @@ def test_a_run_mlflow_shows_deleted_is_removed_by_an_incremental_run():
 def test_page_end_markers_move_the_backfill_position_saved_with_the_progress():
     tracker = _start(PipelineState(), incremental=False)
     _deliver(tracker, _records()[:2])
-    tracker.observe(RunsPageEnd(RunsPageDone(("1",), 1_000, ("r1",))))
+    tracker.observe(RunsPageEnd(PageProgress(("1",), 1_000, ("r1",))))
     saved = tracker.with_progress("run-1")
     assert saved.backfill["progress"] == {"done_experiments": [], "current": {
         "experiment_ids": ["1"], "start_time": 1_000, "ids_at_start_time": ["r1"]}}
-    tracker.observe(RunsPageEnd(RunsPageDone(("1",), None, (), batch_done=True)))
+    tracker.observe(RunsPageEnd(PageProgress(("1",), None, (), batch_done=True)))
     assert tracker.progress == BackfillProgress(frozenset({"1"}), None)
     resumed = ChangeTracker.start(tracker.with_progress("run-1"), False, "h", 0, CTX, resume=True)
     assert resumed.mode == "resume"

@@ -76,7 +76,7 @@ def test_the_sdk_loads_no_crawler_pipeline_or_lock():
     assert out.strip() == "[]"
 
 
-# The run's parts travel grouped (RunParts, Tracking, VersionInputs): no long argument lists here.
+# The run's parts travel grouped (RunParts, ChangeTracking, VersionInputs): no long argument lists here.
 FEW_ARGUMENTS = ("connector/pipeline.py", "connector/run_parts.py", "connector/mapping/registry.py")
 MAX_ARGUMENTS = 5
 

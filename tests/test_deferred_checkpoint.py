@@ -2,14 +2,14 @@
 pipeline: saved when the evidence confirms delivery, dropped (and the run goes on) otherwise."""
 import json
 
-from connector.integrations.deferred_checkpoint import StagedState
+from connector.integrations.deferred_checkpoint import DeferredCheckpoint
 from connector.config.recipe import StateConfig
 from connector.state.store import PipelineState, StateFile
 
 
 def run_once(state_path, checkpoint, confirm=lambda evidence: None):
     """begin (settling the last pending state), stage CHECKPOINT, keep it pending."""
-    staged = StagedState(StateConfig(path=str(state_path)), "p")
+    staged = DeferredCheckpoint(StateConfig(path=str(state_path)), "p")
     staged.begin(confirm)
     staged.end_crawl()
     staged.staged.save("p", PipelineState(checkpoint=checkpoint))

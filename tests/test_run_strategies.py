@@ -10,7 +10,7 @@ from typing import Optional
 
 import pytest
 
-from connector.source.crawl_records import IncrementalPlan, ResumePlan, RunsPageDone
+from connector.source.crawl_records import IncrementalPlan, ResumePlan, PageProgress
 from connector.source.errors import MlflowApiError
 from connector.source.paging import PageLoopError
 from connector.source.runs import FullRuns, IncrementalRuns, ResumableRuns, RunReader
@@ -77,11 +77,11 @@ class Observer:
     """Records what a strategy tells (CrawlObserver)."""
 
     def __init__(self):
-        self.pages: list[RunsPageDone] = []
+        self.pages: list[PageProgress] = []
         self.deleted: list[str] = []
         self.failed: list[tuple[str, str]] = []
 
-    def runs_page_done(self, page: RunsPageDone) -> None:
+    def runs_page_done(self, page: PageProgress) -> None:
         self.pages.append(page)
 
     def run_deleted(self, run_id: str) -> None:
@@ -144,8 +144,8 @@ def test_resumable_runs_go_oldest_first_and_tell_each_page():
     assert ids == ["a1", "b1", "a2", "b2", "a3", "a4"]
     assert {o for *_, o, _ in mlflow.searches} == {("attributes.start_time ASC",)}
     batch = ("1", "2")
-    assert observer.pages == [RunsPageDone(batch, 150, ("b1",)), RunsPageDone(batch, 250, ("b2",)),
-                              RunsPageDone(batch, 300, ("a3", "a4")), RunsPageDone(batch, None, (), True)]
+    assert observer.pages == [PageProgress(batch, 150, ("b1",)), PageProgress(batch, 250, ("b2",)),
+                              PageProgress(batch, 300, ("a3", "a4")), PageProgress(batch, None, (), True)]
 
 
 def test_resumable_runs_go_on_from_the_checkpoint_without_repeating_a_run():
@@ -161,7 +161,7 @@ def test_resumable_runs_go_on_from_the_checkpoint_without_repeating_a_run():
         (("4",), "")]
     assert not any("3" in e for e, *_ in mlflow.searches)  # the finished experiment is not asked again
     assert [p.batch_done for p in observer.pages].count(True) == 2
-    assert observer.pages[-1] == RunsPageDone(("4",), None, (), True)
+    assert observer.pages[-1] == PageProgress(("4",), None, (), True)
 
 
 def test_incremental_runs_read_new_renamed_refetched_and_deleted_runs():

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from connector.source.crawl_records import ResumePlan, RunsPageDone
+from connector.source.crawl_records import ResumePlan, PageProgress
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class BackfillProgress:
     done_experiments: frozenset[str] = frozenset()
     current: Optional[RunsPosition] = None
 
-    def after(self, page: RunsPageDone) -> "BackfillProgress":
+    def after(self, page: PageProgress) -> "BackfillProgress":
         if page.batch_done:
             return BackfillProgress(self.done_experiments | frozenset(page.experiment_ids), None)
         if page.start_time is None:

@@ -40,8 +40,8 @@ from connector.integrations.datahub_delivery import AT_COMMIT, NONE, DeliveryLed
 from connector.integrations.datahub_report import MlflowCatalogSourceReport
 from connector.integrations.datahub_secrets import raw_source_config, refuse_passwords_in_urls, register_secrets
 from connector.integrations.datahub_stateful import state_from_stateful_ingestion
-from connector.integrations.proposal_queue import ProposalHandoff
-from connector.integrations.deferred_checkpoint import StagedState
+from connector.integrations.proposal_queue import ProposalQueue
+from connector.integrations.deferred_checkpoint import DeferredCheckpoint
 from connector.mapping.common import Mcp
 from connector.pipeline import run_ingest
 from connector.secrets import Redactor
@@ -86,7 +86,7 @@ def parse_config(config_dict: dict, pipeline_name: Optional[str],
         config.resolved_tracking_uri()
     except RecipeError as exc:
         raise ConfigurationError(str(exc)) from None
-    # The sink section is never used (run_ingest gets the handoff sink); a Recipe needs one.
+    # The sink section is never used (run_ingest gets the queue sink); a Recipe needs one.
     recipe = Recipe(pipeline_name=pipeline_name, source=MlflowSource(type="mlflow", config=config),
                     sink=FileSink(type="file", config=FileSinkConfig(filename=os.devnull)), state=config.state)
     return config, recipe
@@ -184,8 +184,8 @@ class MlflowCatalogSource(Source):
         self.report.state_file = config.state.path if config.state else None
         # A run that finds nothing changed is not a mistake worth DataHub's "no metadata" warning.
         self.report.event_not_produced_warn = not config.incremental
-        self._handoff: Optional[ProposalHandoff] = None
-        self._staged: Optional[StagedState] = None
+        self._queue: Optional[ProposalQueue] = None
+        self._staged: Optional[DeferredCheckpoint] = None
         self._finished = False
         # the evidence a pending checkpoint is confirmed with is only kept when there is a state
         self._ledger = DeliveryLedger(delivery_kind(ctx.pipeline_config) if config.state is not None else NONE)
@@ -208,7 +208,7 @@ class MlflowCatalogSource(Source):
     def get_workunits_internal(self) -> Iterable[MetadataWorkUnit]:
         recipe = self.recipe
         if recipe.state is not None:
-            self._staged = StagedState(recipe.state, recipe.pipeline_name or "")
+            self._staged = DeferredCheckpoint(recipe.state, recipe.pipeline_name or "")
             try:
                 self._staged.begin(lambda evidence: undelivered(evidence, self.ctx.graph))
             except (LockHeld, StateError) as exc:
@@ -233,40 +233,40 @@ class MlflowCatalogSource(Source):
             self._ledger.note(proposal)
             return workunit
 
-        self._handoff = ProposalHandoff(
+        self._queue = ProposalQueue(
             lambda sink: run_ingest(recipe, sink=sink, progress_interval=float("inf")), convert)
-        self._handoff.start()
+        self._queue.start()
         try:
-            yield from self._handoff.items()
+            yield from self._queue.items()
         finally:
             self._end_crawl()
 
     def _end_crawl(self) -> None:
         """Stop the crawl if DataHub stopped consuming, then take its report over (once)."""
-        if self._finished or self._handoff is None:
+        if self._finished or self._queue is None:
             return
         self._finished = True
-        handoff = self._handoff
-        handoff.stop()
+        queue = self._queue
+        queue.stop()
         if self._staged is not None:
             self._staged.end_crawl()
-        if not handoff.finished:
+        if not queue.finished:
             self.report.info("Stopped early", context="DataHub stopped taking work units before the end of "
                              "the crawl (preview or an error downstream); no state is saved", log=False)
             return
-        if handoff.report is not None:
-            self.report.absorb(handoff.report)
-        if handoff.error is not None:
-            self.report.failure("Unexpected error", context=f"{type(handoff.error).__name__}: {handoff.error}",
-                                exc=handoff.error)
-        for reason in handoff.sink.rejections:
+        if queue.report is not None:
+            self.report.absorb(queue.report)
+        if queue.error is not None:
+            self.report.failure("Unexpected error", context=f"{type(queue.error).__name__}: {queue.error}",
+                                exc=queue.error)
+        for reason in queue.sink.rejections:
             self.report.failure("Proposal not readable by DataHub", context=reason)
 
     def save_state(self) -> None:
         """DataHub's commit step (after its sink's flush(), no failure reported): save our staged
         state, or keep it pending when DataHub's sink delivers only after this step."""
         staged = self._staged
-        if staged is None or not self._handoff or not self._handoff.finished:
+        if staged is None or not self._queue or not self._queue.finished:
             return
         try:
             if self.ctx.dry_run_mode or self.ctx.preview_mode:

@@ -1,7 +1,7 @@
 """Our state file, advanced only once DataHub's pipeline has delivered the run.
 
 `run_ingest` saves the new state as soon as its sink's `commit()` returns. Inside `datahub
-ingest` that sink is the handoff queue: at that moment DataHub's sink may not have written the
+ingest` that sink is the proposal queue: at that moment DataHub's sink may not have written the
 last work units yet, and it may still fail. So `run_ingest` runs against a *staged* copy of the
 state (a private temporary file), and the staged state replaces the pipeline's entry in the real
 state file only in DataHub's commit step, which DataHub runs after its sink has flushed and
@@ -39,7 +39,7 @@ def _revision(state: PipelineState) -> str:
     return json.dumps([state.checkpoint, state.backfill], sort_keys=True)
 
 
-class StagedState:
+class DeferredCheckpoint:
     def __init__(self, config: StateConfig, pipeline_name: str):
         self.config = config
         self.pipeline_name = pipeline_name

@@ -20,16 +20,16 @@ _DONE = object()
 MAX_LISTED_REJECTIONS = 100
 
 
-class HandoffSink:
-    """The sink `run_ingest` writes to: converts each proposal and puts it on the handoff's queue.
+class QueueSink:
+    """The sink `run_ingest` writes to: converts each proposal and puts it on the proposal queue.
     A proposal `convert` cannot take is not handed over; it is counted and its reason kept."""
 
     name = "datahub-ingest"
     output: Optional[str] = None
     delivers_as_it_goes = False  # DataHub's sink delivers; a checkpoint waits for its commit
 
-    def __init__(self, handoff: "ProposalHandoff", convert: Callable[[Mcp, dict], Any]):
-        self._handoff = handoff
+    def __init__(self, queue: "ProposalQueue", convert: Callable[[Mcp, dict], Any]):
+        self._queue = queue
         self._convert = convert
         self.handed_over = 0
         self.rejected = 0
@@ -43,7 +43,7 @@ class HandoffSink:
             if len(self.rejections) < MAX_LISTED_REJECTIONS:
                 self.rejections.append(f"{proposal.entity_urn} {proposal.aspect_name}: {type(exc).__name__}: {exc}")
             return
-        self._handoff.put(item)
+        self._queue.put(item)
         self.handed_over += 1
 
     def flush(self) -> None:
@@ -63,14 +63,14 @@ class HandoffSink:
         return SinkResult(delivered=self.handed_over, failed=self.rejected)
 
 
-class ProposalHandoff:
-    def __init__(self, run: Callable[[HandoffSink], Report], convert: Callable[[Mcp, dict], Any],
+class ProposalQueue:
+    def __init__(self, run: Callable[[QueueSink], Report], convert: Callable[[Mcp, dict], Any],
                  max_pending: int = 2000):
         self._run = run
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._work, name="mlflow-catalog-crawl", daemon=True)
-        self.sink = HandoffSink(self, convert)
+        self.sink = QueueSink(self, convert)
         self.report: Optional[Report] = None
         self.error: Optional[BaseException] = None
         self.finished = False  # the consumer took everything up to the end of the run

@@ -112,7 +112,7 @@ CrawlRecord = Union[ExperimentRecord, RunRecord, ModelGroupRecord, VersionRecord
 
 # -- what the crawl tells as it goes, besides records -----------------------------------------
 @dataclass(frozen=True)
-class RunsPageDone:
+class PageProgress:
     """Resumable crawls: every run of a page has been yielded. With batch_done, the whole batch
     of experiments is done; otherwise runs up to `start_time` (and `ids_at_start_time` at it) are."""
     experiment_ids: tuple[str, ...]
@@ -125,7 +125,7 @@ class RunsPageDone:
 class RunsPageEnd:
     """A marker in the crawl's stream (resumable crawls): every run of a page is yielded before
     it. Whoever delivers the stream may take a checkpoint here."""
-    page: RunsPageDone
+    page: PageProgress
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ class CrawlObserver(Protocol):
 
 class RunsObserver(CrawlObserver, Protocol):
     """What a run strategy (runs.py) tells besides runs; the crawler turns it into markers."""
-    def runs_page_done(self, page: RunsPageDone) -> None: ...
+    def runs_page_done(self, page: PageProgress) -> None: ...
     def run_deleted(self, run_id: str) -> None: ...
 
 

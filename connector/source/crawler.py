@@ -24,7 +24,7 @@ from connector.source.logged_models import LoggedModelIndex, LoggedModelReader
 from connector.source.prompts import PromptReader, prompt_records
 from connector.source.crawl_records import (
     CrawlMarker, CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, EvaluationDatasetRecord, ExperimentRecord,
-    FullPlan, IncrementalPlan, LoggedModelRecord, ModelGroupRecord, ResumePlan, RunGone, RunRecord, RunsPageDone,
+    FullPlan, IncrementalPlan, LoggedModelRecord, ModelGroupRecord, ResumePlan, RunGone, RunRecord, PageProgress,
     RunsPageEnd, VersionRecord,
 )
 from connector.source.registry_index import MlflowListing, RegistryIndex, experiments, list_mlflow
@@ -61,7 +61,7 @@ class _Markers:
     def record_failed(self, what: str, problem: str) -> None:
         self.observer.record_failed(what, problem)
 
-    def runs_page_done(self, page: RunsPageDone) -> None:
+    def runs_page_done(self, page: PageProgress) -> None:
         self.pending.append(RunsPageEnd(page))
 
     def run_deleted(self, run_id: str) -> None:

@@ -14,7 +14,7 @@ from connector.source.mlflow_objects import Run
 from connector.source.errors import MlflowApiError
 from connector.source.paging import Listing, prefetched
 from connector.source.crawl_records import (
-    CrawlObserver, IncrementalPlan, ResumePlan, RunsObserver, RunsPageDone, parsed,
+    CrawlObserver, IncrementalPlan, ResumePlan, RunsObserver, PageProgress, parsed,
 )
 
 EXPERIMENT_IDS_PER_RUN_SEARCH = 100
@@ -99,7 +99,7 @@ class ResumableRuns:
             ids, _, skip = self.batches[index]
             if index != last_batch:
                 if last_batch is not None:
-                    observer.runs_page_done(RunsPageDone(tuple(self.batches[last_batch][0]), None, (), True))
+                    observer.runs_page_done(PageProgress(tuple(self.batches[last_batch][0]), None, (), True))
                 last_time, ids_at_last, last_batch = None, [], index
             for run in parsed(page, Run.from_json, observer):
                 if run.start_time != last_time:
@@ -107,9 +107,9 @@ class ResumableRuns:
                 ids_at_last.append(run.run_id)
                 if run.run_id not in skip:
                     yield run
-            observer.runs_page_done(RunsPageDone(tuple(ids), last_time, tuple(ids_at_last)))
+            observer.runs_page_done(PageProgress(tuple(ids), last_time, tuple(ids_at_last)))
         if last_batch is not None:
-            observer.runs_page_done(RunsPageDone(tuple(self.batches[last_batch][0]), None, (), True))
+            observer.runs_page_done(PageProgress(tuple(self.batches[last_batch][0]), None, (), True))
 
 
 class IncrementalRuns:
