@@ -1,0 +1,67 @@
+"""Hostile GenAI inputs against a real MLflow server: odd `mlflow.linkedPrompts` values, prompt
+templates holding credentials. Each test reads the output file the run wrote."""
+import json
+
+import pytest
+
+from connector.pipeline import run_ingest
+from connector.config.recipe import parse_recipe
+from tests.catalog_validation import validate_file
+from tests.mlflow_server import mlflow_server
+
+pytestmark = pytest.mark.server
+GENAI = {"include_prompts": True, "include_agents": True}
+SECRET = "hunter2-pass"
+CREDENTIAL_TEMPLATE = f"Read https://admin:{SECRET}@wiki.example.com/kb?q={{{{q}}}} then answer {{{{q}}}}."
+
+
+def model(name):
+    return f"urn:li:mlModel:(urn:li:dataPlatform:mlflow,{name},PROD)"
+
+
+def _seed(url: str) -> dict:
+    import warnings
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    warnings.filterwarnings("ignore")
+    mlflow.set_tracking_uri(url)
+    client = MlflowClient(url)
+    mlflow.genai.register_prompt("kb", template="Answer {{q}}.")
+    mlflow.genai.register_prompt("kb-secret", template=CREDENTIAL_TEMPLATE)
+    exp = client.create_experiment("hostile-genai")
+    odd_links = [{"name": "kb", "version": {"v": 1}}, {"name": "kb", "version": [1]}, {"name": ["kb"], "version": "1"},
+                 {"name": "kb", "version": True}, "kb", 5, {"name": "kb", "version": "1"}]
+    with mlflow.start_run(experiment_id=exp) as odd:
+        mlflow.set_tag("mlflow.linkedPrompts", json.dumps(odd_links))
+    agent = mlflow.create_external_model(name="odd-agent", model_type="agent", experiment_id=exp)
+    client.set_logged_model_tags(agent.model_id, {
+        "mlflow.linkedPrompts": json.dumps(odd_links),
+        "mlflow.modelVersions": json.dumps([{"name": "kb-model", "version": {"v": 2}}, {"name": {}, "version": "1"}])})
+    return {"odd_run": odd.info.run_id, "agent_id": agent.model_id}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    with mlflow_server(tmp_path_factory.mktemp("hostile-genai")) as url:
+        yield url, _seed(url)
+
+
+def ingest(url, out, **config):
+    report = run_ingest(parse_recipe({"source": {"type": "mlflow", "config": {"tracking_uri": url, **config}},
+                                      "sink": {"type": "file", "config": {"filename": str(out)}}}))
+    assert report.ok, report.failures
+    by_urn: dict = {}
+    for r in validate_file(out):
+        by_urn.setdefault(r["entityUrn"], {})[r["aspectName"]] = r["aspect"]["json"]
+    return by_urn, report
+
+
+def test_linked_prompts_whose_name_or_version_is_no_plain_value_name_no_entity(hostile, tmp_path):
+    url, facts = hostile
+    a, _ = ingest(url, tmp_path / "out.json", **GENAI)
+    from tests.expectations import run_urn
+    assert a[run_urn(facts["odd_run"])]["dataProcessInstanceInput"]["inputs"] == [model("kb_1")]
+    agent = a[f"urn:li:aiAgent:odd-agent_{facts['agent_id']}"]
+    assert agent["aiAgentDependencies"] == {"models": [model("kb_1")]}
