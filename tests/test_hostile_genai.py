@@ -65,3 +65,13 @@ def test_linked_prompts_whose_name_or_version_is_no_plain_value_name_no_entity(h
     assert a[run_urn(facts["odd_run"])]["dataProcessInstanceInput"]["inputs"] == [model("kb_1")]
     agent = a[f"urn:li:aiAgent:odd-agent_{facts['agent_id']}"]
     assert agent["aiAgentDependencies"] == {"models": [model("kb_1")]}
+
+
+def test_prompt_template_url_credentials_are_left_out_of_the_catalog(hostile, tmp_path):
+    url, _ = hostile
+    out = tmp_path / "out.json"
+    a, report = ingest(url, out, **GENAI)
+    shown = a[model("kb-secret_1")]["documentation"]["documentations"][0]["documentation"]
+    assert shown == "```\nRead https://wiki.example.com/kb?q={{q}} then answer {{q}}.\n```"
+    assert SECRET not in out.read_text()
+    assert SECRET not in json.dumps(report.as_dict(), default=str)
