@@ -30,7 +30,10 @@ def _seed(url: str) -> dict:
     client = MlflowClient(url)
     mlflow.genai.register_prompt("kb", template="Answer {{q}}.")
     mlflow.genai.register_prompt("kb-secret", template=CREDENTIAL_TEMPLATE)
+    client.create_registered_model("ranker", description="a plain model beside the prompts")
     exp = client.create_experiment("hostile-genai")
+    for _ in range(20):  # enough entities that removing the prompts stays under the mass-removal ratio
+        client.set_terminated(client.create_run(exp).info.run_id)
     odd_links = [{"name": "kb", "version": {"v": 1}}, {"name": "kb", "version": [1]}, {"name": ["kb"], "version": "1"},
                  {"name": "kb", "version": True}, "kb", 5, {"name": "kb", "version": "1"}]
     with mlflow.start_run(experiment_id=exp) as odd:
@@ -75,3 +78,30 @@ def test_prompt_template_url_credentials_are_left_out_of_the_catalog(hostile, tm
     assert shown == "```\nRead https://wiki.example.com/kb?q={{q}} then answer {{q}}.\n```"
     assert SECRET not in out.read_text()
     assert SECRET not in json.dumps(report.as_dict(), default=str)
+
+
+def test_a_refused_prompt_listing_removes_no_prompt_the_state_knows(hostile, tmp_path):
+    """A registry that listed prompts and then refuses the prompt filter (a proxy's 404 during a
+    deploy, a server rolled back): a warning, and the prompts stay in the catalog."""
+    from tests.fault_proxy import FaultProxy
+
+    url, _ = hostile
+    with FaultProxy(url) as proxy:
+        recipe = {"pipeline_name": "refused", "state": {"path": str(tmp_path / "state.json")},
+                  "source": {"type": "mlflow", "config": {"tracking_uri": proxy.url, **GENAI}}}
+
+        def run(name):
+            out = tmp_path / name
+            report = run_ingest(parse_recipe({**recipe, "sink": {"type": "file", "config": {"filename": str(out)}}}))
+            return report, validate_file(out) if out.exists() else []
+
+        first, _ = run("first.json")
+        assert first.ok and first.crawled["prompts"] == 2
+        proxy.add("filter=tags", "mlflow_error", error_code="ENDPOINT_NOT_FOUND")
+        refused, records = run("refused.json")
+        assert any("refused to list prompts" in str(w) for w in refused.warnings)
+        assert refused.entities_removed == 0
+        assert not [r["entityUrn"] for r in records if r["aspect"]["json"] == {"removed": True}]
+        proxy.clear()
+        again, records = run("again.json")  # listed again: nothing removed, nothing to re-send
+        assert again.ok and again.entities_removed == 0

@@ -135,6 +135,12 @@ class RunGone:
     run_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class PromptsNotListed:
+    """A marker in the crawl's stream: the registry refused to list prompts, so this run cannot
+    tell which prompts are gone (the ones the state knows are kept, not removed)."""
+
+
 CrawlMarker = Union[RunsPageEnd, RunGone]
 
 
