@@ -38,6 +38,8 @@ def _seed(url: str) -> dict:
                  {"name": "kb", "version": True}, "kb", 5, {"name": "kb", "version": "1"}]
     with mlflow.start_run(experiment_id=exp) as odd:
         mlflow.set_tag("mlflow.linkedPrompts", json.dumps(odd_links))
+    from mlflow.genai.datasets import create_dataset
+    create_dataset(name="qa", experiment_id=[exp]).merge_records([{"inputs": {"q": "a"}, "expectations": {"e": "b"}}])
     agent = mlflow.create_external_model(name="odd-agent", model_type="agent", experiment_id=exp)
     client.set_logged_model_tags(agent.model_id, {
         "mlflow.linkedPrompts": json.dumps(odd_links),
@@ -105,3 +107,27 @@ def test_a_refused_prompt_listing_removes_no_prompt_the_state_knows(hostile, tmp
         proxy.clear()
         again, records = run("again.json")  # listed again: nothing removed, nothing to re-send
         assert again.ok and again.entities_removed == 0
+
+
+def test_an_evaluation_dataset_listing_answered_404_removes_no_evaluation_dataset(hostile, tmp_path):
+    """The datasets API answering 404 (a proxy during a deploy, a server rolled back) after a run
+    that listed evaluation datasets: they stay in the catalog."""
+    from tests.fault_proxy import FaultProxy
+
+    url, _ = hostile
+    with FaultProxy(url) as proxy:
+        recipe = {"pipeline_name": "no-datasets-api", "state": {"path": str(tmp_path / "state.json")},
+                  "source": {"type": "mlflow", "config": {"tracking_uri": proxy.url, **GENAI,
+                                                          "include_evaluation_datasets": True}}}
+
+        def run(name):
+            out = tmp_path / name
+            report = run_ingest(parse_recipe({**recipe, "sink": {"type": "file", "config": {"filename": str(out)}}}))
+            return report, validate_file(out) if out.exists() else []
+
+        first, records = run("first.json")
+        assert first.ok and first.crawled["evaluation_datasets"] == 1
+        proxy.add("datasets/search", "mlflow_error", error_code="ENDPOINT_NOT_FOUND")
+        refused, records = run("refused.json")
+        assert refused.ok and refused.entities_removed == 0
+        assert not [r["entityUrn"] for r in records if r["aspect"]["json"] == {"removed": True}]

@@ -23,7 +23,7 @@ from connector.mapping.common import MappingContext, Mcp, status
 from connector.mapping.catalog_entities import MappedEntity, fingerprint, version_fingerprint
 from connector.mapping.version import MAPPING_VERSION
 from connector.source.crawl_records import (
-    CrawlPlan, ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, PromptsNotListed, RunGone, RunRecord,
+    CrawlPlan, ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, NotListed, RunGone, RunRecord,
     RunsPageEnd, VersionRecord,
 )
 from connector.source.registry_index import MlflowListing
@@ -80,7 +80,7 @@ class ChangeTracker:
         self.max_start_time = 0
         self.max_registry_update = 0
         self.deleted: list[str] = []
-        self.prompts_listed = True  # False: the registry refused to list prompts this run
+        self.not_listed: set[str] = set()  # entity types MLflow refused to list this run: none removed
         self.removed: list[str] = []
         self.progress = BackfillProgress()
         # URN -> what made it, for every entity chosen this run: ("run", id), ("version", URN) or None
@@ -150,8 +150,8 @@ class ChangeTracker:
             self.progress = self.progress.after(item.page)
         elif isinstance(item, RunGone):
             self._run_gone(item.run_id)
-        elif isinstance(item, PromptsNotListed):
-            self.prompts_listed = False
+        elif isinstance(item, NotListed):
+            self.not_listed.update(item.entity_types)
         elif isinstance(item, VersionRecord):
             return self._version_wanted(item)
         else:
@@ -209,8 +209,8 @@ class ChangeTracker:
             if run_id not in self.seen_runs]
         self.removed = gone_entities(self.previous.fingerprints, self.changes.current, self.changes.seen_listed,
                                      self.incremental, [*self.deleted, *gone_dirty])
-        if not self.prompts_listed:  # prompts are registry entities: none of them removed, all kept
-            kept = [u for u in self.removed if urns.entity_type(u) in ("mlModelGroup", "mlModel")]
+        if self.not_listed:  # a listing MLflow refused tells nothing gone: its kinds are kept
+            kept = [u for u in self.removed if urns.entity_type(u) in self.not_listed]
             self.removed = [u for u in self.removed if u not in kept]
             self.changes.current.update((u, self.previous.fingerprints[u]) for u in kept)
         for urn in self.removed:

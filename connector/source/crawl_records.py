@@ -136,9 +136,11 @@ class RunGone:
 
 
 @dataclass(frozen=True, slots=True)
-class PromptsNotListed:
-    """A marker in the crawl's stream: the registry refused to list prompts, so this run cannot
-    tell which prompts are gone (the ones the state knows are kept, not removed)."""
+class NotListed:
+    """A marker in the crawl's stream: MLflow refused a listing (prompts, evaluation datasets), so
+    this run cannot tell which of them are gone: what the state knows of these entity types is
+    kept, not removed."""
+    entity_types: tuple[str, ...]
 
 
 CrawlMarker = Union[RunsPageEnd, RunGone]
