@@ -131,3 +131,36 @@ def test_an_evaluation_dataset_listing_answered_404_removes_no_evaluation_datase
         refused, records = run("refused.json")
         assert refused.ok and refused.entities_removed == 0
         assert not [r["entityUrn"] for r in records if r["aspect"]["json"] == {"removed": True}]
+
+
+def test_rest_sink_delivers_the_hostile_genai_entities_and_keeps_them_through_a_refused_listing(hostile, tmp_path):
+    """The same through the REST sink into the stand-in GMS (DataHub's schema classes check every
+    proposal): every proposal delivered, the latest values as the fixes above say."""
+    from tests.catalog_server import CatalogServer
+    from tests.fault_proxy import FaultProxy
+
+    url, facts = hostile
+    with FaultProxy(url) as proxy, CatalogServer() as gms:
+        recipe = parse_recipe({
+            "pipeline_name": "rest-genai", "state": {"path": str(tmp_path / "state.json")},
+            "source": {"type": "mlflow", "config": {"tracking_uri": proxy.url, **GENAI,
+                                                    "include_evaluation_datasets": True}},
+            "sink": {"type": "datahub-rest", "config": {"server": gms.url,
+                                                        "dead_letter_file": str(tmp_path / "dead.json")}}})
+        first = run_ingest(recipe)
+        assert first.ok and first.delivered == first.proposals > 0 and first.dead_lettered == 0
+        proxy.add("filter=tags", "mlflow_error", error_code="ENDPOINT_NOT_FOUND")
+        proxy.add("datasets/search", "mlflow_error", error_code="ENDPOINT_NOT_FOUND")
+        refused = run_ingest(recipe)
+        assert refused.ok and refused.entities_removed == 0
+        assert refused.delivered + refused.dead_lettered == refused.proposals and refused.dead_lettered == 0
+    assert gms.problems == []
+    latest = gms.store
+    documentation = latest[(model("kb-secret_1"), "documentation")]["documentations"][0]["documentation"]
+    assert SECRET not in documentation and "https://wiki.example.com/kb" in documentation
+    from tests.expectations import run_urn
+    assert latest[(run_urn(facts["odd_run"]), "dataProcessInstanceInput")]["inputs"] == [model("kb_1")]
+    kept = [model("kb_1"), model("kb-secret_1"), "urn:li:mlModelGroup:(urn:li:dataPlatform:mlflow,kb,PROD)"]
+    kept += [u for (u, aspect) in latest if aspect == "subTypes" and latest[(u, aspect)] == {
+        "typeNames": ["Evaluation Dataset"]}]
+    assert len(kept) == 4 and all(latest[(u, "status")] == {"removed": False} for u in kept)
