@@ -1,6 +1,7 @@
 """Hostile GenAI inputs against a real MLflow server: odd `mlflow.linkedPrompts` values, prompt
 templates holding credentials. Each test reads the output file the run wrote."""
 import json
+import time
 
 import pytest
 
@@ -164,3 +165,37 @@ def test_rest_sink_delivers_the_hostile_genai_entities_and_keeps_them_through_a_
     kept += [u for (u, aspect) in latest if aspect == "subTypes" and latest[(u, aspect)] == {
         "typeNames": ["Evaluation Dataset"]}]
     assert len(kept) == 4 and all(latest[(u, "status")] == {"removed": False} for u in kept)
+
+
+@pytest.mark.parametrize("listing", ["filter=tags", "datasets/search", "logged-models/search"])
+def test_stopped_while_a_genai_listing_hangs_the_run_ends_and_loses_nothing(hostile, tmp_path, listing):
+    """SIGTERM (the run's stop token) while MLflow drips the prompt, evaluation dataset or agent
+    listing: the run ends at once, every proposal taken is delivered or dead-lettered."""
+    import threading
+
+    from connector.run_parts import RunOptions
+    from connector.stopping import StopToken
+    from tests.catalog_server import CatalogServer
+    from tests.fault_proxy import FaultProxy
+    from tests.waiting import wait_for
+
+    url, _ = hostile
+    stop, reports = StopToken(), {}
+    with FaultProxy(url) as proxy, CatalogServer() as gms:
+        proxy.add(listing, "drip", interval_sec=5.0)
+        recipe = parse_recipe({
+            "source": {"type": "mlflow", "config": {"tracking_uri": proxy.url, **GENAI,
+                                                    "include_evaluation_datasets": True}},
+            "sink": {"type": "datahub-rest", "config": {"server": gms.url,
+                                                        "dead_letter_file": str(tmp_path / "dead.json")}}})
+        worker = threading.Thread(target=lambda: reports.setdefault("r", run_ingest(recipe, RunOptions(stop=stop))))
+        worker.start()
+        wait_for(lambda: any(listing in path for _, path in proxy.requests), timeout=120, what=listing)
+        stopped_at = time.monotonic()
+        stop.request("SIGTERM")
+        worker.join(60)
+        assert not worker.is_alive() and time.monotonic() - stopped_at < 20
+    report = reports["r"]
+    assert not report.ok and report.failures[0]["title"] == "Interrupted"
+    assert report.delivered + report.dead_lettered == report.proposals
+    assert len(gms.received) == report.delivered
