@@ -14,6 +14,7 @@ pytestmark = pytest.mark.server
 GENAI = {"include_prompts": True, "include_agents": True}
 SECRET = "hunter2-pass"
 CREDENTIAL_TEMPLATE = f"Read https://admin:{SECRET}@wiki.example.com/kb?q={{{{q}}}} then answer {{{{q}}}}."
+CONTROL_TEMPLATE = "a\x00b \x1b[31mred\x07 ```` {{q}} \u2028 \ud7ff \U0001f600"
 
 
 def model(name):
@@ -31,6 +32,8 @@ def _seed(url: str) -> dict:
     client = MlflowClient(url)
     mlflow.genai.register_prompt("kb", template="Answer {{q}}.")
     mlflow.genai.register_prompt("kb-secret", template=CREDENTIAL_TEMPLATE)
+    mlflow.genai.register_prompt("odd-text", template=CONTROL_TEMPLATE)
+    mlflow.genai.register_prompt("long", template="x" * 99_000 + " {{q}}")  # MLflow's limit is 100,000
     client.create_registered_model("ranker", description="a plain model beside the prompts")
     exp = client.create_experiment("hostile-genai")
     for _ in range(20):  # enough entities that removing the prompts stays under the mass-removal ratio
@@ -99,7 +102,7 @@ def test_a_refused_prompt_listing_removes_no_prompt_the_state_knows(hostile, tmp
             return report, validate_file(out) if out.exists() else []
 
         first, _ = run("first.json")
-        assert first.ok and first.crawled["prompts"] == 2
+        assert first.ok and first.crawled["prompts"] == 4
         proxy.add("filter=tags", "mlflow_error", error_code="ENDPOINT_NOT_FOUND")
         refused, records = run("refused.json")
         assert any("refused to list prompts" in str(w) for w in refused.warnings)
@@ -199,3 +202,23 @@ def test_stopped_while_a_genai_listing_hangs_the_run_ends_and_loses_nothing(host
     assert not report.ok and report.failures[0]["title"] == "Interrupted"
     assert report.delivered + report.dead_lettered == report.proposals
     assert len(gms.received) == report.delivered
+
+
+def test_datahub_ingest_plugin_sends_what_the_file_sink_writes(hostile, tmp_path):
+    """The plugin's work units (avrogen's dict built directly) for templates with control
+    characters, a NUL and 99,000 characters: the same proposals as our file sink."""
+    from tests.test_datahub_ingest import canonical, datahub_ingest
+
+    url, _ = hostile
+    config = {"tracking_uri": url, **GENAI, "include_evaluation_datasets": True}
+    (tmp_path / "home").mkdir()
+    ours = tmp_path / "ours.json"
+    ingest(url, ours, **{k: v for k, v in config.items() if k != "tracking_uri"})
+    proc, report, _ = datahub_ingest(tmp_path, "hostile", config,
+                                     {"type": "file", "config": {"filename": str(tmp_path / "theirs.json")}})
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    theirs = json.loads((tmp_path / "theirs.json").read_text())
+    key = lambda r: (r["entityUrn"], r["aspectName"])  # noqa: E731
+    assert sorted(canonical(theirs), key=key) == sorted(canonical(json.loads(ours.read_text())), key=key)
+    odd = [r for r in theirs if r["entityUrn"] == model("odd-text_1") and r["aspectName"] == "documentation"]
+    assert CONTROL_TEMPLATE in odd[0]["aspect"]["json"]["documentations"][0]["documentation"]
