@@ -222,3 +222,58 @@ def test_datahub_ingest_plugin_sends_what_the_file_sink_writes(hostile, tmp_path
     assert sorted(canonical(theirs), key=key) == sorted(canonical(json.loads(ours.read_text())), key=key)
     odd = [r for r in theirs if r["entityUrn"] == model("odd-text_1") and r["aspectName"] == "documentation"]
     assert CONTROL_TEMPLATE in odd[0]["aspect"]["json"]["documentations"][0]["documentation"]
+
+
+def test_killed_mid_runs_page_then_resumed_with_genai_ends_as_one_clean_crawl(hostile, tmp_path):
+    """SIGKILL after a few runs-page checkpoints of a resumable full crawl with prompts, agents and
+    evaluation datasets; `--resume` sends no delivered run again, and the catalog ends as after
+    one clean crawl (the GenAI listings come after the runs: the resumed run lists them whole)."""
+    import signal
+    import subprocess
+    import sys
+
+    from connector.state.store import StateFile, expand
+    from tests.catalog_server import CatalogServer
+
+    url, _ = hostile
+    cli = [sys.executable, "-m", "connector.cli"]
+
+    def recipe(gms, name, state):
+        path = tmp_path / f"{name}.yml"
+        path.write_text(json.dumps({
+            "pipeline_name": "genai-backfill", "state": {"path": str(tmp_path / state)},
+            "source": {"type": "mlflow", "config": {"tracking_uri": url, "runs_page_size": 4, **GENAI,
+                                                    "include_evaluation_datasets": True}},
+            "sink": {"type": "datahub-rest", "config": {
+                "server": gms.url, "max_batch_size": 5, "max_in_flight": 1, "retry_backoff_sec": 0.01,
+                "dead_letter_file": str(tmp_path / f"{name}.dead.json")}}}))
+        return str(path)
+
+    with CatalogServer() as clean:
+        done = subprocess.run(cli + ["ingest", "-c", recipe(clean, "clean", "clean.json")],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    with CatalogServer() as catalog:
+        catalog.stall_first, catalog.stall_seconds = 10**6, 0.05
+        path = recipe(catalog, "victim", "state.json")
+        victim = subprocess.Popen(cli + ["ingest", "-c", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        state = StateFile(tmp_path / "state.json")
+
+        def runs_checkpointed():
+            backfill = state.load("genai-backfill").backfill if (tmp_path / "state.json").exists() else None
+            return backfill and sum(u.startswith("urn:li:dataProcessInstance:") for u in
+                                    expand(backfill["fingerprints"])) >= 8
+        from tests.waiting import wait_for
+        wait_for(runs_checkpointed, timeout=120, what="8 runs checkpointed")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        backfill = state.load("genai-backfill").backfill
+        delivered = {u for u in expand(backfill["fingerprints"]) if u.startswith("urn:li:dataProcessInstance:")}
+        before = len(catalog.received)
+        catalog.stall_first = 0
+        resumed = subprocess.run(cli + ["ingest", "-c", path, "--resume"], capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        resent = {r["entityUrn"] for r in catalog.received[before:]}
+    assert delivered and not (delivered & resent)
+    assert catalog.problems == []
+    assert catalog.store == clean.store
