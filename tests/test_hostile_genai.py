@@ -277,3 +277,26 @@ def test_killed_mid_runs_page_then_resumed_with_genai_ends_as_one_clean_crawl(ho
     assert delivered and not (delivered & resent)
     assert catalog.problems == []
     assert catalog.store == clean.store
+
+
+def test_a_failed_prompt_listing_stops_the_run_removes_nothing_and_loses_nothing(hostile, tmp_path):
+    """INTERNAL_ERROR on the prompt listing after a run that delivered the prompts: the run fails,
+    what it took is delivered or dead-lettered, and the catalog's prompts stay."""
+    from tests.catalog_server import CatalogServer
+    from tests.fault_proxy import FaultProxy
+
+    url, _ = hostile
+    with FaultProxy(url) as proxy, CatalogServer() as gms:
+        recipe = parse_recipe({
+            "pipeline_name": "failing-prompts", "state": {"path": str(tmp_path / "state.json")},
+            "source": {"type": "mlflow", "config": {"tracking_uri": proxy.url, **GENAI}},
+            "sink": {"type": "datahub-rest", "config": {"server": gms.url,
+                                                        "dead_letter_file": str(tmp_path / "dead.json")}}})
+        assert run_ingest(recipe).ok
+        proxy.add("filter=tags", "mlflow_error", error_code="INTERNAL_ERROR")
+        failed = run_ingest(recipe)
+    assert not failed.ok and "INTERNAL_ERROR" in str(failed.failures)
+    assert failed.entities_removed == 0 and failed.delivered + failed.dead_lettered == failed.proposals
+    assert gms.problems == []
+    assert all(gms.store[(urn, "status")] == {"removed": False} for urn in
+               (model("kb_1"), model("long_1"), "urn:li:mlModelGroup:(urn:li:dataPlatform:mlflow,kb,PROD)"))
