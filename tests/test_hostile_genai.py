@@ -36,7 +36,7 @@ def _seed(url: str) -> dict:
     mlflow.genai.register_prompt("long", template="x" * 99_000 + " {{q}}")  # MLflow's limit is 100,000
     client.create_registered_model("ranker", description="a plain model beside the prompts")
     exp = client.create_experiment("hostile-genai")
-    for _ in range(20):  # enough entities that removing the prompts stays under the mass-removal ratio
+    for _ in range(40):  # enough entities that removing the prompts stays under the mass-removal ratio
         client.set_terminated(client.create_run(exp).info.run_id)
     odd_links = [{"name": "kb", "version": {"v": 1}}, {"name": "kb", "version": [1]}, {"name": ["kb"], "version": "1"},
                  {"name": "kb", "version": True}, "kb", 5, {"name": "kb", "version": "1"}]
@@ -86,7 +86,8 @@ def test_prompt_template_url_credentials_are_left_out_of_the_catalog(hostile, tm
     assert SECRET not in json.dumps(report.as_dict(), default=str)
 
 
-def test_a_refused_prompt_listing_removes_no_prompt_the_state_knows(hostile, tmp_path):
+@pytest.mark.parametrize("incremental", [False, True])
+def test_a_refused_prompt_listing_removes_no_prompt_the_state_knows(hostile, tmp_path, incremental):
     """A registry that listed prompts and then refuses the prompt filter (a proxy's 404 during a
     deploy, a server rolled back): a warning, and the prompts stay in the catalog."""
     from tests.fault_proxy import FaultProxy
@@ -94,7 +95,8 @@ def test_a_refused_prompt_listing_removes_no_prompt_the_state_knows(hostile, tmp
     url, _ = hostile
     with FaultProxy(url) as proxy:
         recipe = {"pipeline_name": "refused", "state": {"path": str(tmp_path / "state.json")},
-                  "source": {"type": "mlflow", "config": {"tracking_uri": proxy.url, **GENAI}}}
+                  "source": {"type": "mlflow", "config": {"tracking_uri": proxy.url, **GENAI,
+                                                          "incremental": incremental}}}
 
         def run(name):
             out = tmp_path / name
@@ -106,7 +108,7 @@ def test_a_refused_prompt_listing_removes_no_prompt_the_state_knows(hostile, tmp
         proxy.add("filter=tags", "mlflow_error", error_code="ENDPOINT_NOT_FOUND")
         refused, records = run("refused.json")
         assert any("refused to list prompts" in str(w) for w in refused.warnings)
-        assert refused.entities_removed == 0
+        assert refused.ok and refused.entities_removed == 0, refused.failures
         assert not [r["entityUrn"] for r in records if r["aspect"]["json"] == {"removed": True}]
         proxy.clear()
         again, records = run("again.json")  # listed again: nothing removed, nothing to re-send
