@@ -302,3 +302,16 @@ def test_a_failed_prompt_listing_stops_the_run_removes_nothing_and_loses_nothing
     assert gms.problems == []
     assert all(gms.store[(urn, "status")] == {"removed": False} for urn in
                (model("kb_1"), model("long_1"), "urn:li:mlModelGroup:(urn:li:dataPlatform:mlflow,kb,PROD)"))
+
+
+def test_an_agent_without_a_run_as_ai_agent_and_as_ml_model(hostile, tmp_path):
+    """odd-agent has no run, and its `mlflow.modelVersions` names no version (malformed items): with
+    `agents_as: ml_model` it is the LoggedModel's own mlModel (it was left out as if registered)."""
+    url, facts = hostile
+    a, report = ingest(url, tmp_path / "agent.json", **GENAI)
+    agent = a[f"urn:li:aiAgent:odd-agent_{facts['agent_id']}"]
+    assert agent["upstreamLineage"] == {"upstreams": []} and agent["aiAgentInfo"]["name"] == "odd-agent"
+    b, _ = ingest(url, tmp_path / "model.json", **GENAI, agents_as="ml_model")
+    as_model = [u for u in b if u.startswith("urn:li:mlModel:") and facts["agent_id"] in u]
+    assert len(as_model) == 1 and b[as_model[0]]["mlModelProperties"]["name"].startswith("odd-agent")
+    assert not [u for u in b if u.startswith("urn:li:aiAgent:")]

@@ -302,7 +302,8 @@ class LoggedModel:
 
     @property
     def registered(self) -> bool:
-        return bool(self.tags.get("mlflow.modelVersions"))
+        """A registry version names it (`[]` or a malformed tag names none: it is unregistered)."""
+        return bool(name_version_pairs(self.tags.get("mlflow.modelVersions") or ""))
 
     @classmethod
     def from_json(cls, d: dict) -> "LoggedModel":
