@@ -65,6 +65,16 @@ def test_loopback_written_three_ways_is_one_catalog_and_one_server(tmp_path):
     assert "http://localhost:5001" in found["b"]
 
 
+def test_loopback_written_as_a_fully_qualified_name_or_an_ipv4_mapped_address(tmp_path):
+    """`localhost.` and `[::ffff:127.0.0.1]` are the same machine too: the collision into one GMS is
+    seen, and one MLflow server so written is not two servers."""
+    found = refusals(tmp_path, {"a.yml": recipe("http://localhost.:5000", gms="http://[::ffff:127.0.0.1]:8080"),
+                                "b.yml": recipe("http://127.0.0.1:5001", gms="http://localhost:8080/"),
+                                "c.yml": recipe("http://[::ffff:7f00:1]:5000", gms="http://LOCALHOST.:8080")})
+    assert "a.yml and b.yml crawl different MLflow servers" in found["a"]
+    assert "c.yml and b.yml crawl different MLflow servers" in found["c"] and "a.yml" not in found["c"]
+
+
 def test_the_same_instance_on_two_servers_is_refused_and_env_vars_count(tmp_path, monkeypatch):
     monkeypatch.setenv("WEST_MLFLOW", "http://b:5000")
     found = refusals(tmp_path, {"east.yml": recipe("http://a:5000", "shared", env="dev"),

@@ -23,8 +23,8 @@ from connector.mapping.common import MappingContext, Mcp, status
 from connector.mapping.catalog_entities import MappedEntity, fingerprint, version_fingerprint
 from connector.mapping.version import MAPPING_VERSION
 from connector.source.crawl_records import (
-    CrawlPlan, ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, RunGone, RunRecord, RunsPageEnd,
-    VersionRecord,
+    CrawlPlan, ExperimentRecord, FullPlan, IncrementalPlan, ModelGroupRecord, NotListed, RunGone, RunRecord,
+    RunsPageEnd, VersionRecord,
 )
 from connector.source.registry_index import MlflowListing
 from connector.state.store import PipelineState, compact, expand
@@ -80,6 +80,7 @@ class ChangeTracker:
         self.max_start_time = 0
         self.max_registry_update = 0
         self.deleted: list[str] = []
+        self.not_listed: set[str] = set()  # entity types MLflow refused to list this run: none removed
         self.removed: list[str] = []
         self.progress = BackfillProgress()
         # URN -> what made it, for every entity chosen this run: ("run", id), ("version", URN) or None
@@ -149,6 +150,8 @@ class ChangeTracker:
             self.progress = self.progress.after(item.page)
         elif isinstance(item, RunGone):
             self._run_gone(item.run_id)
+        elif isinstance(item, NotListed):
+            self.not_listed.update(item.entity_types)
         elif isinstance(item, VersionRecord):
             return self._version_wanted(item)
         else:
@@ -206,6 +209,10 @@ class ChangeTracker:
             if run_id not in self.seen_runs]
         self.removed = gone_entities(self.previous.fingerprints, self.changes.current, self.changes.seen_listed,
                                      self.incremental, [*self.deleted, *gone_dirty])
+        if self.not_listed:  # a listing MLflow refused tells nothing gone: its kinds are kept
+            kept = [u for u in self.removed if urns.entity_type(u) in self.not_listed]
+            self.removed = [u for u in self.removed if u not in kept]
+            self.changes.current.update((u, self.previous.fingerprints[u]) for u in kept)
         for urn in self.removed:
             self.changes.current.pop(urn, None)
         # one the crawl found again is sent as it is now, not removed

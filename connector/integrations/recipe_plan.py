@@ -98,13 +98,15 @@ def _resolved(value: object) -> Optional[str]:
 def _host(hostname: str) -> str:
     """Loopback written three ways (`localhost`, `127.0.0.1`, `[::1]`) is one machine; other names are
     compared as written (resolving them would put DNS into DAG parsing)."""
-    host = hostname.lower()
+    host = hostname.lower().rstrip(".")  # `localhost.`: the same name, fully qualified
     if host == "localhost":
         return host
     try:
-        return "localhost" if ipaddress.ip_address(host).is_loopback else host
+        address = ipaddress.ip_address(host)
     except ValueError:
         return host
+    mapped = getattr(address, "ipv4_mapped", None)  # `[::ffff:127.0.0.1]` is 127.0.0.1
+    return "localhost" if (mapped or address).is_loopback else host
 
 
 def _server(url: str) -> str:

@@ -6,7 +6,6 @@ An aiAgent shows: its info (name, the description of the model or its run), its 
 upstream lineage to the datasets its run read, its version among the agents of its name, owner."""
 from __future__ import annotations
 
-import json
 from typing import Iterator, Optional
 
 from connector.mapping import urns
@@ -18,7 +17,7 @@ from connector.mapping.datasets import dataset_urn_for
 from connector.mapping.prompts import linked_prompt_urns
 from connector.mapping.registry import map_logged_model
 from connector.source.crawl_records import AgentRecord
-from connector.source.mlflow_objects import LoggedModel, Run
+from connector.source.mlflow_objects import LoggedModel, Run, name_version_pairs
 
 AI_AGENT = "ai_agent"
 ML_MODEL = "ml_model"
@@ -32,12 +31,7 @@ def agent_urn(ctx: MappingContext, lm: LoggedModel) -> str:
 
 def registered_versions(lm: LoggedModel) -> list[tuple[str, str]]:
     """The registry versions of the LoggedModel (its `mlflow.modelVersions` tag)."""
-    try:
-        items = json.loads(lm.tags.get("mlflow.modelVersions") or "[]")
-    except ValueError:
-        return []
-    return sorted({(str(i["name"]), str(i["version"])) for i in items if isinstance(items, list)
-                   and isinstance(i, dict) and i.get("name") and i.get("version") is not None})
+    return list(name_version_pairs(lm.tags.get("mlflow.modelVersions") or ""))
 
 
 def dependency_models(ctx: MappingContext, lm: LoggedModel) -> list[str]:

@@ -13,6 +13,7 @@ from connector.mapping.common import (
     MappingContext, Mcp, custom_properties, drop_none, external_url, known_user, mcp, ownership,
     platform_instance_aspect, sorted_props, status, time_stamp, version_urn,
 )
+from connector.secrets import strip_url_credentials
 from connector.source.mlflow_objects import ModelVersion, RegisteredModel, linked_prompts
 
 PROMPT_SUBTYPE = "Prompt"
@@ -100,6 +101,7 @@ def _documentation(version: ModelVersion, owner: Optional[str]) -> Optional[dict
     template = version.tags.get(TEMPLATE_TAG)
     if template is None:
         return None
+    template = strip_url_credentials(template)  # a URL's user:password@ in a template is a secret
     return {"documentations": [{
         "documentation": template_markdown(template, version.tags.get("_mlflow_prompt_type", "text")),
         "attribution": {"time": int(version.last_updated_timestamp or version.creation_timestamp or 0),

@@ -135,6 +135,14 @@ class RunGone:
     run_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class NotListed:
+    """A marker in the crawl's stream: MLflow refused a listing (prompts, evaluation datasets), so
+    this run cannot tell which of them are gone: what the state knows of these entity types is
+    kept, not removed."""
+    entity_types: tuple[str, ...]
+
+
 CrawlMarker = Union[RunsPageEnd, RunGone]
 
 

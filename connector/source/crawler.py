@@ -24,7 +24,8 @@ from connector.source.logged_models import LoggedModelIndex, LoggedModelReader
 from connector.source.prompts import PromptReader, prompt_records
 from connector.source.crawl_records import (
     CrawlMarker, CrawlObserver, CrawlPlan, CrawlRecord, CrawlSettings, EvaluationDatasetRecord, ExperimentRecord,
-    FullPlan, IncrementalPlan, LoggedModelRecord, ModelGroupRecord, ResumePlan, RunGone, RunRecord, PageProgress,
+    FullPlan, IncrementalPlan, LoggedModelRecord, ModelGroupRecord, NotListed, PageProgress, ResumePlan, RunGone,
+    RunRecord,
     RunsPageEnd, VersionRecord,
 )
 from connector.source.registry_index import MlflowListing, RegistryIndex, experiments, list_mlflow
@@ -129,7 +130,8 @@ class MlflowCrawler:
         return self._listed(experiment) and self.settings.experiments.allows(experiment.name)
 
     # -- the crawl --------------------------------------------------------------------------
-    def crawl(self, listing: MlflowListing, plan: CrawlPlan = _FULL) -> Iterator[Union[CrawlRecord, CrawlMarker]]:
+    def crawl(self, listing: MlflowListing, plan: CrawlPlan = _FULL
+              ) -> Iterator[Union[CrawlRecord, CrawlMarker, NotListed]]:
         included = [e for e in listing.experiments if self._included(e)]
         self.observer.filter_out("experiments", sum(1 for e in listing.experiments if self._listed(e)) - len(included))
         logged = self._listed_logged_models(listing, included, plan)
@@ -144,19 +146,24 @@ class MlflowCrawler:
         yield from self._registry_records(listing, included, plan, logged, kept_runs)
         yield from self._prompt_and_agent_records(included)
 
-    def _evaluation_dataset_records(self) -> Iterator[EvaluationDatasetRecord]:
+    def _evaluation_dataset_records(self) -> Iterator[Union[EvaluationDatasetRecord, NotListed]]:
         """Listed whole, in every crawl: first, as the evaluation runs read them."""
         if self.settings.include_evaluation_datasets:
-            for dataset in EvaluationDatasetReader(self.backend, self.observer).list():
+            reader = EvaluationDatasetReader(self.backend, self.observer)
+            for dataset in reader.list():
                 self.observer.seen("evaluation_datasets")
                 yield EvaluationDatasetRecord(dataset)
+            if reader.refused:
+                yield NotListed(("dataset",))
 
-    def _prompt_and_agent_records(self, included: list[Experiment]) -> Iterator[CrawlRecord]:
+    def _prompt_and_agent_records(self, included: list[Experiment]) -> Iterator[Union[CrawlRecord, NotListed]]:
         """Listed whole on every run (two paged listings; agents per batch of experiments): the
         fingerprints tell an incremental run what changed."""
         if self.settings.include_prompts:
-            yield from prompt_records(PromptReader(self.backend, self.settings.models, self.observer).index(),
-                                      self.observer)
+            reader = PromptReader(self.backend, self.settings.models, self.observer)
+            yield from prompt_records(reader.index(), self.observer)
+            if reader.refused:
+                yield NotListed(("mlModelGroup", "mlModel"))  # prompts are registry entities
         if self.settings.include_agents:
             agent_experiments = included if self.settings.include_experiments else [
                 e for e in experiments(self.backend, self.observer) if self._included(e)]

@@ -112,6 +112,7 @@ class EvaluationDatasetReader:
     def __init__(self, backend: Backend, observer: CrawlObserver):
         self.backend = backend
         self.observer = observer
+        self.refused = False  # the server has no datasets API (or answered as if): none known, none gone
 
     def list(self) -> Iterator[EvaluationDataset]:
         listing = Listing("datasets/search",
@@ -121,5 +122,6 @@ class EvaluationDatasetReader:
         except MlflowApiError as exc:
             if exc.status != 404 and exc.error_code not in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED"):
                 raise
+            self.refused = True
             self.observer.info("No evaluation datasets", "this MLflow server has no GenAI evaluation dataset "
                                                          "API (MLflow 2.x): none were read")

@@ -19,16 +19,27 @@ PROMPT_TAG = "mlflow.prompt.is_prompt"       # "true" on a prompt and on each of
 LINKED_PROMPTS_TAG = "mlflow.linkedPrompts"  # JSON [{"name", "version"}] on LoggedModels and runs
 
 
+def name_version_pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """The (name, version) pairs of MLflow's JSON list `[{"name", "version"}]` (linked prompts,
+    registry versions); an item whose name or version is no plain value (a list, an object, a
+    boolean) is left out: it names no entity."""
+    try:
+        items = json.loads(text or "[]")
+    except ValueError:
+        return ()
+    if not isinstance(items, list):
+        return ()
+    pairs = [(i["name"], str(i["version"])) for i in items if isinstance(i, dict)
+             and isinstance(i.get("name"), str) and i["name"]
+             and isinstance(i.get("version"), (str, int)) and not isinstance(i["version"], bool)
+             and str(i["version"])]
+    return tuple(sorted(set(pairs)))
+
+
 def linked_prompts(tags: dict[str, str]) -> tuple[tuple[str, str], ...]:
     """The (prompt name, version) pairs a LoggedModel's or run's tags link; () for none or a
     value that is not MLflow's list."""
-    try:
-        items = json.loads(tags.get(LINKED_PROMPTS_TAG) or "[]")
-    except ValueError:
-        return ()
-    pairs = [(str(i["name"]), str(i["version"])) for i in items if isinstance(items, list)
-             and isinstance(i, dict) and i.get("name") and i.get("version") is not None]
-    return tuple(sorted(set(pairs)))
+    return name_version_pairs(tags.get(LINKED_PROMPTS_TAG) or "")
 
 
 def _order(metric: dict) -> tuple[int, int]:
@@ -291,7 +302,8 @@ class LoggedModel:
 
     @property
     def registered(self) -> bool:
-        return bool(self.tags.get("mlflow.modelVersions"))
+        """A registry version names it (`[]` or a malformed tag names none: it is unregistered)."""
+        return bool(name_version_pairs(self.tags.get("mlflow.modelVersions") or ""))
 
     @classmethod
     def from_json(cls, d: dict) -> "LoggedModel":

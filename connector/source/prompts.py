@@ -25,6 +25,7 @@ class PromptReader:
         self.backend = backend
         self.filter = models  # model_pattern: prompts share the registry's names
         self.observer = observer
+        self.refused = False  # the registry refused to list prompts: none known, none gone
 
     def _prompts(self) -> list[RegisteredModel]:
         listing = Listing("registered-models/search (prompts)", lambda t: self.backend.search_registered_models(
@@ -50,6 +51,7 @@ class PromptReader:
             # any other error stops the run: an empty listing would remove every prompt
             if exc.status != 404 and exc.error_code not in _NO_PROMPTS:
                 raise
+            self.refused = True
             self.observer.warning("Prompts not listed",
                                   f"the registry refused to list prompts ({exc.error_code or exc})")
             return RegistryIndex.build([], {})
