@@ -105,6 +105,20 @@ def test_an_emptied_listing_is_refused_at_any_size():
     assert emptied_listing([CONTAINER + "a"], previous, {**current, CONTAINER + "b": "2"}) is None
 
 
+def test_an_emptied_model_listing_beside_a_full_prompt_listing_is_still_refused():
+    """Prompts are mlModelGroups too: a registry whose plain model listing answered nothing while its
+    prompts were listed has not been emptied; nor has a prompt listing that answered nothing."""
+    models = {GROUP + "churn,PROD)": "a1", GROUP + "fraud,PROD)": "a2"}
+    prompts = {GROUP + "qa_prompt,PROD)": "prompt:b1", GROUP + "summary,PROD)": "prompt:b2"}
+    previous = {**models, **prompts}
+    message = emptied_listing(sorted(models), previous, dict(prompts))
+    assert message is not None and message.startswith(
+        "MLflow listed no registered models while the state knows 2 (would remove 2): a wrong registry_uri")
+    message = emptied_listing(sorted(prompts), previous, dict(models))
+    assert message is not None and message.startswith("MLflow listed no prompts while the state knows 2")
+    assert emptied_listing([GROUP + "fraud,PROD)"], previous, {**prompts, GROUP + "churn,PROD)": "a1"}) is None
+
+
 # -- the mode -------------------------------------------------------------------------------
 def _checkpointed(config_hash="h", **checkpoint) -> PipelineState:
     now = int(time.time() * 1000)

@@ -6,6 +6,7 @@ from typing import Iterable, Optional
 
 from connector.mapping import urns
 from connector.change_tracking.changes import FULLY_LISTED, FULLY_LISTED_MARK
+from connector.mapping.catalog_entities import PROMPT_MARK
 
 
 def gone_entities(previous: dict[str, str], current: dict[str, str], seen_listed: set[str],
@@ -36,10 +37,11 @@ def removal_refusal(removed: list[str], previous: dict[str, str], current: dict[
 
     if previous and looks_broken(len(removed), len(previous), len(current)):
         return f"would remove {len(removed)} of {len(previous)} entities (more than {max_ratio:.0%}): {tail}; {CONFIRM}"
-    for kind in sorted({urns.entity_type(u) for u in removed}):
-        of_kind = sum(1 for u in previous if urns.entity_type(u) == kind)
-        gone = sum(1 for u in removed if urns.entity_type(u) == kind)
-        found = sum(1 for u in current if urns.entity_type(u) == kind)
+    kind_of = _kinds(previous, current)
+    for kind in sorted({kind_of(u) for u in removed}):
+        of_kind = sum(1 for u in previous if kind_of(u) == kind)
+        gone = sum(1 for u in removed if kind_of(u) == kind)
+        found = sum(1 for u in current if kind_of(u) == kind)
         if of_kind >= min_kind_size and looks_broken(gone, of_kind, found):
             return f"would remove {gone} of {of_kind} {kind} entities (more than {max_ratio:.0%}): {tail}; {CONFIRM}"
     return emptied_listing(removed, previous, current)  # below the sizes where a ratio tells
@@ -47,7 +49,8 @@ def removal_refusal(removed: list[str], previous: dict[str, str], current: dict[
 
 # Kinds MLflow lists whole (search experiments, search registered models): one that answers none
 # of what the state knows is far likelier a wrong URI or filter than a store emptied on purpose.
-_LISTINGS = {"container": ("experiments", "tracking_uri"), "mlModelGroup": ("registered models", "registry_uri")}
+_LISTINGS = {"container": ("experiments", "tracking_uri"), "mlModelGroup": ("registered models", "registry_uri"),
+             "prompt": ("prompts", "registry_uri")}
 CONFIRM = ("if they were deleted on purpose, confirm once with `mlflow-catalog ingest --allow-mass-removal` "
            "(or state.allow_mass_removal: true)")
 
@@ -55,11 +58,22 @@ CONFIRM = ("if they were deleted on purpose, confirm once with `mlflow-catalog i
 def emptied_listing(removed: list[str], previous: dict[str, str], current: dict[str, str]) -> Optional[str]:
     """Why removing these looks like a listing gone wrong, at any size: a whole listing (experiments,
     registered models) found none of the entities the state knows of its kind."""
+    kind_of = _kinds(previous, current)
     for kind, (listing, setting) in _LISTINGS.items():
-        gone = sum(1 for u in removed if urns.entity_type(u) == kind)
-        if not gone or any(urns.entity_type(u) == kind for u in current):
+        gone = sum(1 for u in removed if kind_of(u) == kind)
+        if not gone or any(kind_of(u) == kind for u in current):
             continue
-        known = sum(1 for u in previous if urns.entity_type(u) == kind)
+        known = sum(1 for u in previous if kind_of(u) == kind)
         return (f"MLflow listed no {listing} while the state knows {known} (would remove {gone}): a wrong "
                 f"{setting} or filter? No removal emitted and the checkpoint kept; {CONFIRM}")
     return None
+
+
+def _kinds(previous: dict[str, str], current: dict[str, str]):
+    """URN -> its kind for the guard: the entity type, except that a prompt (an mlModelGroup whose
+    fingerprint says so) is a kind of its own."""
+    def kind_of(urn: str) -> str:
+        if (previous.get(urn) or current.get(urn) or "").startswith(PROMPT_MARK):
+            return "prompt"
+        return urns.entity_type(urn)
+    return kind_of

@@ -61,6 +61,9 @@ def fingerprint(*parts) -> str:
 # Fingerprints of entities MLflow lists whole in every crawl although their URN kind (dataset) is
 # not: an incremental crawl that does not list one again knows it is gone.
 FULLY_LISTED_MARK = "listed:"
+# Prompts are mlModelGroups too: their fingerprints say so, for the removal guard to count them
+# apart from registered models (an empty model listing beside a full prompt listing is still empty).
+PROMPT_MARK = "prompt:"
 
 
 def _entity(fp: Union[str, Callable[[], str]], proposals) -> MappedEntity:
@@ -130,7 +133,7 @@ def prompt_entities(ctx: MappingContext, record: PromptRecord) -> Iterator[Mappe
     """A prompt's group, then each version (each its own fingerprint: a new version sends itself
     and the group, whose latest version changed)."""
     versions = record.versions
-    yield _entity(partial(fingerprint, record.prompt, [v.version for v in versions]),
+    yield _entity(lambda: PROMPT_MARK + fingerprint(record.prompt, [v.version for v in versions]),
                   map_prompt(ctx, record.prompt, versions))
     latest = max((v.version_number for v in versions), default=None)
     for version in versions:
