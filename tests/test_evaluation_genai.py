@@ -10,6 +10,7 @@ import pytest
 from connector.pipeline import run_ingest
 from connector.config.recipe import parse_recipe
 from tests.catalog_validation import validate_file
+from tests.genai_kit import ingest_aspects
 from tests.expectations import _guid, model_urn, run_urn
 from tests.mlflow_server import mlflow_server
 from tests.seeding_evaluation import seed_evaluation
@@ -51,14 +52,7 @@ def evaluated(tmp_path_factory):
         os.environ.update(saved)
 
 
-def ingest(url, out, **config):
-    report = run_ingest(parse_recipe({"source": {"type": "mlflow", "config": {"tracking_uri": url, **config}},
-                                      "sink": {"type": "file", "config": {"filename": str(out)}}}))
-    assert report.ok, report.failures
-    by_urn: dict = {}
-    for r in validate_file(out):
-        by_urn.setdefault(r["entityUrn"], {})[r["aspectName"]] = r["aspect"]["json"]
-    return by_urn, report
+ingest = ingest_aspects
 
 
 def test_evaluation_dataset_with_its_schema(evaluated, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from connector.pipeline import run_ingest
 from connector.config.recipe import parse_recipe
 from tests.catalog_validation import validate_file
+from tests.genai_kit import ingest_aspects
 from tests.mlflow_server import mlflow_server
 
 pytestmark = pytest.mark.server
@@ -57,14 +58,7 @@ def hostile(tmp_path_factory):
         yield url, _seed(url)
 
 
-def ingest(url, out, **config):
-    report = run_ingest(parse_recipe({"source": {"type": "mlflow", "config": {"tracking_uri": url, **config}},
-                                      "sink": {"type": "file", "config": {"filename": str(out)}}}))
-    assert report.ok, report.failures
-    by_urn: dict = {}
-    for r in validate_file(out):
-        by_urn.setdefault(r["entityUrn"], {})[r["aspectName"]] = r["aspect"]["json"]
-    return by_urn, report
+ingest = ingest_aspects
 
 
 def test_linked_prompts_whose_name_or_version_is_no_plain_value_name_no_entity(hostile, tmp_path):

@@ -20,3 +20,8 @@ class MlflowApiError(SourceError):
         super().__init__(message)
         self.error_code = error_code
         self.status = status
+
+    @property
+    def endpoint_missing(self) -> bool:
+        """The server has no such API (an older MLflow): not an error of this request."""
+        return self.status == 404 or self.error_code in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED")

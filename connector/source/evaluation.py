@@ -120,7 +120,7 @@ class EvaluationDatasetReader:
         try:
             yield from parsed(paged(listing), EvaluationDataset.from_json, self.observer)
         except MlflowApiError as exc:
-            if exc.status != 404 and exc.error_code not in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED"):
+            if not exc.endpoint_missing:
                 raise
             self.refused = True
             self.observer.info("No evaluation datasets", "this MLflow server has no GenAI evaluation dataset "

@@ -50,7 +50,7 @@ class LoggedModelReader:
             for _, page in prefetched(listings, executor):
                 yield from parsed(page, LoggedModel.from_json, self.observer)
         except MlflowApiError as exc:
-            if exc.status != 404 and exc.error_code not in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED"):
+            if not exc.endpoint_missing:
                 raise
             self.supported = False
             self.observer.info("No logged models", "this MLflow server has no LoggedModel API "
