@@ -28,7 +28,7 @@ from connector.sinks.rest import RestSink
 from connector.source.connect import open_backend
 from connector.source.crawler import MlflowCrawler
 from connector.source.errors import SourceError
-from connector.source.crawl_records import FullPlan, NotListed, RunGone, RunsPageEnd
+from connector.source.crawl_records import MARKER_TYPES, FullPlan, RunsPageEnd
 from connector.state.store import StateError
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ def _proposals(parts: RunParts, crawler: MlflowCrawler) -> Iterator[Union[Mcp, _
     for entity in stage_tags if tracker is None else tracker.select(None, stage_tags):
         yield from entity.proposals
     for record in crawler.crawl(listing, plan):
-        if isinstance(record, (RunsPageEnd, RunGone, NotListed)):
+        if isinstance(record, MARKER_TYPES):
             if tracker is not None:
                 tracker.observe(record)
             if isinstance(record, RunsPageEnd) and parts.resumable:

@@ -144,6 +144,7 @@ class NotListed:
 
 
 CrawlMarker = Union[RunsPageEnd, RunGone]
+MARKER_TYPES = (RunsPageEnd, RunGone, NotListed)  # what the crawl's stream holds besides records
 
 
 class CrawlObserver(Protocol):
