@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Optional, TextIO
 
 
 def _umask() -> int:
@@ -30,9 +31,26 @@ class AtomicFile:
             os.close(fd)
             self.temp.unlink(missing_ok=True)
             raise
+        self._syncing: Optional[threading.Thread] = None
+
+    def sync_in_background(self) -> None:
+        """Start putting what is written so far on disk while writing goes on, so that the sync
+        before the rename has only the rest to write (one sync at a time; errors show at commit)."""
+        if self._syncing is not None and self._syncing.is_alive():
+            return
+        self.file.flush()
+        self._syncing = threading.Thread(target=_sync_quietly, args=(self.file.fileno(),), daemon=True,
+                                         name="atomic-file-sync")
+        self._syncing.start()
+
+    def _sync_finished(self) -> None:
+        if self._syncing is not None:
+            self._syncing.join()  # bounded: one fdatasync of what was written before it started
+            self._syncing = None
 
     def commit(self) -> None:
         try:
+            self._sync_finished()
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
@@ -42,11 +60,19 @@ class AtomicFile:
             raise
 
     def discard(self) -> None:
+        self._sync_finished()
         try:
             self.file.close()
         except OSError:
             pass
         self.temp.unlink(missing_ok=True)
+
+
+def _sync_quietly(fd: int) -> None:
+    try:
+        os.fdatasync(fd)
+    except OSError:
+        pass  # the sync at commit meets the same problem and reports it
 
 
 def write_atomically(target: str | Path, text: str) -> None:

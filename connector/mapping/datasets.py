@@ -7,6 +7,7 @@ two entities, and a retrain on the same source (new data, new digest) is the sam
 `dataset_urn: name` keys them by name alone, as DataHub's own MLflow source does."""
 from __future__ import annotations
 
+import functools
 import json
 from typing import Iterator, Optional
 from urllib.parse import unquote, urlsplit
@@ -52,10 +53,15 @@ def dataset_source_label(dataset: LoggedDataset) -> str:
 def dataset_urn_for(ctx: MappingContext, dataset: LoggedDataset) -> str:
     """The run's input on the mlflow platform: NAME@ID with ID from its source, or NAME alone
     (`dataset_urn: name`)."""
-    if ctx.dataset_urn == "name":
-        return urns.dataset_urn(urns.PLATFORM, dataset.name, ctx.env, instance=ctx.platform_instance)
+    return _dataset_urn(ctx.dataset_urn, ctx.env, ctx.platform_instance, dataset)
+
+
+@functools.lru_cache(maxsize=4096)  # a few datasets, logged by thousands of runs
+def _dataset_urn(naming: str, env: str, instance: Optional[str], dataset: LoggedDataset) -> str:
+    if naming == "name":
+        return urns.dataset_urn(urns.PLATFORM, dataset.name, env, instance=instance)
     source_id = urns.guid(dataset_source_key(dataset))[:SOURCE_ID_LENGTH]
-    return urns.dataset_urn(urns.PLATFORM, f"{dataset.name}@{source_id}", ctx.env, instance=ctx.platform_instance)
+    return urns.dataset_urn(urns.PLATFORM, f"{dataset.name}@{source_id}", env, instance=instance)
 
 
 def _local_path(dataset: LoggedDataset) -> Optional[str]:

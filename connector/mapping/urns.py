@@ -125,6 +125,7 @@ def plain_model_urn(name: str, env: str, platform: str = PLATFORM, instance: Opt
     return _fit(lambda n: f"urn:li:mlModel:({platform_urn(platform)},{n},{env})", qualified(name, instance))
 
 
+@functools.lru_cache(maxsize=4096)  # asked for by every version of a model
 def version_set_urn(model_name: str, platform: str = PLATFORM, instance: Optional[str] = None) -> str:
     return f"urn:li:versionSet:({guid(_keyed({'platform': platform, 'name': model_name}, instance))},mlModel)"
 
@@ -140,10 +141,12 @@ def agent_version_set_urn(experiment_id: str, name: str, instance: Optional[str]
     return f"urn:li:versionSet:({guid(_keyed(fields, instance))},aiAgent)"
 
 
+@functools.lru_cache(maxsize=4096)  # asked for by every run of an experiment
 def experiment_urn(name: str, instance: Optional[str] = None, platform: str = PLATFORM) -> str:
     return f"urn:li:container:{guid(_keyed({'platform': platform_urn(platform), 'id': name}, instance))}"
 
 
+@functools.lru_cache(maxsize=4096)  # a run's URN is asked for by its own aspects and its versions
 def run_urn(run_id: str, orchestrator: str = PLATFORM, instance: Optional[str] = None) -> str:
     """Run ids are random UUIDs, yet two servers restored from one backup share them: with an
     instance, the run's GUID carries it like every other MLflow object's identity."""

@@ -70,12 +70,24 @@ def _object(value: Any, name: str) -> dict:
 
 def _pairs(items: Any, name: str) -> dict[str, str]:
     """MLflow's [{"key": ..., "value": ...}] lists (tags, params) as a dict."""
+    if type(items) is list:  # the common case, checked in bulk; anything odd takes the named checks
+        try:
+            quick = {item["key"]: item["value"] for item in items}
+        except (TypeError, KeyError):
+            quick = None
+        if quick is not None and _plain_texts(quick):
+            return quick
     out: dict[str, str] = {}
     for index, item in enumerate(_list(items, name)):
         if not isinstance(item, dict) or "key" not in item:
             raise _Bad(f"{name}[{index}] is {_kind(item)} without a key, not {{key, value}}")
         out[_text(item["key"], f"{name}[{index}].key")] = _text(item.get("value", ""), f"{name}[{index}].value")
     return out
+
+
+def _plain_texts(pairs: dict) -> bool:
+    """Every key and value a string of ASCII text (no lone surrogate to look for)."""
+    return all(type(k) is str and type(v) is str and k.isascii() and v.isascii() for k, v in pairs.items())
 
 
 def _tags(items: Any, name: str = "tags") -> dict[str, str]:

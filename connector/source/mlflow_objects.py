@@ -160,11 +160,37 @@ class Run:
             artifact_uri=_text(info.get("artifact_uri", ""), "info.artifact_uri"),
             lifecycle_stage=_text(info.get("lifecycle_stage"), "info.lifecycle_stage") or "active",
             params=_pairs(data.get("params"), "data.params"),
-            metrics=_metrics(data.get("metrics"), "data.metrics"),
-            metric_order={m["key"]: _order(m) for m in data.get("metrics") or []},  # checked by _metrics
+            **_metrics_with_order(data.get("metrics"), "data.metrics"),
             tags=_tags(data.get("tags"), "data.tags"),
             dataset_inputs=[x for n, i in enumerate(inputs) if (x := _dataset_input(i, f"inputs.dataset_inputs[{n}]"))],
         )
+
+
+def _metrics_with_order(items: Any, name: str) -> dict:
+    """A run's `metrics` and `metric_order` (see Run)."""
+    quick = _plain_metrics(items) if type(items) is list else None
+    if quick is not None:
+        return quick
+    values = _metrics(items, name)
+    return {"metrics": values, "metric_order": {m["key"]: _order(m) for m in items or []}}  # checked by _metrics
+
+
+def _plain_metrics(items: list) -> Optional[dict]:
+    """The common case in one pass: ASCII keys, numeric values, whole-number steps and times.
+    None for anything else (a "NaN", a time as a string, a missing key): the named checks take it."""
+    values: dict[str, float] = {}
+    order: dict[str, tuple[int, int]] = {}
+    try:
+        for m in items:
+            key, value, step, timestamp = m["key"], m["value"], m.get("step", 0), m.get("timestamp", 0)
+            if (type(key) is not str or not key.isascii() or type(value) not in (float, int)
+                    or type(step) is not int or type(timestamp) is not int):
+                return None
+            values[key] = float(value)
+            order[key] = (step, timestamp)
+    except (TypeError, KeyError, AttributeError):
+        return None
+    return {"metrics": values, "metric_order": order}
 
 
 def _metrics(items: Any, name: str) -> dict[str, float]:

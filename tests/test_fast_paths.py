@@ -1,0 +1,101 @@
+"""The crawl's fast paths must give what the field-by-field checks give: a run's params, tags
+and metrics read in bulk when they are plain (ASCII text, numbers), the checks otherwise; and the
+file sink's background syncs must leave the file it wrote byte for byte."""
+import json
+import math
+import threading
+
+import pytest
+
+from connector.mapping.common import Mcp
+from connector.sinks import file as file_sink
+from connector.source.mlflow_objects import MalformedRecord, Run
+
+
+def run_json(params=None, metrics=None, tags=None) -> dict:
+    return {"info": {"run_id": "r1", "experiment_id": "1", "start_time": 5},
+            "data": {"params": params or [], "metrics": metrics or [], "tags": tags or []}}
+
+
+def test_plain_params_tags_and_metrics_are_read_as_they_are():
+    run = Run.from_json(run_json(
+        params=[{"key": "lr", "value": "0.1"}, {"key": "depth", "value": "6"}],
+        metrics=[{"key": "auc", "value": 0.91, "step": 3, "timestamp": 1700},
+                 {"key": "loss", "value": 2, "timestamp": 1800}],
+        tags=[{"key": "team", "value": "fraud"}]))
+    assert run.params == {"lr": "0.1", "depth": "6"}
+    assert run.metrics == {"auc": 0.91, "loss": 2.0} and type(run.metrics["loss"]) is float
+    assert run.metric_order == {"auc": (3, 1700), "loss": (0, 1800)}
+    assert run.tags == {"team": "fraud"}
+
+
+@pytest.mark.parametrize("metrics, values, order", [
+    # MLflow's spellings of non-finite values, times and steps as strings, a missing step
+    ([{"key": "m", "value": "NaN", "step": "2", "timestamp": "17"}], {"m": math.nan}, {"m": (2, 17)}),
+    ([{"key": "m", "value": "-Infinity", "timestamp": 9}], {"m": -math.inf}, {"m": (0, 9)}),
+    ([{"key": "m", "value": 1.5, "step": None, "timestamp": None}], {"m": 1.5}, {"m": (0, 0)}),
+    ([{"key": "m"}], {"m": math.nan}, {"m": (0, 0)}),  # no value: NaN, as before
+    ([{"key": "précision", "value": 0.5, "step": 1, "timestamp": 2}], {"précision": 0.5}, {"précision": (1, 2)}),
+    ([{"key": "m", "value": 1, "step": 1, "timestamp": 1}, {"key": "m", "value": 2, "step": 2, "timestamp": 2}],
+     {"m": 2.0}, {"m": (2, 2)}),  # a key twice: the last one, as before
+])
+def test_metrics_that_are_not_plain_take_the_checks_and_read_as_before(metrics, values, order):
+    run = Run.from_json(run_json(metrics=metrics))
+    assert {k: (str(v) if math.isnan(v) else v) for k, v in run.metrics.items()} == \
+        {k: (str(v) if math.isnan(v) else v) for k, v in values.items()}
+    assert run.metric_order == order
+
+
+@pytest.mark.parametrize("params, expected", [
+    ([{"key": "n", "value": 3}], {"n": "3"}),                      # a number: as text
+    ([{"key": "empty"}], {"empty": ""}),                           # no value: ""
+    ([{"key": "名前", "value": "モデル"}], {"名前": "モデル"}),       # text beyond ASCII
+])
+def test_params_that_are_not_plain_take_the_checks_and_read_as_before(params, expected):
+    assert Run.from_json(run_json(params=params)).params == expected
+
+
+@pytest.mark.parametrize("field, items, named", [
+    ("params", [{"key": "k", "value": "bad \ud800"}], "data.params[0].value"),
+    ("params", ["not an object"], "data.params[0]"),
+    ("tags", [{"value": "no key"}], "data.tags[0]"),
+    ("metrics", [{"key": "m", "value": 1, "timestamp": "yesterday"}], "timestamp"),
+    ("metrics", [{"key": ["a list"], "value": 1}], "data.metrics[0].key"),
+])
+def test_odd_fields_are_still_named(field, items, named):
+    with pytest.raises(MalformedRecord) as caught:
+        Run.from_json(run_json(**{field: items}))
+    assert named in str(caught.value) and "run r1" in str(caught.value)
+
+
+def test_background_syncs_leave_the_file_byte_for_byte(tmp_path, monkeypatch):
+    monkeypatch.setattr(file_sink, "SYNC_EVERY", 2_000)  # a sync every ~20 records
+    syncs = []
+    real = file_sink.AtomicFile.sync_in_background
+    monkeypatch.setattr(file_sink.AtomicFile, "sync_in_background",
+                        lambda self: (syncs.append(threading.active_count()), real(self)))
+    proposals = [Mcp(f"urn:li:mlModel:(urn:li:dataPlatform:mlflow,m{i},PROD)", "mlModelProperties",
+                     {"customProperties": {"i": str(i), "pad": "x" * 60}}) for i in range(500)]
+    system_metadata = {"runId": "r", "lastObserved": 1}
+    synced, plain = file_sink.FileSink(str(tmp_path / "synced.json")), tmp_path / "plain.json"
+    for proposal in proposals:
+        synced.write(proposal, system_metadata)
+    assert synced.commit().delivered == 500
+    assert len(syncs) >= 10
+    expected = [file_sink.file_record(p, system_metadata) for p in proposals]
+    assert json.loads((tmp_path / "synced.json").read_text()) == expected
+    plain.write_text("[" + ",".join("\n" + json.dumps(r, ensure_ascii=False) for r in expected) + "\n]\n")
+    assert (tmp_path / "synced.json").read_bytes() == plain.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.json", "synced.json"]  # no temporary file left
+
+
+def test_an_aborted_file_with_a_sync_under_way_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(file_sink, "SYNC_EVERY", 100)
+    sink = file_sink.FileSink(str(tmp_path / "out.json"))
+    for i in range(50):
+        sink.write(Mcp(f"urn:li:mlModel:(urn:li:dataPlatform:mlflow,m{i},PROD)", "status", {"removed": False}),
+                   {"runId": "r", "lastObserved": 1})
+    result = sink.abort()
+    assert result.delivered == 0 and result.failed == 50
+    assert list(tmp_path.iterdir()) == []
+    assert not any(t.name == "atomic-file-sync" for t in threading.enumerate())
