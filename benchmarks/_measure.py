@@ -2,6 +2,7 @@
 peak_rss_mb, tree} as JSON (cpu_seconds: this process's CPU, all threads; less noisy on a busy machine).
 
     python benchmarks/_measure.py floor URL RUNS_PAGE_SIZE
+    python benchmarks/_measure.py incremental-floor URL RUNS_PAGE_SIZE
     PYTHONPATH=TREE python benchmarks/_measure.py ours URL RUNS_PAGE_SIZE OUT.json [extra JSON [recipe JSON]]
     python benchmarks/_measure.py cli RECIPE        # `mlflow-catalog ingest -c RECIPE`, imports included
     python benchmarks/_measure.py datahub RECIPE    # `datahub ingest -c RECIPE`, imports included
@@ -72,6 +73,36 @@ def floor(url: str, runs_page_size: int) -> int:
     return count
 
 
+def incremental_floor(url: str, runs_page_size: int) -> int:
+    """What a run that finds no change cannot skip, with plain requests: the experiments (a
+    rename), the whole registry (a tag or alias set in MLflow changes no timestamp, a deleted
+    model leaves none: only a full listing shows them), runs started since the last run (none
+    here), and the deleted runs (removals)."""
+    session = requests.Session()
+    since = int(time.time() * 1000)
+
+    def post(endpoint: str, body: dict) -> dict:
+        answer = session.post(f"{url}{API}/{endpoint}", json=body, timeout=120)
+        answer.raise_for_status()
+        return answer.json()
+
+    def get(endpoint: str, params: dict) -> dict:
+        answer = session.get(f"{url}{API}/{endpoint}", params=params, timeout=120)
+        answer.raise_for_status()
+        return answer.json()
+
+    experiments = [e["experiment_id"] for e in post("experiments/search", {"view_type": "ALL", "max_results": 50000})
+                   .get("experiments", [])]
+    get("registered-models/search", {"max_results": 1000})
+    get("model-versions/search", {"max_results": 10000})
+    for i in range(0, len(experiments), 100):
+        batch = experiments[i:i + 100]
+        post("runs/search", {"experiment_ids": batch, "filter": f"attributes.start_time >= {since}",
+                             "max_results": runs_page_size})
+        post("runs/search", {"experiment_ids": batch, "run_view_type": "DELETED_ONLY", "max_results": runs_page_size})
+    return 3 + 2 * len(range(0, len(experiments), 100))
+
+
 def ours(url: str, runs_page_size: int, out: str, extra: dict, recipe_extra: dict) -> int:
     from connector.pipeline import run_ingest
     from connector.config.recipe import parse_recipe
@@ -126,6 +157,8 @@ if __name__ == "__main__":
     started, cpu_started = time.perf_counter(), time.process_time()
     if kind == "floor":
         requests_made = floor(url, page)
+    elif kind == "incremental-floor":
+        requests_made = incremental_floor(url, page)
     else:
         requests_made = ours(url, page, sys.argv[4], json.loads(sys.argv[5]) if len(sys.argv) > 5 else {},
                              json.loads(sys.argv[6]) if len(sys.argv) > 6 else {})

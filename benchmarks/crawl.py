@@ -198,18 +198,22 @@ def incremental_runs(args: argparse.Namespace, url: str, trees: dict[str, Path],
     full = {f"{label}, full with state": measure(tree, "ours", url, page, str(tmp / f"{label}-full.json"),
                                                  args.extra, state(label)) for label, tree in trees.items()}
     jobs: dict[str, Callable[[], dict]] = {
+        "incremental floor (listings no run can skip)": partial(measure, None, "incremental-floor", url, page)}
+    jobs.update({
         f"{label}, incremental no change": partial(measure, tree, "ours", url, page, str(tmp / f"{label}-incr.json"),
                                                    incremental, state(label))
-        for label, tree in trees.items()}
+        for label, tree in trees.items()})
     results = {**{label: summarise([r]) for label, r in full.items()}, **interleaved(jobs, args.repeat)}
     print()
     print_table(results)
+    floor = results["incremental floor (listings no run can skip)"]
     for label in trees:
         resent = len(json.loads((tmp / f"{label}-incr.json").read_text()))
         incremental, whole = results[f"{label}, incremental no change"], results[f"{label}, full with state"]
         print(f"{label}: incremental no change takes {incremental['median'] / whole['median']:.1%} of a full "
               f"crawl's time (median; fastest {incremental['fastest'] / whole['median']:.1%}); "
-              f"{resent} proposals re-sent")
+              f"{resent} proposals re-sent; {incremental['median'] / floor['median']:.2f}x the incremental floor, "
+              f"which alone is {floor['median'] / whole['median']:.1%} of the full crawl")
     for label in list(trees)[1:]:
         print_ratio("ours, incremental no change", f"{label}, incremental no change", results)
 
