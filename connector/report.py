@@ -117,7 +117,9 @@ class Report:
     def proposal(self, entity_type: str, entity_urn: str, aspect_name: str) -> None:
         """Count a proposal; an entity's aspects arrive together, so a new URN is a new entity."""
         self.proposals += 1
-        per_type = self.aspects.setdefault(entity_type, Counter())
+        per_type = self.aspects.get(entity_type)
+        if per_type is None:  # (not setdefault: that would build a Counter for every proposal)
+            per_type = self.aspects[entity_type] = Counter()
         per_type[aspect_name] += 1
         if entity_urn != self._last_urn:
             self.entities[entity_type] += 1
