@@ -83,29 +83,26 @@ def _avrogen(schema) -> Check:
 
 def _compile(schema) -> Check:
     converter = get_global_json_converter()
-    kind = schema.type
     if converter.use_logical_types and schema.props.get("logicalType") in converter.logical_types:
         return _avrogen(schema)
-    if kind == "record":
-        return _record_check(schema)
-    if kind == "union":
-        return _union(schema)
-    if kind == "map":
-        values = checker(schema.values)
-        return lambda datum: (isinstance(datum, dict) and all(isinstance(k, str) for k in datum)
-                              and all(values(v) for v in datum.values()))
-    if kind == "string":
-        return lambda datum: isinstance(datum, str)
-    if kind == "null":
-        return lambda datum: datum is None
-    if kind == "bytes":
-        return lambda datum: isinstance(datum, str) or schema.validate(datum) is not None
-    if kind == "enum":
-        symbols = frozenset(schema.symbols)
-        return lambda datum: isinstance(datum, str) and datum in symbols
-    if kind in ("long", "int", "boolean", "float", "double", "fixed"):  # what avro's validate asks of a leaf
-        return lambda datum: schema.validate(datum) is not None
-    return _avrogen(schema)  # arrays and the rest: we never send them in the MCP's envelope
+    build = _BUILDERS.get(schema.type)
+    return build(schema) if build is not None else _avrogen(schema)  # arrays: never in the envelope
+
+
+def _map_check(schema) -> Check:
+    values = checker(schema.values)
+    return lambda datum: (isinstance(datum, dict) and all(isinstance(k, str) for k in datum)
+                          and all(values(v) for v in datum.values()))
+
+
+def _enum_check(schema) -> Check:
+    symbols = frozenset(schema.symbols)
+    return lambda datum: isinstance(datum, str) and datum in symbols
+
+
+def _leaf_check(schema) -> Check:
+    """What avro's own validate asks of a leaf (ints in range, a fixed's size, ...)."""
+    return lambda datum: schema.validate(datum) is not None
 
 
 def _record_check(schema) -> Check:
@@ -144,6 +141,16 @@ def _union(schema) -> Check:
                 return True
         return False
     return check
+
+
+_BUILDERS: dict[str, Callable[[Any], Check]] = {
+    "record": _record_check, "union": _union, "map": _map_check, "enum": _enum_check,
+    "string": lambda schema: lambda datum: isinstance(datum, str),
+    "null": lambda schema: lambda datum: datum is None,
+    # avrogen takes a str for bytes (JSON carries bytes as a string)
+    "bytes": lambda schema: lambda datum: isinstance(datum, str) or schema.validate(datum) is not None,
+    **{kind: _leaf_check for kind in ("long", "int", "boolean", "float", "double", "fixed")},
+}
 
 
 class FastToObjMcp(MetadataChangeProposalClass):
