@@ -4,9 +4,10 @@ that pulls them (DataHub's ingestion loop pulls work units from a generator).
 The queue is bounded, so the crawl never runs further ahead of the consumer than
 `max_pending` proposals (memory stays flat). Proposals cross in batches of `BATCH`: one lock
 round trip and one thread wake-up per batch, not per proposal (the crawl's pages come in bursts
-of thousands, so a batch fills at once); a checkpoint and the end of the run hand over the rest. When the consumer stops pulling (`stop()`: a
-preview, an error downstream, the source being closed), the next `write` raises SinkError;
-`run_ingest` reports it as a failure and returns, and the thread ends.
+of thousands, so a batch fills at once); a checkpoint and the end of the run hand over the rest.
+When the consumer stops pulling (`stop()`: a preview, an error downstream, the source being
+closed), the next hand-over raises SinkError; `run_ingest` reports it as a failure and returns,
+and the thread ends.
 """
 from __future__ import annotations
 
