@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 from datahub.ingestion.sink.file import _to_obj_for_file
-from datahub.metadata.schema_classes import AuditStampClass, MetadataChangeProposalClass, SystemMetadataClass
+from datahub.metadata.schema_classes import (
+    AuditStampClass, GenericAspectClass, MetadataChangeProposalClass, SystemMetadataClass,
+)
 
 from connector.integrations.datahub_mcp import FastToObjMcp
 from connector.integrations.datahub_source import raw_workunit
@@ -99,3 +101,25 @@ def test_the_changes_include_wrong_and_right_proposals():
         change(mcp)
         answers.add(MetadataChangeProposalClass.validate(mcp))
     assert answers == {True, False}
+
+
+@pytest.mark.parametrize("system_metadata", SYSTEM_METADATA + [{"lastObserved": None, "runId": "r", "version": None}])
+def test_json_upsert_builds_what_avrogens_constructors_build(system_metadata):
+    for record in PROPOSALS[:50]:
+        value = json.dumps(record["aspect"]["json"]).encode()
+        fast = FastToObjMcp.json_upsert(record["entityType"], record["entityUrn"], record["aspectName"], value,
+                                        dict(system_metadata))
+        slow = MetadataChangeProposalClass(
+            entityType=record["entityType"], entityUrn=record["entityUrn"], changeType="UPSERT",
+            aspectName=record["aspectName"], systemMetadata=SystemMetadataClass(**system_metadata),
+            aspect=GenericAspectClass(contentType="application/json", value=value))
+        assert fast._inner_dict == slow._inner_dict
+        assert fast.systemMetadata._inner_dict == slow.systemMetadata._inner_dict
+        assert type(fast.aspect) is GenericAspectClass and type(fast.systemMetadata) is SystemMetadataClass
+
+
+def test_json_upsert_refuses_a_system_metadata_field_datahub_does_not_know():
+    with pytest.raises(TypeError):
+        SystemMetadataClass(lastObserved=1, runNumber="7")
+    with pytest.raises(TypeError, match="runNumber"):
+        FastToObjMcp.json_upsert("tag", "urn:li:tag:t", "status", b"{}", {"lastObserved": 1, "runNumber": "7"})
