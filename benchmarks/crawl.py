@@ -7,9 +7,11 @@ a shared machine hits every side alike; a side's time is the median of its round
 measure of our work on a busy machine, its peak RSS is the highest of its runs.
 
 One run reports: the crawl against the floor; whole commands, imports included: our CLI, our
-plugin in `datahub ingest` (DataHub's file sink) and DataHub's framework floor (`datahub ingest`
-of an empty file source to its file sink); an incremental run that finds no change against a
-full run with state; with --memory-scale, peak RSS of a full crawl at several store sizes.
+plugin in `datahub ingest` (DataHub's file sink, and its blackhole sink that keeps nothing, the
+difference being the file sink's own cost) and DataHub's floors (`datahub ingest` of an empty
+file source, and of the same proposals from a file, to its file sink); an incremental run that
+finds no change against a full run with state; with --memory-scale, peak RSS of a full crawl at
+several store sizes.
 
     python -m benchmarks.crawl                          # default size: 20 x 250 runs, 100 x 10 versions
     python -m benchmarks.crawl --baseline-tree ../before             # + the connector of another checkout
@@ -218,26 +220,29 @@ def incremental_runs(args: argparse.Namespace, url: str, trees: dict[str, Path],
         print_ratio("ours, incremental no change", f"{label}, incremental no change", results)
 
 
-def write_recipe(path: Path, source: dict, out: Path) -> str:
-    path.write_text(json.dumps({"pipeline_name": "bench", "source": source,
-                                "sink": {"type": "file", "config": {"filename": str(out)}}}))
+def write_recipe(path: Path, source: dict, out: Optional[Path]) -> str:
+    """A recipe writing to a file sink, or (out None) to DataHub's `blackhole` sink, which keeps nothing."""
+    sink = {"type": "file", "config": {"filename": str(out)}} if out else {"type": "blackhole", "config": {}}
+    path.write_text(json.dumps({"pipeline_name": "bench", "source": source, "sink": sink}))
     return str(path)
 
 
 def command_runs(args: argparse.Namespace, url: str, tmp: Path) -> None:
-    """Whole commands, imports included, each writing a file: our CLI, our plugin in `datahub ingest`
-    (DataHub's file sink), and DataHub's floors: `datahub ingest` of an empty file source (the
-    framework), and of a file holding the same proposals (the framework and its per-work-unit cost)."""
+    """Whole commands, imports included: our CLI, our plugin in `datahub ingest` with DataHub's file
+    sink and with its blackhole sink (keeps nothing: the difference is the file sink's own cost,
+    which holds every record until it closes, then writes them with the pure-Python encoder), and
+    DataHub's floors: `datahub ingest` of an empty file source (the framework), and of a file holding
+    the same proposals (the framework and its per-work-unit cost)."""
     (tmp / "home").mkdir(exist_ok=True)
     (tmp / "empty.json").write_text("[]\n")
     config = {"tracking_uri": url, "runs_page_size": args.runs_page_size, **json.loads(args.extra)}
     empty = {"type": "file", "config": {"path": str(tmp / "empty.json")}}
+    plugin = {"type": "mlflow-catalog", "config": config}
     recipes = {
         "ours (CLI)": ("cli", write_recipe(tmp / "cli.json", {"type": "mlflow", "config": config},
                                            tmp / "cli-out.json")),
-        "ours in datahub ingest": ("datahub", write_recipe(tmp / "plugin.json", {"type": "mlflow-catalog",
-                                                                                 "config": config},
-                                                           tmp / "plugin-out.json")),
+        "ours in datahub ingest": ("datahub", write_recipe(tmp / "plugin.json", plugin, tmp / "plugin-out.json")),
+        "ours in datahub ingest, blackhole sink": ("datahub", write_recipe(tmp / "plugin-bh.json", plugin, None)),
         "datahub ingest, empty source": ("datahub", write_recipe(tmp / "empty-recipe.json", empty,
                                                                  tmp / "empty-out.json")),
         # DataHub's own per-work-unit cost: the CLI's proposals (its first round wrote them) read back
@@ -251,8 +256,23 @@ def command_runs(args: argparse.Namespace, url: str, tmp: Path) -> None:
     print()
     print_table(results)
     print_ratio("ours in datahub ingest", "ours (CLI)", results)
-    cli, plugin = (len(json.loads((tmp / name).read_text())) for name in ("cli-out.json", "plugin-out.json"))
-    print(f"proposals written: CLI {cli}, plugin {plugin}")
+    print_ratio("ours in datahub ingest, blackhole sink", "ours (CLI)", results)
+    difference = output_difference(proposals_without_system_metadata(tmp / "plugin-out.json"),
+                                   proposals_without_system_metadata(tmp / "cli-out.json"))
+    print(f"output of the plugin and the CLI apart from systemMetadata: {difference}")
+    print(plugin_verdict(results))
+
+
+def plugin_verdict(results: dict[str, dict]) -> str:
+    """The acceptance line: through `datahub ingest` with DataHub's file sink, <= 1.5x our CLI's
+    time and < 150 MB peak RSS; the blackhole run says how much of it is the file sink's own."""
+    plugin, cli = results["ours in datahub ingest"], results["ours (CLI)"]
+    blackhole = results["ours in datahub ingest, blackhole sink"]
+    ratio, rss = plugin["median"] / cli["median"], plugin["peak_rss_mb"]
+    return (f"plugin with DataHub's file sink: {ratio:.2f}x our CLI's time ({'met' if ratio <= 1.5 else 'NOT met'}: "
+            f"<= 1.5x), peak RSS {rss:.0f} MB ({'met' if rss < 150 else 'NOT met'}: < 150 MB); "
+            f"DataHub's file sink's own share: +{plugin['cpu_seconds'] - blackhole['cpu_seconds']:.1f} CPU s, "
+            f"+{rss - blackhole['peak_rss_mb']:.0f} MB over the blackhole sink")
 
 
 def memory_scale(args: argparse.Namespace, sizes: list[int]) -> int:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 from datahub.ingestion.sink.file import _to_obj_for_file
-from datahub.metadata.schema_classes import MetadataChangeProposalClass
+from datahub.metadata.schema_classes import (
+    AuditStampClass, GenericAspectClass, MetadataChangeProposalClass, SystemMetadataClass,
+)
 
 from connector.integrations.datahub_mcp import FastToObjMcp
 from connector.integrations.datahub_source import raw_workunit
@@ -41,3 +43,83 @@ def test_a_value_that_is_not_plain_takes_avrogens_path():
     mcp.systemMetadata.runId = None  # None where the default is not None: only avrogen knows its answer
     assert json.dumps(mcp.to_obj()) == json.dumps(MetadataChangeProposalClass.to_obj(mcp))
     assert mcp.to_obj()["systemMetadata"]["runId"] is None
+
+
+@pytest.mark.parametrize("system_metadata", SYSTEM_METADATA)
+def test_fast_validate_agrees_with_avrogens_for_every_golden_proposal(system_metadata):
+    for record in PROPOSALS:
+        mcp = raw_workunit(Mcp(record["entityUrn"], record["aspectName"], record["aspect"]["json"]),
+                           dict(system_metadata)).metadata
+        assert mcp.validate() is True
+        assert MetadataChangeProposalClass.validate(mcp) is True
+
+
+def _set(path: str, value):
+    def change(mcp):
+        *parents, name = path.split(".")
+        target = mcp
+        for parent in parents:
+            target = getattr(target, parent)
+        target._inner_dict[name] = value
+    return change
+
+
+# What DataHub's record extractor would be handed wrong (or oddly right): each answer must be avrogen's.
+CHANGES = {
+    "entityType None": _set("entityType", None),
+    "entityUrn a number": _set("entityUrn", 5),
+    "entityUrn None": _set("entityUrn", None),
+    "changeType unknown": _set("changeType", "NOPE"),
+    "changeType DELETE": _set("changeType", "DELETE"),
+    "aspect value a number": _set("aspect.value", 123),
+    "aspect value a str": _set("aspect.value", "{}"),
+    "aspect a SystemMetadata": _set("aspect", SystemMetadataClass()),
+    "aspect a plain dict": _set("aspect", {"value": "{}", "contentType": "application/json"}),
+    "lastObserved a str": _set("systemMetadata.lastObserved", "1"),
+    "lastObserved beyond a long": _set("systemMetadata.lastObserved", 2 ** 70),
+    "lastObserved None": _set("systemMetadata.lastObserved", None),
+    "properties not strings": _set("systemMetadata.properties", {"a": 1}),
+    "properties one key": _set("systemMetadata.properties", {"string": "x"}),
+    "headers strings": _set("headers", {"k": "v"}),
+    "headers a list": _set("headers", ["k"]),
+    "aspectCreated an AuditStamp": _set("systemMetadata.aspectCreated", AuditStampClass(time=1, actor="urn:li:corpuser:a")),
+    "aspectCreated without actor": _set("systemMetadata.aspectCreated", AuditStampClass._construct({"time": 1})),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_fast_validate_gives_avrogens_answer_for_a_changed_proposal(change):
+    mcp = raw_workunit(Mcp("urn:li:tag:t", "status", {"removed": False}), {"lastObserved": 1, "runId": "r"}).metadata
+    change(mcp)
+    assert mcp.validate() is MetadataChangeProposalClass.validate(mcp)
+
+
+def test_the_changes_include_wrong_and_right_proposals():
+    answers = set()
+    for change in CHANGES.values():
+        mcp = raw_workunit(Mcp("urn:li:tag:t", "status", {"removed": False}), {"lastObserved": 1, "runId": "r"}).metadata
+        change(mcp)
+        answers.add(MetadataChangeProposalClass.validate(mcp))
+    assert answers == {True, False}
+
+
+@pytest.mark.parametrize("system_metadata", SYSTEM_METADATA + [{"lastObserved": None, "runId": "r", "version": None}])
+def test_json_upsert_builds_what_avrogens_constructors_build(system_metadata):
+    for record in PROPOSALS[:50]:
+        value = json.dumps(record["aspect"]["json"]).encode()
+        fast = FastToObjMcp.json_upsert(record["entityType"], record["entityUrn"], record["aspectName"], value,
+                                        dict(system_metadata))
+        slow = MetadataChangeProposalClass(
+            entityType=record["entityType"], entityUrn=record["entityUrn"], changeType="UPSERT",
+            aspectName=record["aspectName"], systemMetadata=SystemMetadataClass(**system_metadata),
+            aspect=GenericAspectClass(contentType="application/json", value=value))
+        assert fast._inner_dict == slow._inner_dict
+        assert fast.systemMetadata._inner_dict == slow.systemMetadata._inner_dict
+        assert type(fast.aspect) is GenericAspectClass and type(fast.systemMetadata) is SystemMetadataClass
+
+
+def test_json_upsert_refuses_a_system_metadata_field_datahub_does_not_know():
+    with pytest.raises(TypeError):
+        SystemMetadataClass(lastObserved=1, runNumber="7")
+    with pytest.raises(TypeError, match="runNumber"):
+        FastToObjMcp.json_upsert("tag", "urn:li:tag:t", "status", b"{}", {"lastObserved": 1, "runNumber": "7"})

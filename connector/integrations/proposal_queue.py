@@ -2,9 +2,12 @@
 that pulls them (DataHub's ingestion loop pulls work units from a generator).
 
 The queue is bounded, so the crawl never runs further ahead of the consumer than
-`max_pending` proposals (memory stays flat). When the consumer stops pulling (`stop()`: a
-preview, an error downstream, the source being closed), the next `write` raises SinkError;
-`run_ingest` reports it as a failure and returns, and the thread ends.
+`max_pending` proposals (memory stays flat). Proposals cross in batches of `BATCH`: one lock
+round trip and one thread wake-up per batch, not per proposal (the crawl's pages come in bursts
+of thousands, so a batch fills at once); a checkpoint and the end of the run hand over the rest.
+When the consumer stops pulling (`stop()`: a preview, an error downstream, the source being
+closed), the next hand-over raises SinkError; `run_ingest` reports it as a failure and returns,
+and the thread ends.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from connector.sinks.base import SinkError, SinkResult
 
 _DONE = object()
 MAX_LISTED_REJECTIONS = 100
+BATCH = 100
 
 
 class QueueSink:
@@ -34,6 +38,7 @@ class QueueSink:
         self.handed_over = 0
         self.rejected = 0
         self.rejections: list[str] = []
+        self._batch: list = []
 
     def write(self, proposal: Mcp, system_metadata: dict) -> None:
         try:
@@ -43,11 +48,16 @@ class QueueSink:
             if len(self.rejections) < MAX_LISTED_REJECTIONS:
                 self.rejections.append(f"{proposal.entity_urn} {proposal.aspect_name}: {type(exc).__name__}: {exc}")
             return
-        self._queue.put(item)
-        self.handed_over += 1
+        self._batch.append(item)
+        if len(self._batch) >= BATCH:
+            self.flush()
 
     def flush(self) -> None:
-        pass
+        """Hand over what is batched (a checkpoint: everything so far is the consumer's)."""
+        batch, self._batch = self._batch, []
+        if batch:
+            self._queue.put(batch)
+            self.handed_over += len(batch)
 
     def dead_letter_unsent(self, proposal: Mcp, system_metadata: dict, reason: str) -> None:
         self.rejected += 1
@@ -56,10 +66,16 @@ class QueueSink:
         pass
 
     def commit(self) -> SinkResult:
+        self.flush()
         return SinkResult(delivered=self.handed_over, failed=self.rejected)
 
     def abort(self) -> SinkResult:
-        # What was handed over is DataHub's pipeline's now; nothing is held here to keep.
+        # What was made before the failure still goes to DataHub's pipeline, as it would have gone one
+        # by one; once handed over it is the pipeline's, nothing is held here to keep.
+        try:
+            self.flush()
+        except SinkError:  # the consumer stopped: the batch is not handed over
+            pass
         return SinkResult(delivered=self.handed_over, failed=self.rejected)
 
 
@@ -67,7 +83,7 @@ class ProposalQueue:
     def __init__(self, run: Callable[[QueueSink], Report], convert: Callable[[Mcp, dict], Any],
                  max_pending: int = 2000):
         self._run = run
-        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, max_pending // BATCH))
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._work, name="mlflow-catalog-crawl", daemon=True)
         self.sink = QueueSink(self, convert)
@@ -89,12 +105,12 @@ class ProposalQueue:
             except queue.Full:  # stopped: nobody takes from the queue any more
                 pass
 
-    def put(self, item: Any) -> None:
+    def put(self, batch: list) -> None:
         while True:
             if self._stopped.is_set():
                 raise SinkError("DataHub's pipeline stopped taking work units before the end of the crawl")
             try:
-                self._queue.put(item, timeout=0.2)
+                self._queue.put(batch, timeout=0.2)
                 return
             except queue.Full:
                 continue
@@ -102,12 +118,12 @@ class ProposalQueue:
     def items(self) -> Iterator[Any]:
         """Every item in order; returns once the run has ended (`report` or `error` is set)."""
         while True:
-            item = self._queue.get()
-            if item is _DONE:
+            batch = self._queue.get()
+            if batch is _DONE:
                 self._thread.join()
                 self.finished = True
                 return
-            yield item
+            yield from batch
 
     def stop(self, timeout: float = 60.0) -> None:
         """The consumer takes nothing more: unblock the crawl, let it end, wait for the thread."""
