@@ -123,3 +123,20 @@ def test_json_upsert_refuses_a_system_metadata_field_datahub_does_not_know():
         SystemMetadataClass(lastObserved=1, runNumber="7")
     with pytest.raises(TypeError, match="runNumber"):
         FastToObjMcp.json_upsert("tag", "urn:li:tag:t", "status", b"{}", {"lastObserved": 1, "runNumber": "7"})
+
+
+def test_the_shortcuts_hold_on_this_acryl_datahub_and_the_public_paths_give_the_same(monkeypatch):
+    """The shortcuts use avrogen's `_inner_dict`: checked at import; where the check fails (a future
+    acryl-datahub), DataHub's public constructors, to_obj and validate are used, with the same output."""
+    from connector.integrations import datahub_mcp
+
+    assert datahub_mcp.SHORTCUTS_HOLD is True
+    fast = [raw_workunit(Mcp(r["entityUrn"], r["aspectName"], r["aspect"]["json"]), dict(SYSTEM_METADATA[1])).metadata
+            for r in PROPOSALS[:80]]
+    monkeypatch.setattr(datahub_mcp, "SHORTCUTS_HOLD", False)
+    public = [raw_workunit(Mcp(r["entityUrn"], r["aspectName"], r["aspect"]["json"]), dict(SYSTEM_METADATA[1])).metadata
+              for r in PROPOSALS[:80]]
+    assert [json.dumps(m.to_obj()) for m in public] == [json.dumps(MetadataChangeProposalClass.to_obj(m)) for m in fast]
+    assert all(m.validate() for m in public)
+    public[0].changeType = "NOT_A_CHANGE_TYPE"
+    assert public[0].validate() is False
