@@ -99,3 +99,35 @@ def test_an_aborted_file_with_a_sync_under_way_leaves_nothing(tmp_path, monkeypa
     assert result.delivered == 0 and result.failed == 50
     assert list(tmp_path.iterdir()) == []
     assert not any(t.name == "atomic-file-sync" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("field, items, named", [
+    # a bad value hidden by a later item with the same key: the bulk read kept only the last one
+    ("params", [{"key": "k", "value": True}, {"key": "k", "value": "ok"}], "data.params[0].value"),
+    ("tags", [{"key": "k", "value": "bad \ud800"}, {"key": "k", "value": "ok"}], "data.tags[0].value"),
+    ("tags", [{"key": "k", "value": {"nested": 1}}, {"key": "k", "value": "ok"}], "data.tags[0].value"),
+    # a metric that is no object, or has no key: named, not a Python error's text
+    ("metrics", [None], "data.metrics[0]"),
+    ("metrics", [{"key": "m", "value": 1}, 1.5], "data.metrics[1]"),
+    ("metrics", [{"value": 1}], "data.metrics[0]"),
+    # a whole number past any double: a malformed record (it failed the whole run with OverflowError)
+    ("metrics", [{"key": "m", "value": 10 ** 400, "step": 1, "timestamp": 2}], "data.metrics[0].value"),
+])
+def test_every_item_is_checked_and_named_even_when_a_later_one_is_plain(field, items, named):
+    with pytest.raises(MalformedRecord) as caught:
+        Run.from_json(run_json(**{field: items}))
+    assert named in str(caught.value) and "run r1" in str(caught.value)
+    assert "MLflow sends (" not in str(caught.value)  # not "a field is not what MLflow sends ('key')"
+
+
+def test_a_key_given_twice_with_plain_values_keeps_the_last_as_before():
+    run = Run.from_json(run_json(params=[{"key": "k", "value": "a"}, {"key": "j", "value": "b"},
+                                         {"key": "k", "value": "c"}]))
+    assert run.params == {"k": "c", "j": "b"} and list(run.params) == ["k", "j"]
+
+
+def test_a_logged_models_huge_metric_is_named():
+    from connector.source.mlflow_objects import LoggedModel
+    with pytest.raises(MalformedRecord) as caught:
+        LoggedModel.from_json({"info": {"model_id": "m-1"}, "data": {"metrics": [{"key": "a", "value": 10 ** 400}]}})
+    assert "data.metrics[0].value is a number too large" in str(caught.value)
