@@ -32,6 +32,7 @@ class AtomicFile:
             self.temp.unlink(missing_ok=True)
             raise
         self._syncing: Optional[threading.Thread] = None
+        self._sync_error: Optional[OSError] = None
 
     def sync_in_background(self) -> None:
         """Start putting what is written so far on disk while writing goes on, so that the sync
@@ -39,9 +40,20 @@ class AtomicFile:
         if self._syncing is not None and self._syncing.is_alive():
             return
         self.file.flush()
-        self._syncing = threading.Thread(target=_sync_quietly, args=(self.file.fileno(),), daemon=True,
-                                         name="atomic-file-sync")
-        self._syncing.start()
+        thread = threading.Thread(target=self._sync, args=(self.file.fileno(),), daemon=True, name="atomic-file-sync")
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a process limit): the sync at commit does it all
+            return
+        self._syncing = thread  # (only a started thread: a stop inside start() leaves none to join)
+
+    def _sync(self, fd: int) -> None:
+        try:
+            _datasync(fd)
+        except OSError as exc:
+            # Kept for commit: Linux reports a write-back error to one sync of a descriptor only,
+            # so the sync at commit would succeed on a file whose data did not reach the disk.
+            self._sync_error = exc
 
     def _sync_finished(self) -> None:
         if self._syncing is not None:
@@ -51,6 +63,8 @@ class AtomicFile:
     def commit(self) -> None:
         try:
             self._sync_finished()
+            if self._sync_error is not None:
+                raise self._sync_error
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
@@ -68,11 +82,8 @@ class AtomicFile:
         self.temp.unlink(missing_ok=True)
 
 
-def _sync_quietly(fd: int) -> None:
-    try:
-        os.fdatasync(fd)
-    except OSError:
-        pass  # the sync at commit meets the same problem and reports it
+def _datasync(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)  # macOS has no fdatasync
 
 
 def write_atomically(target: str | Path, text: str) -> None:

@@ -131,3 +131,85 @@ def test_a_logged_models_huge_metric_is_named():
     with pytest.raises(MalformedRecord) as caught:
         LoggedModel.from_json({"info": {"model_id": "m-1"}, "data": {"metrics": [{"key": "a", "value": 10 ** 400}]}})
     assert "data.metrics[0].value is a number too large" in str(caught.value)
+
+
+def _write_records(sink, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        sink.write(Mcp(f"urn:li:mlModel:(urn:li:dataPlatform:mlflow,m{i},PROD)", "mlModelProperties",
+                       {"customProperties": {"i": str(i), "pad": "x" * 60}}), {"runId": "r", "lastObserved": 1})
+
+
+def _good_file(path) -> bytes:
+    sink = file_sink.FileSink(str(path))
+    _write_records(sink, 3)
+    sink.commit()
+    return path.read_bytes()
+
+
+def test_a_background_sync_that_failed_fails_the_commit(tmp_path, monkeypatch):
+    """Linux reports a write-back error (EIO, or ENOSPC on a filesystem that allocates late) to one
+    sync of a descriptor only: after the background sync met it, the sync at commit succeeds. The
+    error must not be dropped, or a file whose data never reached the disk replaces the good one."""
+    target = tmp_path / "out.json"
+    good = _good_file(target)
+    failed = []
+
+    def datasync_meets_an_io_error(fd):
+        failed.append(fd)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(file_sink, "SYNC_EVERY", 2_000)
+    monkeypatch.setattr("os.fdatasync", datasync_meets_an_io_error)
+    sink = file_sink.FileSink(str(target))
+    _write_records(sink, 100)
+    with pytest.raises(file_sink.SinkError, match="out.json: Input/output error"):
+        sink.commit()
+    assert failed and target.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_without_fdatasync_the_background_sync_uses_fsync(tmp_path, monkeypatch):
+    """macOS has no os.fdatasync: the sync thread died with an AttributeError every 8 MB."""
+    monkeypatch.setattr(file_sink, "SYNC_EVERY", 2_000)
+    monkeypatch.delattr("os.fdatasync")
+    died = []
+    monkeypatch.setattr(threading, "excepthook", died.append)
+    sink = file_sink.FileSink(str(tmp_path / "out.json"))
+    _write_records(sink, 200)
+    assert sink.commit().delivered == 200
+    assert died == []
+    assert len(json.loads((tmp_path / "out.json").read_text())) == 200
+
+
+def test_no_thread_to_be_had_leaves_the_sync_to_the_commit(tmp_path, monkeypatch):
+    """A process limit: Thread.start raises RuntimeError (it escaped the sink as no SinkError)."""
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+    monkeypatch.setattr(file_sink, "SYNC_EVERY", 2_000)
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    sink = file_sink.FileSink(str(tmp_path / "out.json"))
+    _write_records(sink, 200)
+    assert sink.commit().delivered == 200
+    assert len(json.loads((tmp_path / "out.json").read_text())) == 200
+
+
+def test_a_full_disk_while_syncing_in_the_background_keeps_the_good_file(tmp_path, monkeypatch):
+    import subprocess
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}")
+    try:
+        target = mount / "out.json"
+        good = _good_file(target)
+        monkeypatch.setattr(file_sink, "SYNC_EVERY", 2_000)
+        sink = file_sink.FileSink(str(target))
+        with pytest.raises(file_sink.SinkError, match="No space left on device"):
+            _write_records(sink, 5_000)
+        assert sink.abort().delivered == 0
+        assert target.read_bytes() == good
+        assert [p.name for p in mount.iterdir()] == ["out.json"]
+        assert not any(t.name == "atomic-file-sync" for t in threading.enumerate())
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
