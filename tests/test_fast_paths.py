@@ -213,3 +213,58 @@ def test_a_full_disk_while_syncing_in_the_background_keeps_the_good_file(tmp_pat
         assert not any(t.name == "atomic-file-sync" for t in threading.enumerate())
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_the_dataset_urn_cache_keeps_no_schema(monkeypatch):
+    """A run that logs data of its own (a new digest each time) with a wide table's schema: the
+    memoised URNs must not keep 4,096 schemas alive (memory must stay flat to a million runs)."""
+    import gc
+    import tracemalloc
+
+    from connector.mapping.common import MappingContext
+    from connector.mapping.datasets import _dataset_urn, dataset_urn_for
+    from connector.source.mlflow_objects import LoggedDataset
+
+    _dataset_urn.cache_clear()
+    ctx = MappingContext()
+    schema = json.dumps({"mlflow_colspec": [{"type": "double", "name": f"feature_{c:04}"} for c in range(1000)]})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(200):  # a schema of ~50 KB each: ~10 MB if the cache keeps them
+            dataset = LoggedDataset(name="train", digest=f"d{i}", source_type="code", source="{}",
+                                    schema=schema + " " * i)  # (each its own string, as parsed from JSON)
+            assert dataset_urn_for(ctx, dataset).startswith("urn:li:dataset:(urn:li:dataPlatform:mlflow,train@")
+            del dataset
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        _dataset_urn.cache_clear()
+    assert kept < 1_000_000, f"{kept} bytes kept after mapping 200 datasets"
+
+
+def test_memoised_urns_follow_each_runs_settings_in_one_process():
+    """Two runs in one process (the SDK, DataHub's pipeline, Airflow) with other settings: every URN
+    is what an uncached build gives for that run's settings."""
+    from connector.mapping import urns
+    from connector.mapping.common import MappingContext
+    from connector.mapping.datasets import _dataset_urn, dataset_urn_for
+    from connector.source.mlflow_objects import LoggedDataset
+
+    dataset = LoggedDataset(name="train", digest="d1", source_type="s3", source='{"uri": "s3://b/train.csv"}')
+    contexts = [MappingContext(), MappingContext(platform_instance="eu"), MappingContext(env="DEV"),
+                MappingContext(dataset_urn="name"), MappingContext(env="DEV", platform_instance="eu", dataset_urn="name")]
+    seen = [(dataset_urn_for(c, dataset), urns.experiment_urn("exp", c.platform_instance),
+             urns.run_urn("r1", instance=c.platform_instance), urns.version_set_urn("m", instance=c.platform_instance))
+            for c in contexts * 2]  # each asked twice, interleaved: the second from the caches
+    for cached in (_dataset_urn, urns.experiment_urn, urns.run_urn, urns.version_set_urn):
+        cached.cache_clear()
+    fresh = [(dataset_urn_for(c, dataset), urns.experiment_urn("exp", c.platform_instance),
+              urns.run_urn("r1", instance=c.platform_instance), urns.version_set_urn("m", instance=c.platform_instance))
+             for c in contexts]
+    assert seen == fresh * 2
+    assert len({s[0] for s in fresh}) == 5 and len({s[1] for s in fresh}) == 2
+    assert fresh[0][0] == "urn:li:dataset:(urn:li:dataPlatform:mlflow,train@" + \
+        urns.guid({"source_type": "s3", "location": "s3://b/train.csv"})[:12] + ",PROD)"
+    assert fresh[4][0] == "urn:li:dataset:(urn:li:dataPlatform:mlflow,eu.train,DEV)"
