@@ -330,3 +330,17 @@ def test_a_stop_as_the_sync_thread_starts_still_aborts_cleanly(tmp_path, monkeyp
         _write_records(sink, 10)
     assert sink.abort().delivered == 0
     assert target.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_a_file_sink_written_again_after_its_commit_writes_a_whole_new_file(tmp_path):
+    """(The SDK's CatalogClient takes a sink: two clients in turn on one FileSink.) The second file
+    began `[,` (invalid JSON over the good file) and counted the first file's records as delivered."""
+    target = tmp_path / "out.json"
+    sink = file_sink.FileSink(str(target))
+    _write_records(sink, 2)
+    assert sink.commit().delivered == 2
+    _write_records(sink, 3, start=10)
+    assert sink.commit().delivered == 3
+    assert [r["entityUrn"] for r in json.loads(target.read_text())] == \
+        [f"urn:li:mlModel:(urn:li:dataPlatform:mlflow,m{i},PROD)" for i in (10, 11, 12)]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
