@@ -344,3 +344,8 @@ def test_a_file_sink_written_again_after_its_commit_writes_a_whole_new_file(tmp_
     assert [r["entityUrn"] for r in json.loads(target.read_text())] == \
         [f"urn:li:mlModel:(urn:li:dataPlatform:mlflow,m{i},PROD)" for i in (10, 11, 12)]
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_a_metric_key_sent_as_a_number_keys_its_order_as_its_value():
+    run = Run.from_json(run_json(metrics=[{"key": 3, "value": 0.5, "step": 7, "timestamp": 9}]))
+    assert run.metrics == {"3": 0.5} and run.metric_order == {"3": (7, 9)}

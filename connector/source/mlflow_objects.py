@@ -180,7 +180,8 @@ def _metrics_with_order(items: Any, name: str) -> dict:
     if quick is not None:
         return quick
     values = _metrics(items, name)
-    return {"metrics": values, "metric_order": {m["key"]: _order(m) for m in items or []}}  # checked by _metrics
+    # (keyed as `metrics` is: a key sent as a number, 3, is "3" in both)
+    return {"metrics": values, "metric_order": {_text(m["key"], name): _order(m) for m in items or []}}
 
 
 def _plain_metrics(items: list) -> Optional[dict]:
