@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 
+DISCARD_WAIT_SEC = 2.0  # at most, for a background sync to end when the file is thrown away
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -40,12 +43,12 @@ class AtomicFile:
         if self._syncing is not None and self._syncing.is_alive():
             return
         self.file.flush()
-        thread = threading.Thread(target=self._sync, args=(self.file.fileno(),), daemon=True, name="atomic-file-sync")
+        self._syncing = threading.Thread(target=self._sync, args=(self.file.fileno(),), daemon=True,
+                                         name="atomic-file-sync")
         try:
-            thread.start()
+            self._syncing.start()
         except RuntimeError:  # no thread to be had (a process limit): the sync at commit does it all
-            return
-        self._syncing = thread  # (only a started thread: a stop inside start() leaves none to join)
+            self._syncing = None
 
     def _sync(self, fd: int) -> None:
         try:
@@ -55,9 +58,12 @@ class AtomicFile:
             # so the sync at commit would succeed on a file whose data did not reach the disk.
             self._sync_error = exc
 
-    def _sync_finished(self) -> None:
+    def _sync_finished(self, wait: Optional[float] = None) -> None:
         if self._syncing is not None:
-            self._syncing.join()  # bounded: one fdatasync of what was written before it started
+            try:
+                self._syncing.join(wait)  # one fdatasync of what was written before it started
+            except RuntimeError:  # never started: a stop (SIGTERM's Stopped) came as it was being started
+                pass
             self._syncing = None
 
     def commit(self) -> None:
@@ -74,7 +80,9 @@ class AtomicFile:
             raise
 
     def discard(self) -> None:
-        self._sync_finished()
+        # A file thrown away need not reach the disk: a stop does not wait out a slow one (the
+        # sync still under way ends on its own; closing the file does not disturb it).
+        self._sync_finished(DISCARD_WAIT_SEC)
         try:
             self.file.close()
         except OSError:

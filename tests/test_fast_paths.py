@@ -3,6 +3,7 @@ and metrics read in bulk when they are plain (ASCII text, numbers), the checks o
 file sink's background syncs must leave the file it wrote byte for byte."""
 import json
 import math
+import os
 import threading
 
 import pytest
@@ -349,3 +350,30 @@ def test_a_file_sink_written_again_after_its_commit_writes_a_whole_new_file(tmp_
 def test_a_metric_key_sent_as_a_number_keys_its_order_as_its_value():
     run = Run.from_json(run_json(metrics=[{"key": 3, "value": 0.5, "step": 7, "timestamp": 9}]))
     assert run.metrics == {"3": 0.5} and run.metric_order == {"3": (7, 9)}
+
+
+def test_an_abort_does_not_wait_for_a_slow_disk(tmp_path, monkeypatch):
+    """SIGTERM stops a run within seconds: the file thrown away need not reach the disk, so the
+    abort does not wait out a background sync held up by a busy or stalled disk."""
+    import time
+
+    release = threading.Event()
+    real = os.fdatasync
+
+    def stalled_datasync(fd):
+        release.wait(60)
+        real(fd)
+    target = tmp_path / "out.json"
+    good = _good_file(target)
+    monkeypatch.setattr(file_sink, "SYNC_EVERY", 2_000)
+    monkeypatch.setattr("os.fdatasync", stalled_datasync)
+    sink = file_sink.FileSink(str(target))
+    _write_records(sink, 100)
+    started = time.monotonic()
+    try:
+        assert sink.abort().delivered == 0
+        took = time.monotonic() - started
+    finally:
+        release.set()
+    assert took < 10, f"abort waited {took:.1f} s for the sync"
+    assert target.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["out.json"]
