@@ -377,3 +377,15 @@ def test_an_abort_does_not_wait_for_a_slow_disk(tmp_path, monkeypatch):
         release.set()
     assert took < 10, f"abort waited {took:.1f} s for the sync"
     assert target.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_the_preview_on_standard_output_is_never_synced_and_matches_the_file(tmp_path, monkeypatch):
+    import io
+    monkeypatch.setattr(file_sink, "SYNC_EVERY", 500)
+    stream = io.StringIO()
+    preview, sink = file_sink.StdoutSink(stream), file_sink.FileSink(str(tmp_path / "out.json"))
+    for each in (preview, sink):
+        _write_records(each, 50)
+        assert each.commit().delivered == 50
+    assert stream.getvalue() == (tmp_path / "out.json").read_text(encoding="utf-8")
+    assert not any(t.name == "atomic-file-sync" for t in threading.enumerate())
