@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 
+DISCARD_WAIT_SEC = 2.0  # at most, for a background sync to end when the file is thrown away
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -32,6 +35,7 @@ class AtomicFile:
             self.temp.unlink(missing_ok=True)
             raise
         self._syncing: Optional[threading.Thread] = None
+        self._sync_error: Optional[OSError] = None
 
     def sync_in_background(self) -> None:
         """Start putting what is written so far on disk while writing goes on, so that the sync
@@ -39,18 +43,34 @@ class AtomicFile:
         if self._syncing is not None and self._syncing.is_alive():
             return
         self.file.flush()
-        self._syncing = threading.Thread(target=_sync_quietly, args=(self.file.fileno(),), daemon=True,
+        self._syncing = threading.Thread(target=self._sync, args=(self.file.fileno(),), daemon=True,
                                          name="atomic-file-sync")
-        self._syncing.start()
+        try:
+            self._syncing.start()
+        except RuntimeError:  # no thread to be had (a process limit): the sync at commit does it all
+            self._syncing = None
 
-    def _sync_finished(self) -> None:
+    def _sync(self, fd: int) -> None:
+        try:
+            _datasync(fd)
+        except OSError as exc:
+            # Kept for commit: Linux reports a write-back error to one sync of a descriptor only,
+            # so the sync at commit would succeed on a file whose data did not reach the disk.
+            self._sync_error = exc
+
+    def _sync_finished(self, wait: Optional[float] = None) -> None:
         if self._syncing is not None:
-            self._syncing.join()  # bounded: one fdatasync of what was written before it started
+            try:
+                self._syncing.join(wait)  # one fdatasync of what was written before it started
+            except RuntimeError:  # never started: a stop (SIGTERM's Stopped) came as it was being started
+                pass
             self._syncing = None
 
     def commit(self) -> None:
         try:
             self._sync_finished()
+            if self._sync_error is not None:
+                raise self._sync_error
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
@@ -60,7 +80,9 @@ class AtomicFile:
             raise
 
     def discard(self) -> None:
-        self._sync_finished()
+        # A file thrown away need not reach the disk: a stop does not wait out a slow one (the
+        # sync still under way ends on its own; closing the file does not disturb it).
+        self._sync_finished(DISCARD_WAIT_SEC)
         try:
             self.file.close()
         except OSError:
@@ -68,11 +90,8 @@ class AtomicFile:
         self.temp.unlink(missing_ok=True)
 
 
-def _sync_quietly(fd: int) -> None:
-    try:
-        os.fdatasync(fd)
-    except OSError:
-        pass  # the sync at commit meets the same problem and reports it
+def _datasync(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)  # macOS has no fdatasync
 
 
 def write_atomically(target: str | Path, text: str) -> None:

@@ -44,6 +44,18 @@ def _lone_surrogate(experiment: dict, dry_run: bool = False) -> bool:
     return experiment["name"] == "churn-training"
 
 
+def _metric_past_any_double(run: dict, dry_run: bool = False) -> bool:
+    if not dry_run:
+        run["data"]["metrics"][0]["value"] = 10 ** 400
+    return bool(run.get("data", {}).get("metrics")) and bool(run.get("data", {}).get("tags"))
+
+
+def _bad_param_hidden_by_a_later_one(run: dict, dry_run: bool = False) -> bool:
+    if not dry_run:  # the bulk read of a run's params kept only the last "lr": the bad one was not seen
+        run["data"]["params"] = [{"key": "lr", "value": True}, {"key": "lr", "value": "0.1"}]
+    return bool(run.get("data", {}).get("tags"))
+
+
 def _received_urns(catalog: CatalogServer) -> set[str]:
     return {r["entityUrn"] for r in catalog.received}
 
@@ -67,7 +79,12 @@ def clean_urns(seeded_server, tmp_path_factory) -> set[str]:
     ("experiments/search", "experiments", _lone_surrogate, "experiment {experiment_id}",
      "name holds a character that is not valid text (a lone surrogate, position 6)",
      ("urn:li:container:", "urn:li:dataProcessInstance:", "urn:li:dataset:")),
-], ids=["tags-as-object", "time-yesterday", "lone-surrogate"])
+    ("runs/search", "runs", _metric_past_any_double, "run {id}",
+     "data.metrics[0].value is a number too large for a metric (10000000000000000000...)",
+     ("urn:li:dataProcessInstance:",)),
+    ("runs/search", "runs", _bad_param_hidden_by_a_later_one, "run {id}", "data.params[0].value is true/false, not a string",
+     ("urn:li:dataProcessInstance:",)),
+], ids=["tags-as-object", "time-yesterday", "lone-surrogate", "metric-past-any-double", "bad-param-hidden"])
 def test_a_malformed_field_fails_its_record_and_the_others_are_delivered(proxy, tmp_path, clean_urns, endpoint,
                                                                         items_key, change, what, problem, missing):
     rewrite = _first(items_key, change)

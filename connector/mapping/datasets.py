@@ -53,15 +53,19 @@ def dataset_source_label(dataset: LoggedDataset) -> str:
 def dataset_urn_for(ctx: MappingContext, dataset: LoggedDataset) -> str:
     """The run's input on the mlflow platform: NAME@ID with ID from its source, or NAME alone
     (`dataset_urn: name`)."""
-    return _dataset_urn(ctx.dataset_urn, ctx.env, ctx.platform_instance, dataset)
+    # keyed on what names the dataset: a cache keyed on the dataset itself kept 4,096 schemas
+    return _dataset_urn(ctx.dataset_urn, ctx.env, ctx.platform_instance,
+                        dataset.name, dataset.source_type, dataset.source, dataset.digest)
 
 
 @functools.lru_cache(maxsize=4096)  # a few datasets, logged by thousands of runs
-def _dataset_urn(naming: str, env: str, instance: Optional[str], dataset: LoggedDataset) -> str:
+def _dataset_urn(naming: str, env: str, instance: Optional[str], name: str, source_type: str, source: str,
+                 digest: str) -> str:
     if naming == "name":
-        return urns.dataset_urn(urns.PLATFORM, dataset.name, env, instance=instance)
-    source_id = urns.guid(dataset_source_key(dataset))[:SOURCE_ID_LENGTH]
-    return urns.dataset_urn(urns.PLATFORM, f"{dataset.name}@{source_id}", env, instance=instance)
+        return urns.dataset_urn(urns.PLATFORM, name, env, instance=instance)
+    source_key = dataset_source_key(LoggedDataset(name=name, digest=digest, source_type=source_type, source=source))
+    source_id = urns.guid(source_key)[:SOURCE_ID_LENGTH]
+    return urns.dataset_urn(urns.PLATFORM, f"{name}@{source_id}", env, instance=instance)
 
 
 def _local_path(dataset: LoggedDataset) -> Optional[str]:

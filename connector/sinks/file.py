@@ -60,6 +60,7 @@ class FileSink:
                 self._atomic = AtomicFile(self.output or "")
             except OSError as exc:
                 raise SinkError(f"file sink cannot write {self.output}: {exc.strerror or exc}") from None
+            self._count = self._unsynced = 0  # a sink written again after its commit starts a new file
             self._atomic.file.write("[")
         return self._atomic.file
 

@@ -75,7 +75,8 @@ def _pairs(items: Any, name: str) -> dict[str, str]:
             quick = {item["key"]: item["value"] for item in items}
         except (TypeError, KeyError):
             quick = None
-        if quick is not None and _plain_texts(quick):
+        # (a key given twice keeps only its last value here: the checks look at every item)
+        if quick is not None and len(quick) == len(items) and _plain_texts(quick):
             return quick
     out: dict[str, str] = {}
     for index, item in enumerate(_list(items, name)):

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from connector.secrets import strip_url_credentials
 from connector.source.fields import (  # noqa: F401  (MalformedRecord, json_kind: re-exported)
-    MalformedRecord, _int, _kind, _list, _name_of, _object, _pairs, _parsing, _tags, _text, json_kind,
+    MalformedRecord, _Bad, _int, _kind, _list, _name_of, _object, _pairs, _parsing, _tags, _text, json_kind,
 )
 
 
@@ -47,13 +47,21 @@ def _order(metric: dict) -> tuple[int, int]:
     return (_int(metric.get("step"), "step") or 0, _int(metric.get("timestamp"), "timestamp") or 0)
 
 
-def _float(value: Any) -> float:
+def _float(value: Any, name: str) -> float:
     # MLflow's JSON spells non-finite metrics "NaN", "Infinity", "-Infinity". A value that is no
     # number at all (a wrong server) is kept as it is: mapping refuses it naming the run and metric.
     try:
         return float(value)
     except (TypeError, ValueError):
         return value
+    except OverflowError:  # a whole number past any double (JSON's 1e400 is already infinity)
+        raise _Bad(f"{name} is a number too large for a metric ({str(value)[:20]}...)") from None
+
+
+def _metric_item(m: Any, where: str) -> dict:
+    if not isinstance(m, dict) or "key" not in m:
+        raise _Bad(f"{where} is {_kind(m)} without a key, not {{key, value}}")
+    return m
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +180,8 @@ def _metrics_with_order(items: Any, name: str) -> dict:
     if quick is not None:
         return quick
     values = _metrics(items, name)
-    return {"metrics": values, "metric_order": {m["key"]: _order(m) for m in items or []}}  # checked by _metrics
+    # (keyed as `metrics` is: a key sent as a number, 3, is "3" in both)
+    return {"metrics": values, "metric_order": {_text(m["key"], name): _order(m) for m in items or []}}
 
 
 def _plain_metrics(items: list) -> Optional[dict]:
@@ -188,7 +197,7 @@ def _plain_metrics(items: list) -> Optional[dict]:
                 return None
             values[key] = float(value)
             order[key] = (step, timestamp)
-    except (TypeError, KeyError, AttributeError):
+    except (TypeError, KeyError, AttributeError, OverflowError):
         return None
     return {"metrics": values, "metric_order": order}
 
@@ -197,7 +206,8 @@ def _metrics(items: Any, name: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for index, m in enumerate(_list(items, name)):
         where = f"{name}[{index}]"
-        out[_text(_object(m, where)["key"], f"{where}.key")] = _float(m.get("value", "NaN"))
+        key = _text(_metric_item(m, where)["key"], f"{where}.key")
+        out[key] = _float(m.get("value", "NaN"), f"{where}.value")
     return out
 
 
@@ -343,8 +353,8 @@ class LoggedModel:
         metrics = []
         for index, m in enumerate(_list(data.get("metrics"), "data.metrics")):
             where = f"data.metrics[{index}]"
-            metrics.append(LoggedMetric(key=_text(_object(m, where)["key"], f"{where}.key"),
-                                        value=_float(m.get("value", "NaN")),
+            metrics.append(LoggedMetric(key=_text(_metric_item(m, where)["key"], f"{where}.key"),
+                                        value=_float(m.get("value", "NaN"), f"{where}.value"),
                                         dataset_name=_text(m.get("dataset_name"), f"{where}.dataset_name"),
                                         dataset_digest=_text(m.get("dataset_digest"), f"{where}.dataset_digest"),
                                         run_id=_text(m.get("run_id"), f"{where}.run_id"), order=_order(m)))
