@@ -212,7 +212,7 @@ def _shortcuts_hold() -> bool:
     """The shortcuts read and build avrogen's records through `_inner_dict`, which is avrogen's
     own: checked once, at import, against DataHub's public constructors, `to_obj` and `validate`.
     An acryl-datahub whose records differ gets the public paths (slower, same output)."""
-    system_metadata = {"lastObserved": 1, "runId": "check"}
+    system_metadata: dict[str, Any] = {"lastObserved": 1, "runId": "check"}
     try:
         fast = FastToObjMcp.json_upsert("mlModel", "urn:li:mlModel:(urn:li:dataPlatform:mlflow,m,PROD)", "status",
                                         b'{"removed": false}', system_metadata)
