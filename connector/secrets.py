@@ -39,6 +39,8 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 def split_userinfo(url: str) -> tuple[str, Optional[str]]:
     """(the URL without user information, the raw user information or None)."""
+    if "@" not in url:  # nothing could end user information (most URLs: every run's artifact URI)
+        return url, None
     scheme = _SCHEME.match(url)
     if not scheme:  # `user:password@host:5000` typed without a scheme still holds a password
         start = 0 if url[:1] not in ("/", ".", "~", "") else len(url)
