@@ -80,10 +80,16 @@ def _pairs(items: Any, name: str) -> dict[str, str]:
             return quick
     out: dict[str, str] = {}
     for index, item in enumerate(_list(items, name)):
-        if not isinstance(item, dict) or "key" not in item:
-            raise _Bad(f"{name}[{index}] is {_kind(item)} without a key, not {{key, value}}")
+        _keyed_item(item, f"{name}[{index}]")
         out[_text(item["key"], f"{name}[{index}].key")] = _text(item.get("value", ""), f"{name}[{index}].value")
     return out
+
+
+def _keyed_item(item: Any, where: str) -> dict:
+    """One {key, value} item of MLflow's lists (tags, params, metrics)."""
+    if not isinstance(item, dict) or "key" not in item:
+        raise _Bad(f"{where} is {_kind(item)} without a key, not {{key, value}}")
+    return item
 
 
 def _plain_texts(pairs: dict) -> bool:

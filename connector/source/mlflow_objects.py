@@ -11,7 +11,8 @@ from typing import Any, Optional
 
 from connector.secrets import strip_url_credentials
 from connector.source.fields import (  # noqa: F401  (MalformedRecord, json_kind: re-exported)
-    MalformedRecord, _Bad, _int, _kind, _list, _name_of, _object, _pairs, _parsing, _tags, _text, json_kind,
+    MalformedRecord, _Bad, _int, _keyed_item, _kind, _list, _name_of, _object, _pairs, _parsing, _tags, _text,
+    json_kind,
 )
 
 
@@ -56,12 +57,6 @@ def _float(value: Any, name: str) -> float:
         return value
     except OverflowError:  # a whole number past any double (JSON's 1e400 is already infinity)
         raise _Bad(f"{name} is a number too large for a metric ({str(value)[:20]}...)") from None
-
-
-def _metric_item(m: Any, where: str) -> dict:
-    if not isinstance(m, dict) or "key" not in m:
-        raise _Bad(f"{where} is {_kind(m)} without a key, not {{key, value}}")
-    return m
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +201,7 @@ def _metrics(items: Any, name: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for index, m in enumerate(_list(items, name)):
         where = f"{name}[{index}]"
-        key = _text(_metric_item(m, where)["key"], f"{where}.key")
+        key = _text(_keyed_item(m, where)["key"], f"{where}.key")
         out[key] = _float(m.get("value", "NaN"), f"{where}.value")
     return out
 
@@ -353,7 +348,7 @@ class LoggedModel:
         metrics = []
         for index, m in enumerate(_list(data.get("metrics"), "data.metrics")):
             where = f"data.metrics[{index}]"
-            metrics.append(LoggedMetric(key=_text(_metric_item(m, where)["key"], f"{where}.key"),
+            metrics.append(LoggedMetric(key=_text(_keyed_item(m, where)["key"], f"{where}.key"),
                                         value=_float(m.get("value", "NaN"), f"{where}.value"),
                                         dataset_name=_text(m.get("dataset_name"), f"{where}.dataset_name"),
                                         dataset_digest=_text(m.get("dataset_digest"), f"{where}.dataset_digest"),
